@@ -1,0 +1,315 @@
+/*
+ * hf_config.c - the directives of SPEC section 3, for both front ends.
+ *
+ * One table defines every directive: the module builds its command table
+ * from it and the CGI reads its config file through it.  Members start
+ * unset and are merged "add if set, else base", so per-directory inheritance
+ * works as in httpd's own modules; defaults are applied when read.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <apr_strings.h>
+#include <apr_file_io.h>
+#include <apr_file_info.h>
+#include <apr_lib.h>
+#include "hrflow.h"
+
+/* Scalars merged "add if set, else base": listed once so none is forgotten. */
+#define HF_SCALARS(X) \
+    X(signature) X(timeout) X(max_body) X(max_events) X(concurrency) X(retry)
+#define HF_STRINGS(X) X(signature_header) X(spool)
+
+hf_config_t *hf_config_create(apr_pool_t *p)
+{
+    hf_config_t *cfg = apr_pcalloc(p, sizeof *cfg);
+#define UNSET_SCALAR(m) cfg->m = HF_UNSET;
+    HF_SCALARS(UNSET_SCALAR)
+#undef UNSET_SCALAR
+    return cfg;
+}
+
+hf_config_t *hf_config_merge(apr_pool_t *p, const hf_config_t *base,
+                             const hf_config_t *add)
+{
+    hf_config_t *cfg = apr_pcalloc(p, sizeof *cfg);
+
+#define MERGE(m) cfg->m = add->m != HF_UNSET ? add->m : base->m;
+    HF_SCALARS(MERGE)
+#undef MERGE
+#define MERGE(m) cfg->m = add->m ? add->m : base->m;
+    HF_STRINGS(MERGE)
+    /* A section with secrets of its own does not also accept its parent's. */
+    MERGE(secrets)
+#undef MERGE
+    /* Handlers accumulate, the inner section's listed first. */
+    if (add->handlers && base->handlers)
+        cfg->handlers = apr_array_append(p, add->handlers, base->handlers);
+    else
+        cfg->handlers = add->handlers ? add->handlers : base->handlers;
+    return cfg;
+}
+
+int hf_config_signature(const hf_config_t *c)
+{
+    return c->signature == HF_UNSET ? HF_SIG_REQUIRED : c->signature;
+}
+int hf_config_timeout(const hf_config_t *c)
+{
+    return c->timeout == HF_UNSET ? HF_DEFAULT_TIMEOUT : c->timeout;
+}
+apr_off_t hf_config_max_body(const hf_config_t *c)
+{
+    return c->max_body == HF_UNSET ? HF_DEFAULT_MAX_BODY : c->max_body;
+}
+int hf_config_max_events(const hf_config_t *c)
+{
+    return c->max_events == HF_UNSET ? HF_DEFAULT_MAX_EVENTS : c->max_events;
+}
+
+/* ---- value parsers ---------------------------------------------------- */
+
+static const char *parse_number(apr_pool_t *p, const char *s, apr_int64_t min,
+                                apr_int64_t max, apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t v;
+
+    errno = 0;
+    v = apr_strtoi64(s, &end, 10);
+    if (!*s || *end || errno || v < min || v > max || *s == '+' || *s == '-')
+        return apr_psprintf(p, "'%s' is not a whole number from %"
+                            APR_INT64_T_FMT " to %" APR_INT64_T_FMT,
+                            s, min, max);
+    *out = v;
+    return NULL;
+}
+
+static const char *set_int(apr_pool_t *p, const char *s, apr_int64_t min,
+                           apr_int64_t max, int *member)
+{
+    apr_int64_t v;
+    const char *err = parse_number(p, s, min, max, &v);
+
+    if (!err)
+        *member = (int)v;
+    return err;
+}
+
+static const char *resolve(const hf_config_ctx_t *ctx, const char *path)
+{
+    if (path[0] == '/' || !ctx->base_dir)
+        return path;
+    return apr_pstrcat(ctx->pool, ctx->base_dir, "/", path, NULL);
+}
+
+/* ---- directive setters ------------------------------------------------ */
+
+static void add_secret(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                       const char *secret)
+{
+    if (!cfg->secrets)
+        cfg->secrets = apr_array_make(ctx->pool, 2, sizeof(const char *));
+    APR_ARRAY_PUSH(cfg->secrets, const char *) = secret;
+}
+
+static const char *set_secret(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                              int argc, char *const *argv)
+{
+    if (!*argv[0])
+        return "an empty secret is not a secret";
+    add_secret(ctx, cfg, apr_pstrdup(ctx->pool, argv[0]));
+    return NULL;
+}
+
+static const char *set_secret_file(const hf_config_ctx_t *ctx,
+                                   hf_config_t *cfg, int argc,
+                                   char *const *argv)
+{
+    const char *path = resolve(ctx, argv[0]);
+    apr_file_t *f;
+    char line[4096], ebuf[120];
+    apr_status_t rv;
+    int found = 0;
+
+    rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT,
+                       ctx->pool);
+    if (rv != APR_SUCCESS)
+        return apr_psprintf(ctx->pool, "cannot read %s: %s", path,
+                            apr_strerror(rv, ebuf, sizeof ebuf));
+    while (apr_file_gets(line, sizeof line, f) == APR_SUCCESS) {
+        char *s = line, *e;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        e = s + strlen(s);
+        while (e > s && strchr(" \t\r\n", e[-1]))
+            *--e = '\0';
+        if (!*s || *s == '#')
+            continue;
+        add_secret(ctx, cfg, apr_pstrdup(ctx->pool, s));
+        found++;
+    }
+    memset(line, 0, sizeof line);
+    apr_file_close(f);
+    return found ? NULL
+                 : apr_psprintf(ctx->pool, "no secret in %s", path);
+}
+
+static const char *set_signature(const hf_config_ctx_t *ctx,
+                                 hf_config_t *cfg, int argc, char *const *argv)
+{
+    if (!strcasecmp(argv[0], "required"))
+        cfg->signature = HF_SIG_REQUIRED;
+    else if (!strcasecmp(argv[0], "optional"))
+        cfg->signature = HF_SIG_OPTIONAL;
+    else if (!strcasecmp(argv[0], "off"))
+        cfg->signature = HF_SIG_OFF;
+    else
+        return apr_psprintf(ctx->pool,
+                            "'%s' is not one of required, optional, off",
+                            argv[0]);
+    return NULL;
+}
+
+static const char *set_signature_header(const hf_config_ctx_t *ctx,
+                                        hf_config_t *cfg, int argc,
+                                        char *const *argv)
+{
+    const char *c;
+
+    for (c = argv[0]; *c; c++)
+        if (!(apr_isalnum(*c) || *c == '-' || *c == '_'))
+            return apr_psprintf(ctx->pool, "'%s' is not a header name",
+                                argv[0]);
+    cfg->signature_header = apr_pstrdup(ctx->pool, argv[0]);
+    return NULL;
+}
+
+static const char *set_handler(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                               int argc, char *const *argv)
+{
+    const char *why = hf_pattern_check(argv[0]);
+    const char *program = resolve(ctx, argv[1]);
+    const char **args;
+    hf_handler_t *h;
+    struct stat st;
+    int i;
+
+    if (why)
+        return apr_psprintf(ctx->pool, "bad pattern '%s': %s", argv[0], why);
+    if (stat(program, &st) != 0)
+        return apr_psprintf(ctx->pool, "cannot run %s: %s", program,
+                            strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return apr_psprintf(ctx->pool, "cannot run %s: not a regular file",
+                            program);
+    if (access(program, X_OK) != 0 || !(st.st_mode & 0111))
+        return apr_psprintf(ctx->pool, "cannot run %s: not executable",
+                            program);
+    args = apr_pcalloc(ctx->pool, (apr_size_t)argc * sizeof *args);
+    args[0] = program;
+    for (i = 2; i < argc; i++)
+        args[i - 1] = apr_pstrdup(ctx->pool, argv[i]);
+    if (!cfg->handlers)
+        cfg->handlers = apr_array_make(ctx->pool, 4, sizeof(hf_handler_t));
+    h = apr_array_push(cfg->handlers);
+    h->pattern = apr_pstrdup(ctx->pool, argv[0]);
+    h->exact = strpbrk(h->pattern, "*?[") == NULL;
+    h->argv = args;
+    return NULL;
+}
+
+static const char *set_timeout(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                               int argc, char *const *argv)
+{
+    return set_int(ctx->pool, argv[0], 1, 86400, &cfg->timeout);
+}
+
+static const char *set_max_body(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                                int argc, char *const *argv)
+{
+    apr_int64_t v;
+    const char *err = parse_number(ctx->pool, argv[0], 1,
+                                   (apr_int64_t)1 << 30, &v);
+
+    if (!err)
+        cfg->max_body = (apr_off_t)v;
+    return err;
+}
+
+static const char *set_max_events(const hf_config_ctx_t *ctx,
+                                  hf_config_t *cfg, int argc,
+                                  char *const *argv)
+{
+    return set_int(ctx->pool, argv[0], 1, 100000, &cfg->max_events);
+}
+
+static const char *set_spool(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                             int argc, char *const *argv)
+{
+    cfg->spool = resolve(ctx, argv[0]);
+    return NULL;
+}
+
+static const char *set_concurrency(const hf_config_ctx_t *ctx,
+                                   hf_config_t *cfg, int argc,
+                                   char *const *argv)
+{
+    return set_int(ctx->pool, argv[0], 1, 1024, &cfg->concurrency);
+}
+
+static const char *set_retry(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                             int argc, char *const *argv)
+{
+    return set_int(ctx->pool, argv[0], 0, 100, &cfg->retry);
+}
+
+#define AS_ENTRY(name, set, min, max, scope, help) \
+    {name, set, min, max, scope, help},
+const hf_directive_t hf_directives[] = {
+    HF_DIRECTIVE_LIST(AS_ENTRY) {NULL, NULL, 0, 0, 0, NULL}};
+#undef AS_ENTRY
+
+const hf_directive_t *hf_directive_find(const char *name)
+{
+    const hf_directive_t *d;
+
+    for (d = hf_directives; d->name; d++)
+        if (!strcasecmp(d->name, name))
+            return d;
+    return NULL;
+}
+
+const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                            const hf_directive_t *d, int argc,
+                            char *const *argv)
+{
+    const char *err;
+
+    if (argc < d->min_args || (d->max_args >= 0 && argc > d->max_args))
+        err = apr_psprintf(ctx->pool, "takes %s: %s",
+                           d->max_args < 0
+                               ? apr_psprintf(ctx->pool, "at least %d arguments",
+                                              d->min_args)
+                           : d->min_args == d->max_args
+                               ? apr_psprintf(ctx->pool, "%d argument%s",
+                                              d->min_args,
+                                              d->min_args == 1 ? "" : "s")
+                               : "a different number of arguments",
+                           d->help);
+    else
+        err = d->set(ctx, cfg, argc, argv);
+    return err ? apr_pstrcat(ctx->pool, d->name, ": ", err, NULL) : NULL;
+}
+
+const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg)
+{
+    if (cfg->spool)
+        return "HrflowSpool: durable mode is not available in this version";
+    if (hf_config_signature(cfg) == HF_SIG_REQUIRED
+        && (!cfg->secrets || cfg->secrets->nelts == 0))
+        return "HrflowSecret: no HrflowSecret or HrflowSecretFile while "
+               "HrflowSignature is required";
+    return NULL;
+}

@@ -1,0 +1,202 @@
+/*
+ * hf_event.c - request bodies into events (SPEC section 1).
+ *
+ * An event is a JSON object with a valid "type".  Its id is the SHA-256 of its
+ * JSON exactly as received, so a batch element is hashed from its own span of
+ * the body, not from a re-serialization that could differ in spacing.
+ */
+#include <string.h>
+#include <apr_strings.h>
+#include <apr_general.h>
+#include <apr_lib.h>
+#include <openssl/sha.h>
+#include "hrflow.h"
+
+hf_body_kind_t hf_body_kind(const char *ct)
+{
+    apr_size_t n;
+
+    if (!ct)
+        return HF_BODY_OTHER;
+    while (*ct == ' ')
+        ct++;
+    n = strcspn(ct, "; \t");
+    if (n == 16 && !strncasecmp(ct, "application/json", n))
+        return HF_BODY_JSON;
+    if (n == 33 && !strncasecmp(ct, "application/x-www-form-urlencoded", n))
+        return HF_BODY_FORM;
+    return HF_BODY_OTHER;
+}
+
+/* OBJECT.ACTION.STATUS: three non-empty runs of [a-z_] joined by dots. */
+int hf_event_type_valid(const char *type)
+{
+    int parts = 1, run = 0;
+    const char *c;
+
+    if (!type)
+        return 0;
+    for (c = type; *c; c++) {
+        if (*c == '.') {
+            if (run == 0)
+                return 0;
+            parts++;
+            run = 0;
+        } else if ((*c >= 'a' && *c <= 'z') || *c == '_') {
+            run++;
+        } else {
+            return 0;
+        }
+    }
+    return parts == 3 && run > 0;
+}
+
+static void delivery_id(char out[33])
+{
+    unsigned char raw[16];
+
+    if (apr_generate_random_bytes(raw, sizeof raw) != APR_SUCCESS) {
+        /* Unique is what matters; fall back on time and address. */
+        apr_time_t now = apr_time_now();
+        memset(raw, 0, sizeof raw);
+        memcpy(raw, &now, sizeof now);
+        memcpy(raw + 8, &out, sizeof(void *) < 8 ? sizeof(void *) : 8);
+    }
+    hf_hex_encode(raw, sizeof raw, out);
+}
+
+/* Makes an event from one object and its text; NULL and *err if invalid. */
+static hf_event_t *event_make(apr_pool_t *p, hf_json_t *obj, const char *text,
+                              apr_size_t len, int index, const char **err)
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    hf_event_t *ev;
+
+    if (!hf_json_is_object(obj)) {
+        *err = "invalid_event";
+        return NULL;
+    }
+    if (!hf_event_type_valid(hf_json_get_string(obj, "type"))) {
+        *err = "invalid_type";
+        return NULL;
+    }
+    ev = apr_pcalloc(p, sizeof *ev);
+    ev->json = obj;
+    ev->text = text;
+    ev->len = len;
+    ev->type = hf_json_get_string(obj, "type");
+    ev->index = index;
+    SHA256((const unsigned char *)text, len, digest);
+    hf_hex_encode(digest, sizeof digest, ev->id);
+    delivery_id(ev->delivery_id);
+    return ev;
+}
+
+static hf_rc_t events_from_array(apr_pool_t *p, hf_json_t *arr,
+                                 const char *text, apr_size_t len,
+                                 int max_events, apr_array_header_t *events,
+                                 const char **err)
+{
+    apr_size_t n = hf_json_array_length(arr), i;
+    apr_array_header_t *starts = apr_array_make(p, (int)n, sizeof(apr_size_t));
+    apr_array_header_t *lens = apr_array_make(p, (int)n, sizeof(apr_size_t));
+
+    if (n == 0) {
+        *err = "empty_batch";
+        return HF_E_MALFORMED;
+    }
+    if (n > (apr_size_t)max_events) {
+        *err = "too_many_events";
+        return HF_E_TOO_LARGE;
+    }
+    if (hf_json_array_spans(text, len, starts, lens) != 0
+        || (apr_size_t)starts->nelts != n) {
+        *err = "invalid_json";
+        return HF_E_MALFORMED;
+    }
+    for (i = 0; i < n; i++) {
+        apr_size_t at = APR_ARRAY_IDX(starts, i, apr_size_t);
+        hf_event_t *ev = event_make(p, hf_json_array_get(arr, i), text + at,
+                                    APR_ARRAY_IDX(lens, i, apr_size_t),
+                                    (int)i, err);
+        if (!ev)
+            return HF_E_MALFORMED;
+        APR_ARRAY_PUSH(events, hf_event_t *) = ev;
+    }
+    return HF_OK;
+}
+
+hf_rc_t hf_events_from_json(apr_pool_t *p, const char *text, apr_size_t len,
+                            int max_events, apr_array_header_t **events,
+                            const char **err)
+{
+    const char *why;
+    hf_json_t *root = hf_json_parse(p, text, len, &why);
+    hf_event_t *ev;
+
+    *events = apr_array_make(p, 1, sizeof(hf_event_t *));
+    if (!root) {
+        *err = "invalid_json";
+        return HF_E_MALFORMED;
+    }
+    if (hf_json_is_array(root))
+        return events_from_array(p, root, text, len, max_events, *events, err);
+    /* The object's text without surrounding white space. */
+    while (len && strchr(" \t\r\n", *text)) {
+        text++;
+        len--;
+    }
+    while (len && strchr(" \t\r\n", text[len - 1]))
+        len--;
+    ev = event_make(p, root, text, len, 0, err);
+    if (!ev)
+        return HF_E_MALFORMED;
+    APR_ARRAY_PUSH(*events, hf_event_t *) = ev;
+    return HF_OK;
+}
+
+/* Fields whose value is a JSON object carried as a string. */
+static int is_json_field(const char *name)
+{
+    return !strcmp(name, "profile") || !strcmp(name, "job")
+           || !strcmp(name, "action");
+}
+
+hf_rc_t hf_events_from_form(apr_pool_t *p, const char *body, apr_size_t len,
+                            apr_array_header_t **events, const char **err)
+{
+    apr_array_header_t *fields = hf_form_parse(p, body, len);
+    hf_json_t *obj = hf_json_new_object(p);
+    const char *text;
+    apr_size_t text_len;
+    hf_event_t *ev;
+    int i;
+
+    *events = apr_array_make(p, 1, sizeof(hf_event_t *));
+    if (!fields || fields->nelts == 0) {
+        *err = "invalid_form";
+        return HF_E_MALFORMED;
+    }
+    for (i = 0; i < fields->nelts; i++) {
+        const hf_form_field_t *f = &APR_ARRAY_IDX(fields, i, hf_form_field_t);
+        if (is_json_field(f->name)) {
+            const char *why;
+            hf_json_t *child = hf_json_parse(p, f->value, strlen(f->value),
+                                             &why);
+            if (!child || !hf_json_is_object(child)) {
+                *err = "invalid_form";
+                return HF_E_MALFORMED;
+            }
+            hf_json_put(obj, f->name, child);
+        } else {
+            hf_json_put_string(obj, f->name, f->value);
+        }
+    }
+    /* No JSON arrived: the event's text is its canonical serialization. */
+    text = hf_json_text(p, obj, &text_len);
+    ev = event_make(p, obj, text, text_len, 0, err);
+    if (!ev)
+        return HF_E_MALFORMED;
+    APR_ARRAY_PUSH(*events, hf_event_t *) = ev;
+    return HF_OK;
+}

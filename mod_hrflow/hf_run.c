@@ -1,0 +1,263 @@
+/*
+ * hf_run.c - running one handler (SPEC section 4).
+ *
+ * posix_spawn, not fork: glibc's posix_spawn shares the parent's memory until
+ * exec (CLONE_VM|CLONE_VFORK), so its cost does not grow with the size of a
+ * threaded httpd child, and nothing runs in the child but the exec.  The
+ * handler gets no shell, a clean environment, its own process group (so a
+ * timeout kills it and everything it started), the program's directory as
+ * working directory, and no descriptor of ours beyond 0, 1 and 2.
+ *
+ * The caller must ignore SIGPIPE (httpd does; the CGI sets it): a handler
+ * that exits without reading its input must not kill us.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "config.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <apr_strings.h>
+#include "hrflow.h"
+
+typedef struct {
+    pid_t pid;
+    int in_fd;            /* our end of the handler's stdin, or -1 */
+    int out_fd;           /* our end of its stdout+stderr, or -1 */
+    int pid_fd;           /* readable when it exits, or -1 */
+    apr_size_t in_done;
+    int reaped;
+    int status;
+} child_t;
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static const char *program_dir(apr_pool_t *p, const char *program)
+{
+    const char *slash = strrchr(program, '/');
+
+    if (!slash)
+        return ".";
+    if (slash == program)
+        return "/";
+    return apr_pstrmemdup(p, program, (apr_size_t)(slash - program));
+}
+
+static int spawn(apr_pool_t *p, const hf_run_spec_t *spec, child_t *c,
+                 const char **error)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
+    int in[2], out[2], rc;
+
+    if (pipe2(in, O_CLOEXEC) != 0)
+        return *error = "cannot create a pipe", -1;
+    if (pipe2(out, O_CLOEXEC) != 0) {
+        close(in[0]);
+        close(in[1]);
+        return *error = "cannot create a pipe", -1;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 2);
+#ifdef HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCLOSEFROM_NP
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
+#ifdef HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCHDIR_NP
+    posix_spawn_file_actions_addchdir_np(&fa, program_dir(p, spec->argv[0]));
+#endif
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);   /* httpd threads block some */
+    posix_spawnattr_setsigdefault(&attr, &all); /* and ignore SIGPIPE */
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
+                                        | POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawn(&c->pid, spec->argv[0], &fa, &attr,
+                     (char *const *)spec->argv, (char *const *)spec->envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(in[0]);
+    close(out[1]);
+    if (rc != 0) {
+        close(in[1]);
+        close(out[0]);
+        *error = apr_psprintf(p, "cannot run %s: %s", spec->argv[0],
+                              strerror(rc));
+        return -1;
+    }
+    c->in_fd = in[1];
+    c->out_fd = out[0];
+    fcntl(c->in_fd, F_SETFL, O_NONBLOCK);
+    fcntl(c->out_fd, F_SETFL, O_NONBLOCK);
+#if defined(SYS_pidfd_open)
+    c->pid_fd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+#else
+    c->pid_fd = -1;
+#endif
+    return 0;
+}
+
+static void try_reap(child_t *c)
+{
+    if (!c->reaped && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+        c->reaped = 1;
+}
+
+static void feed_input(const hf_run_spec_t *spec, child_t *c)
+{
+    while (c->in_done < spec->input_len) {
+        ssize_t n = write(c->in_fd, spec->input + c->in_done,
+                          spec->input_len - c->in_done);
+        if (n > 0) {
+            c->in_done += (apr_size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        break;  /* EPIPE: the handler does not read its input; fine */
+    }
+    close_fd(&c->in_fd);
+}
+
+/* Reads what is there; keeps output_max bytes, counts the rest. */
+static void drain_output(const hf_run_spec_t *spec, child_t *c,
+                         hf_run_result_t *res)
+{
+    char buf[4096];
+
+    for (;;) {
+        ssize_t n = read(c->out_fd, buf, sizeof buf);
+        if (n > 0) {
+            apr_size_t keep = spec->output_max - res->output_len;
+            if (keep > (apr_size_t)n)
+                keep = (apr_size_t)n;
+            memcpy(res->output + res->output_len, buf, keep);
+            res->output_len += keep;
+            res->output_dropped += (apr_size_t)n - keep;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 || errno != EAGAIN)
+            close_fd(&c->out_fd);
+        return;
+    }
+}
+
+/* TERM the whole group, give it HF_KILL_GRACE_MS, then KILL it. */
+static void kill_group(child_t *c)
+{
+    apr_interval_time_t wait = 10000, waited = 0;
+
+    kill(-c->pid, SIGTERM);
+    while (waited < HF_KILL_GRACE_MS * 1000) {
+        try_reap(c);
+        if (c->reaped && kill(-c->pid, 0) != 0)
+            return;   /* leader reaped, nobody left in the group */
+        apr_sleep(wait);
+        waited += wait;
+        wait = wait * 2 > 200000 ? 200000 : wait * 2;
+    }
+    kill(-c->pid, SIGKILL);
+    if (!c->reaped && waitpid(c->pid, &c->status, 0) == c->pid)
+        c->reaped = 1;
+}
+
+/* Waits for exit, feeding input and collecting output, until the deadline. */
+static void supervise(const hf_run_spec_t *spec, child_t *c,
+                      hf_run_result_t *res, apr_time_t deadline)
+{
+    for (;;) {
+        struct pollfd fds[3];
+        int nfds = 0, wait_ms;
+        apr_time_t now;
+
+        try_reap(c);
+        if (c->reaped) {
+            if (c->out_fd >= 0)
+                drain_output(spec, c, res);  /* what it left; no waiting */
+            return;
+        }
+        now = apr_time_now();
+        if (now >= deadline) {
+            res->timed_out = 1;
+            kill_group(c);
+            return;
+        }
+        wait_ms = (int)((deadline - now + 999) / 1000);
+        if (c->pid_fd < 0 && wait_ms > 20)
+            wait_ms = 20;   /* no pidfd: look again soon */
+        if (c->in_fd >= 0)
+            fds[nfds++] = (struct pollfd){c->in_fd, POLLOUT, 0};
+        if (c->out_fd >= 0)
+            fds[nfds++] = (struct pollfd){c->out_fd, POLLIN, 0};
+        if (c->pid_fd >= 0)
+            fds[nfds++] = (struct pollfd){c->pid_fd, POLLIN, 0};
+        if (poll(fds, (nfds_t)nfds, wait_ms) <= 0)
+            continue;
+        if (c->in_fd >= 0)
+            feed_input(spec, c);
+        if (c->out_fd >= 0)
+            drain_output(spec, c, res);
+    }
+}
+
+void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res)
+{
+    child_t c = {0, -1, -1, -1, 0, 0, 0};
+    apr_time_t start = apr_time_now();
+
+    memset(res, 0, sizeof *res);
+    res->output = apr_palloc(p, spec->output_max + 1);
+    if (spawn(p, spec, &c, &res->error) != 0) {
+        res->output[0] = '\0';
+        return;
+    }
+    res->started = 1;
+    if (spec->input_len == 0)
+        close_fd(&c.in_fd);
+    supervise(spec, &c, res, start + apr_time_from_sec(spec->timeout));
+    close_fd(&c.in_fd);
+    close_fd(&c.out_fd);
+    close_fd(&c.pid_fd);
+    res->output[res->output_len] = '\0';
+    res->elapsed = apr_time_now() - start;
+    if (WIFEXITED(c.status))
+        res->exit_code = WEXITSTATUS(c.status);
+    else if (WIFSIGNALED(c.status))
+        res->signal = WTERMSIG(c.status);
+}
+
+int hf_run_succeeded(const hf_run_result_t *res)
+{
+    return res->started && !res->timed_out && !res->signal
+           && res->exit_code == 0;
+}
+
+const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res)
+{
+    if (!res->started)
+        return "not started";
+    if (res->timed_out)
+        return "timeout";
+    if (res->signal)
+        return apr_psprintf(p, "signal %d", res->signal);
+    return apr_psprintf(p, "exit %d", res->exit_code);
+}

@@ -1,0 +1,326 @@
+/*
+ * hrflow.h - the receiver core shared by the Apache module and the CGI.
+ *
+ * Everything here is plain APR: no httpd header is included, so the CGI front
+ * end links the same library.  The flow of one request is
+ *
+ *   hf_receive()  method, size, signature, content type, body -> events
+ *   hf_deliver()  route each event, flatten it into variables, run its handler
+ *   hf_response_body()  the small JSON answer of SPEC section 5
+ *
+ * and each front end only moves bytes and log lines in and out.
+ */
+#ifndef HRFLOW_H
+#define HRFLOW_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+/* ---- limits and defaults (SPEC sections 3 and 4) ----------------------- */
+#define HF_DEFAULT_TIMEOUT 30         /* seconds a handler may run */
+#define HF_DEFAULT_MAX_BODY 1048576   /* bytes of request body */
+#define HF_DEFAULT_MAX_EVENTS 100     /* events in one batch */
+#define HF_DEFAULT_CONCURRENCY 4
+#define HF_DEFAULT_RETRY 5
+#define HF_MAX_VARS 512               /* payload variables per event */
+#define HF_MAX_VAR_BYTES 65536        /* bytes of payload variable values */
+#define HF_JSON_MAX_DEPTH 32          /* nesting of JSON arrays and objects */
+#define HF_OUTPUT_MAX 8192            /* handler output kept for the log */
+#define HF_KILL_GRACE_MS 2000         /* TERM to KILL, for a late handler */
+#define HF_HANDLER_PATH "/usr/local/bin:/usr/bin:/bin"
+
+/* ---- result codes: each maps to one HTTP status ------------------------ */
+typedef enum {
+    HF_OK = 0,
+    HF_E_METHOD,       /* 405 */
+    HF_E_TOO_LARGE,    /* 413: body or batch */
+    HF_E_MEDIA_TYPE,   /* 415 */
+    HF_E_MALFORMED,    /* 400 */
+    HF_E_UNSIGNED,     /* 401: no signature while required */
+    HF_E_SIGNATURE,    /* 401: signature does not match */
+    HF_E_HANDLER,      /* 500: a handler failed or timed out */
+    HF_E_CONFIG,       /* 500: the endpoint cannot work as configured */
+    HF_E_SPOOL         /* 503 */
+} hf_rc_t;
+
+int hf_rc_http_status(hf_rc_t rc);
+
+/* ---- log sink: levels are syslog's, as httpd's APLOG_* ----------------- */
+#define HF_LOG_ERR 3
+#define HF_LOG_WARNING 4
+#define HF_LOG_NOTICE 5
+#define HF_LOG_INFO 6
+#define HF_LOG_DEBUG 7
+
+typedef struct {
+    void (*write)(void *ctx, int level, const char *msg);
+    void *ctx;
+} hf_logger_t;
+
+void hf_log(const hf_logger_t *log, int level, apr_pool_t *p,
+            const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- base64 and hex (hf_codec.c) ---------------------------------------- */
+
+/* Decodes base64 in either alphabet (+/ or -_), padded or not.  Returns 0, or
+ * -1 for anything else (bad character, mixed alphabets, bad length/padding). */
+int hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                     unsigned char **out, apr_size_t *outlen);
+/* Decodes hex of either case; -1 on odd length or a non-hex character. */
+int hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                  unsigned char **out, apr_size_t *outlen);
+void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst);
+
+/* ---- JSON (hf_json.c): the only file that sees json-c ------------------- */
+typedef struct json_object hf_json_t;
+
+/* Parses exactly one JSON value filling [text, text+len); NULL and *err on
+ * failure.  The tree lives as long as the pool. */
+hf_json_t *hf_json_parse(apr_pool_t *p, const char *text, apr_size_t len,
+                         const char **err);
+hf_json_t *hf_json_new_object(apr_pool_t *p);
+int hf_json_is_object(const hf_json_t *j);
+int hf_json_is_array(const hf_json_t *j);
+apr_size_t hf_json_array_length(const hf_json_t *j);
+hf_json_t *hf_json_array_get(const hf_json_t *j, apr_size_t i);
+/* The member's string value, or NULL when absent or not a string. */
+const char *hf_json_get_string(const hf_json_t *obj, const char *key);
+void hf_json_put_string(hf_json_t *obj, const char *key, const char *val);
+/* Adds child (which stays owned by its own pool) as a member of obj. */
+void hf_json_put(hf_json_t *obj, const char *key, hf_json_t *child);
+const char *hf_json_text(apr_pool_t *p, const hf_json_t *j, apr_size_t *len);
+/* Finds the text of each element of a JSON array as it stands in the input. */
+int hf_json_array_spans(const char *text, apr_size_t len,
+                        apr_array_header_t *starts, apr_array_header_t *lens);
+
+/* Calls leaf() for every scalar under j, with the path joined by '_' after
+ * prefix ("HRFLOW_profile_source_key") and the value as SPEC 4 wants it. */
+typedef void hf_json_leaf_fn(void *ctx, const char *path, const char *value,
+                             apr_size_t vlen);
+void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
+                  hf_json_leaf_fn *leaf, void *ctx);
+
+/* ---- form bodies (hf_form.c) -------------------------------------------- */
+typedef struct {
+    const char *name;
+    const char *value;
+} hf_form_field_t;
+
+/* Splits an x-www-form-urlencoded body into an array of hf_form_field_t;
+ * NULL for a bad %-escape or a field with no name. */
+apr_array_header_t *hf_form_parse(apr_pool_t *p, const char *body,
+                                  apr_size_t len);
+
+/* ---- events (hf_event.c) ------------------------------------------------ */
+typedef struct {
+    hf_json_t *json;        /* the event object */
+    const char *text;       /* its JSON as received */
+    apr_size_t len;
+    const char *type;       /* OBJECT.ACTION.STATUS */
+    char id[65];            /* SHA-256 of text, lowercase hex */
+    char delivery_id[33];   /* unique per event received */
+    int index;
+    apr_table_t *vars;      /* filled by hf_deliver */
+} hf_event_t;
+
+typedef enum { HF_BODY_JSON, HF_BODY_FORM, HF_BODY_OTHER } hf_body_kind_t;
+hf_body_kind_t hf_body_kind(const char *content_type);
+
+int hf_event_type_valid(const char *type);
+
+/* Turn a body into events (array of hf_event_t *).  Returns HF_OK, or
+ * HF_E_MALFORMED / HF_E_TOO_LARGE with *err naming the problem. */
+hf_rc_t hf_events_from_json(apr_pool_t *p, const char *text, apr_size_t len,
+                            int max_events, apr_array_header_t **events,
+                            const char **err);
+hf_rc_t hf_events_from_form(apr_pool_t *p, const char *body, apr_size_t len,
+                            apr_array_header_t **events, const char **err);
+
+/* ---- signatures (hf_verify.c) ------------------------------------------- */
+typedef struct {
+    int matched;               /* an HMAC matched under some secret */
+    const unsigned char *payload;  /* SIG.PAYLOAD form: decoded payload */
+    apr_size_t payload_len;
+    int payload_bad;           /* SIG.PAYLOAD form, PAYLOAD not base64 */
+} hf_signature_t;
+
+/* Checks a signature header value against every secret (const char *) and
+ * every variant of SPEC section 2.  Comparisons are constant time. */
+void hf_signature_check(apr_pool_t *p, const char *value, const char *body,
+                        apr_size_t body_len, const apr_array_header_t *secrets,
+                        hf_signature_t *out);
+/* The HMAC-SHA256 of data under key, as 32 raw bytes. */
+void hf_hmac_sha256(const char *key, const void *data, apr_size_t len,
+                    unsigned char mac[32]);
+
+/* ---- handler routing (hf_route.c) --------------------------------------- */
+typedef struct {
+    const char *pattern;
+    int exact;                 /* no wildcard: beats every pattern */
+    const char *const *argv;   /* argv[0] is the program, NULL-terminated */
+} hf_handler_t;
+
+/* NULL when pattern is a valid event-type pattern, else the reason. */
+const char *hf_pattern_check(const char *pattern);
+/* Exact beats pattern; among patterns the first listed wins.  NULL: none. */
+const hf_handler_t *hf_route(const apr_array_header_t *handlers,
+                             const char *type);
+
+/* ---- configuration (hf_config.c) ---------------------------------------- */
+#define HF_UNSET (-1)
+typedef enum {
+    HF_SIG_REQUIRED = 0,
+    HF_SIG_OPTIONAL,
+    HF_SIG_OFF
+} hf_sig_mode_t;
+
+typedef struct {
+    apr_array_header_t *secrets;   /* const char *; NULL: inherit */
+    apr_array_header_t *handlers;  /* hf_handler_t; NULL: none here */
+    const char *signature_header;  /* NULL: the three of SPEC 2 */
+    const char *spool;
+    int signature;                 /* hf_sig_mode_t or HF_UNSET */
+    int timeout;
+    apr_off_t max_body;
+    int max_events;
+    int concurrency;
+    int retry;
+} hf_config_t;
+
+/* Where a directive may stand. */
+#define HF_SCOPE_DIR 1     /* server, vhost, <Location>, <Directory> */
+#define HF_SCOPE_SERVER 2  /* server and vhost only */
+
+typedef struct {
+    apr_pool_t *pool;      /* lives as long as the configuration */
+    const char *base_dir;  /* relative paths are taken from here */
+} hf_config_ctx_t;
+
+typedef const char *hf_directive_fn(const hf_config_ctx_t *ctx,
+                                    hf_config_t *cfg, int argc,
+                                    char *const *argv);
+typedef struct {
+    const char *name;
+    hf_directive_fn *set;
+    int min_args;
+    int max_args;          /* -1: no limit */
+    int scope;
+    const char *help;
+} hf_directive_t;
+
+/* Every directive, once: the module's command table and hf_directives[]
+ * (read by the CGI) are both expanded from this list. */
+#define HF_DIRECTIVE_LIST(X) \
+    X("HrflowSecret", set_secret, 1, 1, HF_SCOPE_DIR, \
+      "a webhook secret; repeat for rotation") \
+    X("HrflowSecretFile", set_secret_file, 1, 1, HF_SCOPE_DIR, \
+      "file of webhook secrets, one per line, read at startup") \
+    X("HrflowSignature", set_signature, 1, 1, HF_SCOPE_DIR, \
+      "required | optional | off") \
+    X("HrflowSignatureHeader", set_signature_header, 1, 1, HF_SCOPE_DIR, \
+      "the only request header that carries the signature") \
+    X("HrflowHandler", set_handler, 2, -1, HF_SCOPE_DIR, \
+      "PATTERN PROGRAM [ARG...]: run PROGRAM for matching event types") \
+    X("HrflowTimeout", set_timeout, 1, 1, HF_SCOPE_DIR, \
+      "seconds a handler may run before it is killed") \
+    X("HrflowMaxBody", set_max_body, 1, 1, HF_SCOPE_DIR, \
+      "largest accepted request body, in bytes") \
+    X("HrflowMaxEvents", set_max_events, 1, 1, HF_SCOPE_DIR, \
+      "largest accepted batch, in events") \
+    X("HrflowSpool", set_spool, 1, 1, HF_SCOPE_SERVER, \
+      "directory of the durable spool") \
+    X("HrflowConcurrency", set_concurrency, 1, 1, HF_SCOPE_SERVER, \
+      "handlers running at once in durable mode") \
+    X("HrflowRetry", set_retry, 1, 1, HF_SCOPE_SERVER, \
+      "further tries of a failed handler in durable mode")
+
+/* The same list as a table, ending with a NULL name. */
+extern const hf_directive_t hf_directives[];
+
+hf_config_t *hf_config_create(apr_pool_t *p);
+hf_config_t *hf_config_merge(apr_pool_t *p, const hf_config_t *base,
+                             const hf_config_t *add);
+const hf_directive_t *hf_directive_find(const char *name);
+/* Applies one directive; NULL or an error message "Name: reason". */
+const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                            const hf_directive_t *d, int argc,
+                            char *const *argv);
+/* Checks what only the whole endpoint shows; NULL or the reason. */
+const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg);
+
+/* Values with their defaults applied. */
+int hf_config_signature(const hf_config_t *cfg);
+int hf_config_timeout(const hf_config_t *cfg);
+apr_off_t hf_config_max_body(const hf_config_t *cfg);
+int hf_config_max_events(const hf_config_t *cfg);
+
+/* ---- variables (hf_env.c) ----------------------------------------------- */
+typedef struct {
+    int count;            /* events in the batch */
+    int verified;         /* signature checked and matched */
+    int attempt;
+} hf_batch_t;
+
+/* Builds an event's variables (SPEC 4); *dropped counts what the limits
+ * left out. */
+apr_table_t *hf_env_build(apr_pool_t *p, const hf_event_t *ev,
+                          const hf_batch_t *batch, int *dropped);
+/* NULL-terminated NAME=VALUE array: PATH, then the table. */
+const char **hf_env_block(apr_pool_t *p, const apr_table_t *vars);
+
+/* ---- running a handler (hf_run.c) --------------------------------------- */
+typedef struct {
+    const char *const *argv;
+    const char *const *envp;
+    const char *input;           /* written to standard input */
+    apr_size_t input_len;
+    int timeout;                 /* seconds */
+    apr_size_t output_max;       /* bytes of output kept */
+} hf_run_spec_t;
+
+typedef struct {
+    int started;                 /* 0: could not be started, see error */
+    const char *error;
+    int exit_code;               /* when exited normally */
+    int signal;                  /* when killed by a signal */
+    int timed_out;
+    apr_interval_time_t elapsed;
+    char *output;                /* standard output and error, merged */
+    apr_size_t output_len;
+    apr_size_t output_dropped;   /* bytes past output_max */
+} hf_run_result_t;
+
+void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res);
+int hf_run_succeeded(const hf_run_result_t *res);
+/* "exit 3", "signal 9", "timeout", "not started" */
+const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res);
+
+/* ---- one request (hf_receive.c) ----------------------------------------- */
+typedef struct {
+    const char *method;
+    const char *content_type;
+    const char *body;
+    apr_size_t body_len;
+    int body_too_large;          /* the front end stopped reading */
+    /* Request header lookup, case-insensitive. */
+    const char *(*header)(void *ctx, const char *name);
+    void *header_ctx;
+} hf_request_t;
+
+typedef struct {
+    hf_rc_t rc;
+    const char *error;           /* machine-readable reason */
+    apr_array_header_t *events;  /* hf_event_t * */
+    int verified;
+    int handled, ignored, failed;
+} hf_outcome_t;
+
+void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
+                const hf_request_t *req, hf_outcome_t *out);
+void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
+                const hf_logger_t *log);
+const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out);
+
+#endif

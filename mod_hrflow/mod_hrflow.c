@@ -1,0 +1,295 @@
+/*
+ * mod_hrflow.c - the Apache httpd 2.4 front end of the receiver.
+ *
+ * Only this file knows request_rec: it turns directives into hf_config_t,
+ * reads the body within HrflowMaxBody, hands the request to the core
+ * (hf_receive, hf_deliver), and writes the JSON answer.  Startup checks that
+ * need the whole configuration run in check_config, so that
+ * `apachectl configtest` reports them.
+ */
+#include <string.h>
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_main.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <ap_expr.h>
+#include <apr_strings.h>
+#include "hrflow.h"
+
+#define HRFLOW_HANDLER "hrflow-webhook"
+
+module AP_MODULE_DECLARE_DATA hrflow_module;
+APLOG_USE_MODULE(hrflow);
+
+/* ---- configuration ---------------------------------------------------- */
+
+static void *create_dir_config(apr_pool_t *p, char *dir)
+{
+    return hf_config_create(p);
+}
+
+static void *merge_dir_config(apr_pool_t *p, void *base, void *add)
+{
+    return hf_config_merge(p, base, add);
+}
+
+/* Every directive comes here: split the arguments as httpd does and apply
+ * the core's definition of the directive. */
+static const char *set_directive(cmd_parms *cmd, void *dcfg, const char *args)
+{
+    const hf_directive_t *d = hf_directive_find(cmd->cmd->name);
+    hf_config_ctx_t ctx = {cmd->pool, ap_server_root};
+    apr_array_header_t *argv = apr_array_make(cmd->temp_pool, 4,
+                                              sizeof(char *));
+    const char *err;
+
+    if (d->scope == HF_SCOPE_SERVER
+        && (err = ap_check_cmd_context(cmd, NOT_IN_DIR_LOC_FILE)))
+        return err;
+    while (*args) {
+        char *word = ap_getword_conf(cmd->temp_pool, &args);
+        if (*word)
+            APR_ARRAY_PUSH(argv, char *) = word;
+    }
+    APR_ARRAY_PUSH(argv, char *) = NULL;
+    return hf_config_apply(&ctx, dcfg, d, argv->nelts - 1,
+                           (char *const *)argv->elts);
+}
+
+#define AS_COMMAND(name, set, min, max, scope, help) \
+    AP_INIT_RAW_ARGS(name, set_directive, NULL, RSRC_CONF | ACCESS_CONF, help),
+static const command_rec hrflow_cmds[] = {
+    HF_DIRECTIVE_LIST(AS_COMMAND) {NULL}};
+#undef AS_COMMAND
+
+/* ---- startup checks --------------------------------------------------- */
+
+/* Where each "SetHandler hrflow-webhook" stands in the config files. */
+static void find_endpoints(apr_pool_t *p, const ap_directive_t *d,
+                           apr_hash_t *found)
+{
+    for (; d; d = d->next) {
+        if (!strcasecmp(d->directive, "SetHandler") && d->args) {
+            const char *args = d->args;
+            char *word = ap_getword_conf(p, &args);
+            if (!strcasecmp(word, HRFLOW_HANDLER))
+                apr_hash_set(found,
+                             apr_psprintf(p, "%s:%d", d->filename, d->line_num),
+                             APR_HASH_KEY_STRING, "");
+        }
+        find_endpoints(p, d->first_child, found);
+    }
+}
+
+static int is_endpoint(apr_pool_t *p, ap_conf_vector_t *section,
+                       apr_hash_t *endpoints)
+{
+    core_dir_config *core = ap_get_core_module_config(section);
+    const ap_expr_info_t *h = core ? core->expr_handler : NULL;
+
+    return h && h->filename
+           && apr_hash_get(endpoints,
+                           apr_psprintf(p, "%s:%u", h->filename,
+                                        h->line_number),
+                           APR_HASH_KEY_STRING) != NULL;
+}
+
+/* Checks one section that holds SetHandler hrflow-webhook. */
+static int check_endpoint(apr_pool_t *p, server_rec *s,
+                          const hf_config_t *defaults,
+                          ap_conf_vector_t *section)
+{
+    core_dir_config *core = ap_get_core_module_config(section);
+    const hf_config_t *cfg = hf_config_merge(
+        p, defaults, ap_get_module_config(section, &hrflow_module));
+    const char *where = core->d ? core->d : s->server_hostname;
+    const char *err = hf_config_check_endpoint(p, cfg);
+
+    if (err) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                     "%s (endpoint %s, %s line %u)", err,
+                     where ? where : "/", core->expr_handler->filename,
+                     core->expr_handler->line_number);
+        return -1;
+    }
+    if (hf_config_signature(cfg) == HF_SIG_OFF)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "HrflowSignature off for endpoint %s: anyone who can "
+                     "reach it can run its handlers",
+                     where ? where : "/");
+    return 0;
+}
+
+static int check_sections(apr_pool_t *p, server_rec *s,
+                          const hf_config_t *defaults,
+                          apr_array_header_t *sections, apr_hash_t *endpoints)
+{
+    int i, bad = 0;
+
+    for (i = 0; sections && i < sections->nelts; i++) {
+        ap_conf_vector_t *sec = APR_ARRAY_IDX(sections, i, ap_conf_vector_t *);
+        if (is_endpoint(p, sec, endpoints))
+            bad |= check_endpoint(p, s, defaults, sec);
+    }
+    return bad;
+}
+
+static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                               apr_pool_t *ptemp, server_rec *main_server)
+{
+    apr_hash_t *endpoints = apr_hash_make(ptemp);
+    server_rec *s;
+    int bad = 0;
+
+    find_endpoints(ptemp, ap_conftree, endpoints);
+    for (s = main_server; s; s = s->next) {
+        core_server_config *sconf = ap_get_core_module_config(s->module_config);
+        const hf_config_t *defaults =
+            ap_get_module_config(s->lookup_defaults, &hrflow_module);
+        if (is_endpoint(ptemp, s->lookup_defaults, endpoints))
+            bad |= check_endpoint(ptemp, s, hf_config_create(ptemp),
+                                  s->lookup_defaults);
+        bad |= check_sections(ptemp, s, defaults, sconf->sec_url, endpoints);
+        bad |= check_sections(ptemp, s, defaults, sconf->sec_dir, endpoints);
+    }
+    return bad ? !OK : OK;
+}
+
+/* ---- the request ------------------------------------------------------ */
+
+static void log_to_request(void *ctx, int level, const char *msg)
+{
+    request_rec *r = ctx;
+
+    ap_log_rerror(APLOG_MARK, level, 0, r, "%s", msg);
+}
+
+static const char *request_header(void *ctx, const char *name)
+{
+    return apr_table_get(((request_rec *)ctx)->headers_in, name);
+}
+
+/* Reads at most max bytes of body; 0, or -1 for a read error. */
+static int read_body(request_rec *r, apr_off_t max, hf_request_t *req)
+{
+    apr_size_t cap = 8192, len = 0;
+    char *buf;
+    long n;
+
+    if (ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK) != OK)
+        return -1;
+    if (r->remaining > max) {
+        req->body_too_large = 1;
+        return 0;
+    }
+    if (!ap_should_client_block(r))
+        return req->body = "", 0;
+    if (r->remaining > 0)
+        cap = (apr_size_t)r->remaining + 1;
+    buf = apr_palloc(r->pool, cap);
+    for (;;) {
+        if (len + 1 >= cap) {
+            char *bigger = apr_palloc(r->pool, cap * 2);
+            memcpy(bigger, buf, len);
+            buf = bigger;
+            cap *= 2;
+        }
+        n = ap_get_client_block(r, buf + len, cap - len - 1);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        len += (apr_size_t)n;
+        if ((apr_off_t)len > max) {
+            req->body_too_large = 1;
+            return 0;
+        }
+    }
+    buf[len] = '\0';
+    req->body = buf;
+    req->body_len = len;
+    return 0;
+}
+
+static int respond(request_rec *r, const hf_outcome_t *out)
+{
+    r->status = hf_rc_http_status(out->rc);
+    if (out->rc == HF_E_METHOD)
+        apr_table_setn(r->headers_out, "Allow", "POST");
+    if (out->rc == HF_E_TOO_LARGE)
+        r->connection->keepalive = AP_CONN_CLOSE;
+    ap_set_content_type(r, "application/json");
+    ap_rputs(hf_response_body(r->pool, out), r);
+    return OK;
+}
+
+static void log_refusal(request_rec *r, const hf_outcome_t *out)
+{
+    int level = out->rc == HF_E_CONFIG || out->rc == HF_E_HANDLER ? APLOG_ERR
+                : out->rc == HF_E_SIGNATURE || out->rc == HF_E_UNSIGNED
+                    ? APLOG_WARNING
+                    : APLOG_INFO;
+
+    if (out->rc == HF_E_CONFIG)
+        ap_log_rerror(APLOG_MARK, level, 0, r,
+                      "%s: %s", r->uri,
+                      hf_config_check_endpoint(r->pool,
+                          ap_get_module_config(r->per_dir_config,
+                                               &hrflow_module)));
+    else
+        ap_log_rerror(APLOG_MARK, level, 0, r, "refused with %d: %s",
+                      hf_rc_http_status(out->rc), out->error);
+}
+
+static int hrflow_handler(request_rec *r)
+{
+    const hf_config_t *cfg;
+    hf_request_t req = {0};
+    hf_outcome_t out;
+    hf_logger_t log = {log_to_request, r};
+
+    if (!r->handler || strcmp(r->handler, HRFLOW_HANDLER) != 0)
+        return DECLINED;
+    cfg = ap_get_module_config(r->per_dir_config, &hrflow_module);
+    req.method = r->method;
+    req.content_type = apr_table_get(r->headers_in, "Content-Type");
+    req.header = request_header;
+    req.header_ctx = r;
+    req.body = "";
+    if (r->method_number == M_POST
+        && read_body(r, hf_config_max_body(cfg), &req) != 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "cannot read the body");
+        return HTTP_BAD_REQUEST;
+    }
+    hf_receive(r->pool, cfg, &req, &out);
+    if (out.rc == HF_OK)
+        hf_deliver(r->pool, cfg, &out, &log);
+    if (out.rc != HF_OK)
+        log_refusal(r, &out);
+    if (out.events->nelts > 0) {
+        const hf_event_t *first = APR_ARRAY_IDX(out.events, 0, hf_event_t *);
+        if (first->vars)
+            apr_table_overlap(r->subprocess_env, first->vars,
+                              APR_OVERLAP_TABLES_SET);
+    }
+    return respond(r, &out);
+}
+
+static void register_hooks(apr_pool_t *p)
+{
+    ap_hook_check_config(hrflow_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(hrflow_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+module AP_MODULE_DECLARE_DATA hrflow_module = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_config,
+    merge_dir_config,
+    NULL,
+    NULL,
+    hrflow_cmds,
+    register_hooks,
+    AP_MODULE_FLAG_NONE};

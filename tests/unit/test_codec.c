@@ -1,0 +1,78 @@
+/* test_codec.c - base64 in both alphabets, hex. */
+#include "unit.h"
+
+static const char *b64(const char *in, apr_size_t *n)
+{
+    unsigned char *out;
+
+    if (hf_base64_decode(pool, in, strlen(in), &out, n) != 0)
+        return NULL;
+    return (const char *)out;
+}
+
+START_TEST(base64_standard_and_url_alphabets)
+{
+    apr_size_t n;
+
+    ck_assert_str_eq(b64("aGVsbG8/Pz4+", &n), "hello?" "?>>");
+    ck_assert_str_eq(b64("aGVsbG8_Pz4-", &n), "hello?" "?>>");
+    ck_assert_uint_eq(n, 9);
+}
+END_TEST
+
+START_TEST(base64_padding_optional)
+{
+    apr_size_t n;
+
+    ck_assert_str_eq(b64("aGk=", &n), "hi");
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(b64("aGk", &n), "hi");
+    ck_assert_str_eq(b64("aA==", &n), "h");
+    ck_assert_str_eq(b64("aA", &n), "h");
+    ck_assert_str_eq(b64("", &n), "");
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+START_TEST(base64_rejects_bad_input)
+{
+    apr_size_t n;
+
+    ck_assert_ptr_null(b64("aGk*", &n));        /* bad character */
+    ck_assert_ptr_null(b64("a+b_", &n));        /* mixed alphabets */
+    ck_assert_ptr_null(b64("a", &n));           /* impossible length */
+    ck_assert_ptr_null(b64("aGk==", &n));       /* wrong padding */
+    ck_assert_ptr_null(b64("aB==", &n));        /* bits past the end */
+    ck_assert_ptr_null(b64("aG k", &n));        /* space */
+}
+END_TEST
+
+START_TEST(hex_both_ways)
+{
+    unsigned char *out;
+    apr_size_t n;
+    char back[9];
+
+    ck_assert_int_eq(hf_hex_decode(pool, "00fFa0", 6, &out, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(out[1], 0xff);
+    hf_hex_encode(out, n, back);
+    ck_assert_str_eq(back, "00ffa0");
+    ck_assert_int_eq(hf_hex_decode(pool, "abc", 3, &out, &n), -1);
+    ck_assert_int_eq(hf_hex_decode(pool, "zz", 2, &out, &n), -1);
+}
+END_TEST
+
+static Suite *codec_suite(void)
+{
+    Suite *s = suite_create("codec");
+    TCase *tc = unit_case(s, "codec");
+
+    tcase_add_test(tc, base64_standard_and_url_alphabets);
+    tcase_add_test(tc, base64_padding_optional);
+    tcase_add_test(tc, base64_rejects_bad_input);
+    tcase_add_test(tc, hex_both_ways);
+    return s;
+}
+
+UNIT_MAIN(codec_suite)

@@ -1,0 +1,186 @@
+/* test_config.c - directives, their errors, and per-directory merging. */
+#include <unistd.h>
+#include <sys/stat.h>
+#include "unit.h"
+
+static const char *apply(hf_config_t *cfg, const char *line)
+{
+    hf_config_ctx_t ctx = {pool, "/"};
+    char **argv;
+    const hf_directive_t *d;
+
+    apr_tokenize_to_argv(line, &argv, pool);
+    d = hf_directive_find(argv[0]);
+    ck_assert_ptr_nonnull(d);
+    {
+        int argc = 0;
+        while (argv[argc + 1])
+            argc++;
+        return hf_config_apply(&ctx, cfg, d, argc, argv + 1);
+    }
+}
+
+static const char *write_file(const char *text, int mode)
+{
+    char *path = apr_pstrdup(pool, "/tmp/hrflow-unit-XXXXXX");
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    chmod(path, (mode_t)mode);
+    return path;
+}
+
+START_TEST(defaults)
+{
+    hf_config_t *c = hf_config_create(pool);
+
+    ck_assert_int_eq(hf_config_signature(c), HF_SIG_REQUIRED);
+    ck_assert_int_eq(hf_config_timeout(c), 30);
+    ck_assert_int_eq(hf_config_max_body(c), 1048576);
+    ck_assert_int_eq(hf_config_max_events(c), 100);
+    ck_assert_str_eq(hf_config_check_endpoint(pool, c),
+                     "HrflowSecret: no HrflowSecret or HrflowSecretFile while "
+                     "HrflowSignature is required");
+}
+END_TEST
+
+START_TEST(values_and_errors)
+{
+    hf_config_t *c = hf_config_create(pool);
+
+    ck_assert_ptr_null(apply(c, "HrflowTimeout 5"));
+    ck_assert_int_eq(hf_config_timeout(c), 5);
+    ck_assert_ptr_null(apply(c, "HrflowMaxBody 2048"));
+    ck_assert_int_eq(hf_config_max_body(c), 2048);
+    ck_assert_ptr_null(apply(c, "HrflowSignature Optional"));
+    ck_assert_int_eq(hf_config_signature(c), HF_SIG_OPTIONAL);
+    ck_assert_ptr_null(hf_config_check_endpoint(pool, c));
+    ck_assert_str_eq(apply(c, "HrflowTimeout 5s"),
+                     "HrflowTimeout: '5s' is not a whole number from 1 to 86400");
+    ck_assert_ptr_nonnull(apply(c, "HrflowTimeout 0"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowTimeout -1"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowMaxEvents 99999999999999999999"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowMaxBody \"\""));
+    ck_assert_ptr_nonnull(apply(c, "HrflowSignature maybe"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowSignatureHeader X:Y"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowTimeout 1 2"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowSecret \"\""));
+    ck_assert_int_eq(hf_config_timeout(c), 5);
+}
+END_TEST
+
+START_TEST(handlers_checked_at_startup)
+{
+    hf_config_t *c = hf_config_create(pool);
+    const char *noexec = write_file("#!/bin/sh\n", 0644);
+
+    ck_assert_ptr_null(apply(c, "HrflowHandler job.* /bin/echo -n hi"));
+    ck_assert_int_eq(c->handlers->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(c->handlers, 0, hf_handler_t).argv[2], "hi");
+    ck_assert_ptr_null(APR_ARRAY_IDX(c->handlers, 0, hf_handler_t).argv[3]);
+    ck_assert_str_eq(apply(c, "HrflowHandler job.* /nonexistent/x"),
+                     "HrflowHandler: cannot run /nonexistent/x: "
+                     "No such file or directory");
+    ck_assert_ptr_nonnull(strstr(apply(c, apr_pstrcat(pool, "HrflowHandler * ",
+                                                      noexec, NULL)),
+                                 "not executable"));
+    ck_assert_ptr_nonnull(strstr(apply(c, "HrflowHandler * /tmp"),
+                                 "not a regular file"));
+    ck_assert_ptr_nonnull(strstr(apply(c, "HrflowHandler Job.[ /bin/true"),
+                                 "bad pattern"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowHandler job.*"));
+    unlink(noexec);
+}
+END_TEST
+
+START_TEST(secret_file)
+{
+    hf_config_t *c = hf_config_create(pool);
+    const char *f = write_file("# rotation\n  old \r\n\nnew\n", 0600);
+    const char *empty = write_file("# nothing\n\n", 0600);
+
+    ck_assert_ptr_null(apply(c, apr_pstrcat(pool, "HrflowSecretFile ", f, NULL)));
+    ck_assert_int_eq(c->secrets->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(c->secrets, 0, const char *), "old");
+    ck_assert_str_eq(APR_ARRAY_IDX(c->secrets, 1, const char *), "new");
+    ck_assert_ptr_nonnull(strstr(apply(c, apr_pstrcat(pool, "HrflowSecretFile ",
+                                                      empty, NULL)),
+                                 "no secret in"));
+    ck_assert_ptr_nonnull(strstr(apply(c, "HrflowSecretFile /nonexistent"),
+                                 "HrflowSecretFile: cannot read /nonexistent"));
+    unlink(f);
+    unlink(empty);
+}
+END_TEST
+
+START_TEST(merge_inherits_and_overrides)
+{
+    hf_config_t *server = hf_config_create(pool);
+    hf_config_t *loc = hf_config_create(pool);
+    hf_config_t *m;
+
+    apply(server, "HrflowSecret outer");
+    apply(server, "HrflowTimeout 7");
+    apply(server, "HrflowHandler * /bin/true");
+    apply(loc, "HrflowMaxEvents 3");
+    apply(loc, "HrflowHandler job.* /bin/false");
+    m = hf_config_merge(pool, server, loc);
+    ck_assert_int_eq(hf_config_timeout(m), 7);
+    ck_assert_int_eq(hf_config_max_events(m), 3);
+    ck_assert_str_eq(APR_ARRAY_IDX(m->secrets, 0, const char *), "outer");
+    ck_assert_int_eq(m->handlers->nelts, 2);
+    ck_assert_str_eq(hf_route(m->handlers, "job.a.b")->argv[0], "/bin/false");
+    ck_assert_str_eq(hf_route(m->handlers, "profile.a.b")->argv[0], "/bin/true");
+    apply(loc, "HrflowSecret inner");
+    m = hf_config_merge(pool, server, loc);
+    ck_assert_int_eq(m->secrets->nelts, 1);
+    ck_assert_str_eq(APR_ARRAY_IDX(m->secrets, 0, const char *), "inner");
+}
+END_TEST
+
+START_TEST(relative_paths_from_base_dir)
+{
+    hf_config_t *c = hf_config_create(pool);
+    hf_config_ctx_t ctx = {pool, "/bin"};
+    char *argv[] = {"*", "true", NULL};
+
+    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"),
+                                       2, argv));
+    ck_assert_str_eq(APR_ARRAY_IDX(c->handlers, 0, hf_handler_t).argv[0],
+                     "/bin/true");
+}
+END_TEST
+
+START_TEST(every_directive_in_table)
+{
+    static const char *names[] = {
+        "HrflowSecret", "HrflowSecretFile", "HrflowSignature",
+        "HrflowSignatureHeader", "HrflowHandler", "HrflowTimeout",
+        "HrflowMaxBody", "HrflowMaxEvents", "HrflowSpool",
+        "HrflowConcurrency", "HrflowRetry"};
+    apr_size_t i;
+
+    for (i = 0; i < sizeof names / sizeof *names; i++)
+        ck_assert_msg(hf_directive_find(names[i]) != NULL, "%s", names[i]);
+    ck_assert_ptr_null(hf_directive_find("HrflowNope"));
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = unit_case(s, "config");
+
+    tcase_add_test(tc, defaults);
+    tcase_add_test(tc, values_and_errors);
+    tcase_add_test(tc, handlers_checked_at_startup);
+    tcase_add_test(tc, secret_file);
+    tcase_add_test(tc, merge_inherits_and_overrides);
+    tcase_add_test(tc, relative_paths_from_base_dir);
+    tcase_add_test(tc, every_directive_in_table);
+    return s;
+}
+
+UNIT_MAIN(config_suite)

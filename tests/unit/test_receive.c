@@ -1,0 +1,190 @@
+/* test_receive.c - the request flow: checks in order, statuses, answers. */
+#include <apr_encode.h>
+#include "unit.h"
+
+static apr_table_t *headers;
+
+static const char *lookup(void *ctx, const char *name)
+{
+    return apr_table_get(ctx, name);
+}
+
+static hf_config_t *config(const char *mode)
+{
+    hf_config_t *c = hf_config_create(pool);
+    hf_config_ctx_t ctx = {pool, NULL};
+    char *secret[] = {"k", NULL};
+    char *m[] = {(char *)mode, NULL};
+
+    hf_config_apply(&ctx, c, hf_directive_find("HrflowSecret"), 1, secret);
+    hf_config_apply(&ctx, c, hf_directive_find("HrflowSignature"), 1, m);
+    return c;
+}
+
+static hf_rc_t receive(const hf_config_t *c, const char *method,
+                       const char *ct, const char *body, hf_outcome_t *out)
+{
+    hf_request_t req = {method, ct, body, strlen(body), 0, lookup, headers};
+
+    hf_receive(pool, c, &req, out);
+    return out->rc;
+}
+
+static const char *sign_body(const char *body)
+{
+    unsigned char mac[32];
+    char *hex = apr_palloc(pool, 65);
+
+    hf_hmac_sha256("k", body, strlen(body), mac);
+    hf_hex_encode(mac, 32, hex);
+    return hex;
+}
+
+static void setup_headers(void)
+{
+    pool_setup();
+    headers = apr_table_make(pool, 4);
+}
+
+START_TEST(statuses_in_order)
+{
+    hf_outcome_t out;
+    const char *ev = "{\"type\":\"a.b.c\"}";
+
+    ck_assert_int_eq(receive(config("required"), "GET", NULL, "", &out),
+                     HF_E_METHOD);
+    ck_assert_int_eq(hf_rc_http_status(out.rc), 405);
+    ck_assert_int_eq(receive(config("required"), "POST", "application/json",
+                             ev, &out), HF_E_UNSIGNED);
+    ck_assert_str_eq(out.error, "missing_signature");
+    apr_table_set(headers, "Hrflow-Signature", "00");
+    ck_assert_int_eq(receive(config("required"), "POST", "application/json",
+                             ev, &out), HF_E_SIGNATURE);
+    ck_assert_str_eq(hf_response_body(pool, &out),
+                     "{\"status\":\"error\",\"error\":\"invalid_signature\"}\n");
+    apr_table_set(headers, "Hrflow-Signature", sign_body(ev));
+    ck_assert_int_eq(receive(config("required"), "POST", "text/plain", ev,
+                             &out), HF_E_MEDIA_TYPE);
+    ck_assert_int_eq(hf_rc_http_status(out.rc), 415);
+    ck_assert_int_eq(receive(config("required"), "POST", "application/json",
+                             ev, &out), HF_OK);
+    ck_assert(out.verified);
+    ck_assert_int_eq(out.events->nelts, 1);
+}
+END_TEST
+
+START_TEST(optional_and_off)
+{
+    hf_outcome_t out;
+    const char *ev = "{\"type\":\"a.b.c\"}";
+
+    ck_assert_int_eq(receive(config("optional"), "POST", "application/json",
+                             ev, &out), HF_OK);
+    ck_assert(!out.verified);
+    apr_table_set(headers, "HTTP-HRFLOW-SIGNATURE", "bad");
+    ck_assert_int_eq(receive(config("optional"), "POST", "application/json",
+                             ev, &out), HF_E_SIGNATURE);
+    ck_assert_int_eq(receive(config("off"), "POST", "application/json", ev,
+                             &out), HF_OK);
+    ck_assert(!out.verified);
+}
+END_TEST
+
+START_TEST(signed_payload_replaces_body)
+{
+    hf_outcome_t out;
+    const char *ev = "{\"type\":\"job.storing.update\"}";
+    const char *payload = apr_pencode_base64(pool, ev, APR_ENCODE_STRING,
+                                             APR_ENCODE_BASE64URL, NULL);
+    unsigned char mac[32];
+
+    hf_hmac_sha256("k", ev, strlen(ev), mac);
+    apr_table_set(headers, "http-hrflow-signature",
+                  apr_pstrcat(pool,
+                              apr_pencode_base64_binary(pool, mac, 32,
+                                                        APR_ENCODE_BASE64URL,
+                                                        NULL),
+                              ".", payload, NULL));
+    ck_assert_int_eq(receive(config("required"), "POST", NULL,
+                             "ignored, not even JSON", &out), HF_OK);
+    ck_assert_str_eq(APR_ARRAY_IDX(out.events, 0, hf_event_t *)->type,
+                     "job.storing.update");
+}
+END_TEST
+
+START_TEST(custom_header_only)
+{
+    hf_config_t *c = config("required");
+    hf_outcome_t out;
+    const char *ev = "{\"type\":\"a.b.c\"}";
+
+    c->signature_header = "X-Sig";
+    apr_table_set(headers, "HRFLOW-SIGNATURE", sign_body(ev));
+    ck_assert_int_eq(receive(c, "POST", "application/json", ev, &out),
+                     HF_E_UNSIGNED);
+    apr_table_set(headers, "x-sig", sign_body(ev));
+    ck_assert_int_eq(receive(c, "POST", "application/json", ev, &out), HF_OK);
+}
+END_TEST
+
+START_TEST(size_and_config_errors)
+{
+    hf_config_t *c = config("required");
+    hf_request_t req = {"POST", "application/json", "", 0, 1, lookup, NULL};
+    hf_outcome_t out;
+
+    req.header_ctx = headers;
+    hf_receive(pool, c, &req, &out);
+    ck_assert_int_eq(out.rc, HF_E_TOO_LARGE);
+    ck_assert_int_eq(hf_rc_http_status(out.rc), 413);
+    c->secrets = NULL;
+    req.body_too_large = 0;
+    hf_receive(pool, c, &req, &out);
+    ck_assert_int_eq(out.rc, HF_E_CONFIG);
+    ck_assert_int_eq(hf_rc_http_status(out.rc), 500);
+}
+END_TEST
+
+START_TEST(deliver_counts_and_stops_at_failure)
+{
+    hf_config_t *c = config("off");
+    hf_config_ctx_t ctx = {pool, NULL};
+    char *ok[] = {"job.*", "/bin/true", NULL};
+    char *bad[] = {"profile.*", "/bin/false", NULL};
+    hf_outcome_t out;
+
+    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 2, ok);
+    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 2, bad);
+    receive(c, "POST", "application/json",
+            "[{\"type\":\"job.a.b\"},{\"type\":\"x.y.z\"},"
+            "{\"type\":\"profile.a.b\"},{\"type\":\"job.c.d\"}]",
+            &out);
+    ck_assert_int_eq(out.rc, HF_OK);
+    hf_deliver(pool, c, &out, NULL);
+    ck_assert_int_eq(out.rc, HF_E_HANDLER);
+    ck_assert_int_eq(out.handled, 1);
+    ck_assert_int_eq(out.ignored, 1);
+    ck_assert_int_eq(out.failed, 1);
+    ck_assert_str_eq(hf_response_body(pool, &out),
+                     "{\"status\":\"error\",\"error\":\"handler_failed\","
+                     "\"events\":4,\"handled\":1,\"ignored\":1,\"failed\":1}\n");
+}
+END_TEST
+
+static Suite *receive_suite(void)
+{
+    Suite *s = suite_create("receive");
+    TCase *tc = tcase_create("receive");
+
+    tcase_add_checked_fixture(tc, setup_headers, pool_teardown);
+    suite_add_tcase(s, tc);
+    tcase_add_test(tc, statuses_in_order);
+    tcase_add_test(tc, optional_and_off);
+    tcase_add_test(tc, signed_payload_replaces_body);
+    tcase_add_test(tc, custom_header_only);
+    tcase_add_test(tc, size_and_config_errors);
+    tcase_add_test(tc, deliver_counts_and_stops_at_failure);
+    return s;
+}
+
+UNIT_MAIN(receive_suite)

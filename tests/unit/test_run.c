@@ -1,0 +1,169 @@
+/* test_run.c - handlers run with no shell, bounded in time and output. */
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "unit.h"
+
+static hf_run_result_t res;
+
+static void run(const char *script, const char *input, int timeout)
+{
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    const char *envp[] = {"PATH=/usr/bin:/bin", "HRFLOW_TYPE=a.b.c", NULL};
+    hf_run_spec_t spec = {argv, envp, input, input ? strlen(input) : 0,
+                          timeout, 64};
+
+    hf_run(pool, &spec, &res);
+}
+
+START_TEST(exit_status_and_output)
+{
+    run("echo out; echo err >&2; exit 3", NULL, 10);
+    ck_assert(res.started);
+    ck_assert_int_eq(res.exit_code, 3);
+    ck_assert(!hf_run_succeeded(&res));
+    ck_assert_str_eq(res.output, "out\nerr\n");
+    ck_assert_str_eq(hf_run_describe(pool, &res), "exit 3");
+}
+END_TEST
+
+START_TEST(input_and_environment)
+{
+    run("read line; echo \"$line $HRFLOW_TYPE\"; env | wc -l", "{\"a\":1}\n",
+        10);
+    ck_assert(hf_run_succeeded(&res));
+    /* PATH, HRFLOW_TYPE and what sh itself adds (PWD, SHLVL, _). */
+    ck_assert_ptr_nonnull(strstr(res.output, "{\"a\":1} a.b.c\n"));
+}
+END_TEST
+
+START_TEST(large_input_does_not_deadlock)
+{
+    apr_size_t n = 1 << 20;
+    char *big = apr_palloc(pool, n + 1);
+    const char *argv[] = {"/bin/sh", "-c", "wc -c; cat >/dev/null", NULL};
+    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    hf_run_spec_t spec = {argv, envp, big, n, 10, 64};
+
+    memset(big, 'x', n);
+    big[n] = '\0';
+    hf_run(pool, &spec, &res);
+    ck_assert(hf_run_succeeded(&res));
+    ck_assert_str_eq(res.output, "1048576\n");
+}
+END_TEST
+
+START_TEST(handler_ignoring_input)
+{
+    apr_size_t n = 1 << 20;
+    char *big = apr_pcalloc(pool, n);
+    const char *argv[] = {"/bin/true", NULL};
+    const char *envp[] = {NULL};
+    hf_run_spec_t spec = {argv, envp, big, n, 10, 64};
+
+    signal(SIGPIPE, SIG_IGN);
+    hf_run(pool, &spec, &res);
+    ck_assert(hf_run_succeeded(&res));
+}
+END_TEST
+
+START_TEST(output_is_bounded)
+{
+    run("i=0; while [ $i -lt 100 ]; do echo 0123456789; i=$((i+1)); done", NULL,
+        10);
+    ck_assert(hf_run_succeeded(&res));
+    ck_assert_uint_eq(res.output_len, 64);
+    ck_assert_uint_eq(res.output_dropped, 1100 - 64);
+}
+END_TEST
+
+START_TEST(timeout_kills_the_whole_group)
+{
+    char pidfile[] = "/tmp/hrflow-unit-pid-XXXXXX";
+    char buf[32] = "";
+    FILE *f;
+    int fd = mkstemp(pidfile);
+
+    close(fd);
+    run(apr_psprintf(pool, "sleep 60 & echo $! > %s; trap '' TERM; sleep 60",
+                     pidfile),
+        NULL, 1);
+    ck_assert(res.timed_out);
+    ck_assert(!hf_run_succeeded(&res));
+    ck_assert_str_eq(hf_run_describe(pool, &res), "timeout");
+    f = fopen(pidfile, "r");
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+    fclose(f);
+    unlink(pidfile);
+    /* The background child was in the handler's group: gone too. */
+    ck_assert_int_eq(kill(atoi(buf), 0), -1);
+}
+END_TEST
+
+START_TEST(grandchild_holding_output_does_not_block)
+{
+    run("sleep 30 & echo done", NULL, 20);
+    ck_assert(hf_run_succeeded(&res));
+    ck_assert(!res.timed_out);
+    ck_assert_ptr_nonnull(strstr(res.output, "done"));
+}
+END_TEST
+
+START_TEST(killed_by_signal)
+{
+    run("kill -9 $$", NULL, 10);
+    ck_assert_int_eq(res.signal, 9);
+    ck_assert_str_eq(hf_run_describe(pool, &res), "signal 9");
+}
+END_TEST
+
+START_TEST(missing_program)
+{
+    const char *argv[] = {"/nonexistent/handler", NULL};
+    const char *envp[] = {NULL};
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64};
+
+    hf_run(pool, &spec, &res);
+    ck_assert(!res.started);
+    ck_assert_ptr_nonnull(strstr(res.error, "No such file"));
+    ck_assert_str_eq(hf_run_describe(pool, &res), "not started");
+}
+END_TEST
+
+START_TEST(runs_in_program_directory_without_our_fds)
+{
+    const char *argv[] = {"/bin/sh", "-c", "pwd; ls /proc/self/fd | wc -l",
+                          NULL};
+    const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64};
+
+    char bin[4096];
+
+    ck_assert_ptr_nonnull(realpath("/bin", bin));
+    hf_run(pool, &spec, &res);
+    ck_assert(hf_run_succeeded(&res));
+    /* 0, 1, 2, and the directory ls reads. */
+    ck_assert_str_eq(res.output, apr_pstrcat(pool, bin, "\n4\n", NULL));
+}
+END_TEST
+
+static Suite *run_suite(void)
+{
+    Suite *s = suite_create("run");
+    TCase *tc = unit_case(s, "run");
+
+    tcase_set_timeout(tc, 0);
+    tcase_add_test(tc, exit_status_and_output);
+    tcase_add_test(tc, input_and_environment);
+    tcase_add_test(tc, large_input_does_not_deadlock);
+    tcase_add_test(tc, handler_ignoring_input);
+    tcase_add_test(tc, output_is_bounded);
+    tcase_add_test(tc, timeout_kills_the_whole_group);
+    tcase_add_test(tc, grandchild_holding_output_does_not_block);
+    tcase_add_test(tc, killed_by_signal);
+    tcase_add_test(tc, missing_program);
+    tcase_add_test(tc, runs_in_program_directory_without_our_fds);
+    return s;
+}
+
+UNIT_MAIN(run_suite)
