@@ -239,7 +239,7 @@ static void log_refusal(request_rec *r, const hf_outcome_t *out)
                       hf_config_check_endpoint(r->pool,
                           ap_get_module_config(r->per_dir_config,
                                                &hrflow_module)));
-    else
+    else if (out->rc != HF_E_HANDLER)   /* that one has its event's line */
         ap_log_rerror(APLOG_MARK, level, 0, r, "refused with %d: %s",
                       hf_rc_http_status(out->rc), out->error);
 }

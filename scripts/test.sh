@@ -1,0 +1,61 @@
+#!/bin/bash
+# Every test: installs what is missing, builds, runs the C unit tests, the
+# same under valgrind, and the integration tests against a real httpd.
+# Ends with "N passed, M failed".
+set -u
+cd "$(dirname "$0")/.."
+top=$(pwd)
+scripts/deps.sh || exit 1
+scripts/build.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+count() { passed=$((passed + $1)); failed=$((failed + $2)); }
+
+echo "== unit tests (Check)"
+(cd build && make -j"$(nproc)" check >/dev/null 2>&1)
+for log in build/tests/unit/test_*.log; do
+    line=$(grep -E '^[0-9]+%: Checks:' "$log" | tail -n 1)
+    echo "$(basename "$log" .log): ${line:-did not finish}"
+    [ -n "$line" ] || { count 0 1; continue; }
+    checks=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
+    bad=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+), Errors: ([0-9]+).*/\1+\2/')
+    bad=$(( bad ))
+    count $((checks - bad)) "$bad"
+    grep -E ':[FE]:' "$log"
+done
+
+echo "== unit tests under valgrind"
+for t in build/tests/unit/test_*; do
+    case "$t" in *.log|*.trs|*.o) continue ;; esac
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    if CK_FORK=no build/libtool --mode=execute valgrind -q --error-exitcode=99 \
+        --leak-check=full --errors-for-leak-kinds=definite \
+        --show-leak-kinds=definite "$t" >"build/$name.valgrind" 2>&1; then
+        echo "$name: valgrind clean"
+        count 1 0
+    else
+        echo "$name: valgrind FAILED"; tail -n 30 "build/$name.valgrind"
+        count 0 1
+    fi
+done
+
+echo "== integration tests (real httpd)"
+HRFLOW_BUILD_DIR="$top/build" /usr/bin/python3 -m pytest -p no:cacheprovider \
+    -q tests/integration --junitxml="$top/build/integration.xml" 2>&1 | tail -n 25
+set -- $(/usr/bin/python3 - "$top/build/integration.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception:
+    print(0, 1); sys.exit()
+s = root if root.tag == "testsuite" else root.find("testsuite")
+n, f, e, k = (int(s.get(a, 0)) for a in ("tests", "failures", "errors", "skipped"))
+print(n - f - e - k, f + e)
+PY
+)
+count "$1" "$2"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
