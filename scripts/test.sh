@@ -41,6 +41,15 @@ for t in build/tests/unit/test_*; do
     fi
 done
 
+echo "== fuzzing the request parsers (libFuzzer, ASan, UBSan)"
+if scripts/fuzz.sh "${HRFLOW_FUZZ_SECONDS:-20}" >build/fuzz.log 2>&1; then
+    echo "fuzz_receive: $(grep -E '^Done [0-9]+ runs' build/fuzz.log), no failure"
+    count 1 0
+else
+    echo "fuzz_receive: FAILED"; tail -n 40 build/fuzz.log
+    count 0 1
+fi
+
 echo "== integration tests (real httpd)"
 HRFLOW_BUILD_DIR="$top/build" /usr/bin/python3 -m pytest -p no:cacheprovider \
     -q tests/integration --junitxml="$top/build/integration.xml" 2>&1 | tail -n 25
