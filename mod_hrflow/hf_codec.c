@@ -106,3 +106,27 @@ void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst)
     }
     dst[2 * len] = '\0';
 }
+
+char *hf_base64url_encode(apr_pool_t *p, const unsigned char *src,
+                          apr_size_t len)
+{
+    static const char digits[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *dst = apr_palloc(p, (len + 2) / 3 * 4 + 1), *o = dst;
+    unsigned long acc = 0;
+    int bits = 0;
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        acc = (acc << 8) | src[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            *o++ = digits[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        *o++ = digits[(acc << (6 - bits)) & 63];
+    *o = '\0';
+    return dst;
+}

@@ -5,22 +5,9 @@
  * Delivery stops at the first failure: the sender, answered 500, sends the
  * batch again, and the events after the failed one must not overtake it.
  */
-#include <stdarg.h>
 #include <string.h>
 #include <apr_strings.h>
 #include "hrflow.h"
-
-void hf_log(const hf_logger_t *log, int level, apr_pool_t *p,
-            const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!log || !log->write)
-        return;
-    va_start(ap, fmt);
-    log->write(log->ctx, level, apr_pvsprintf(p, fmt, ap));
-    va_end(ap);
-}
 
 /* Handler output, one log line per output line, tagged with the event id. */
 static void log_output(const hf_logger_t *log, apr_pool_t *p,

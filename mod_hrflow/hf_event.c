@@ -9,7 +9,6 @@
 #include <apr_strings.h>
 #include <apr_general.h>
 #include <apr_lib.h>
-#include <openssl/sha.h>
 #include "hrflow.h"
 
 hf_body_kind_t hf_body_kind(const char *ct)
@@ -69,7 +68,7 @@ static void delivery_id(char out[33])
 static hf_event_t *event_make(apr_pool_t *p, hf_json_t *obj, const char *text,
                               apr_size_t len, int index, const char **err)
 {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
+    unsigned char digest[32];
     hf_event_t *ev;
 
     if (!hf_json_is_object(obj)) {
@@ -86,7 +85,7 @@ static hf_event_t *event_make(apr_pool_t *p, hf_json_t *obj, const char *text,
     ev->len = len;
     ev->type = hf_json_get_string(obj, "type");
     ev->index = index;
-    SHA256((const unsigned char *)text, len, digest);
+    hf_sha256(text, len, digest);
     hf_hex_encode(digest, sizeof digest, ev->id);
     delivery_id(ev->delivery_id);
     return ev;

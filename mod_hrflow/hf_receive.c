@@ -133,3 +133,25 @@ const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out)
     return apr_psprintf(p, "{\"status\":\"error\",\"error\":\"%s\"}\n",
                         out->error ? out->error : "internal");
 }
+
+void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
+                    const hf_outcome_t *out, const hf_logger_t *log)
+{
+    /* A 401 is someone sending forged or stale requests: worth a warning.
+     * A failed handler already has its event's line. */
+    switch (out->rc) {
+    case HF_OK:
+    case HF_E_HANDLER:
+        return;
+    case HF_E_CONFIG:
+        hf_log(log, HF_LOG_ERR, p, "refused with 500: %s",
+               hf_config_check_endpoint(p, cfg));
+        return;
+    default:
+        hf_log(log,
+               out->rc == HF_E_SIGNATURE || out->rc == HF_E_UNSIGNED
+                   ? HF_LOG_WARNING : HF_LOG_INFO,
+               p, "refused with %d: %s", hf_rc_http_status(out->rc),
+               out->error);
+    }
+}

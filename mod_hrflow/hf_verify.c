@@ -9,19 +9,9 @@
  */
 #include <string.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include "hrflow.h"
 
 #define MAC_LEN 32
-
-void hf_hmac_sha256(const char *key, const void *data, apr_size_t len,
-                    unsigned char mac[MAC_LEN])
-{
-    unsigned int n = MAC_LEN;
-
-    HMAC(EVP_sha256(), key, (int)strlen(key), data, len, mac, &n);
-}
 
 /* What a received signature can be compared with. */
 typedef struct {

@@ -72,6 +72,9 @@ int hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
 int hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
                   unsigned char **out, apr_size_t *outlen);
 void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst);
+/* URL-safe base64 without padding, as HrFlow signs: a new string. */
+char *hf_base64url_encode(apr_pool_t *p, const unsigned char *src,
+                          apr_size_t len);
 
 /* ---- JSON (hf_json.c): the only file that sees json-c ------------------- */
 typedef struct json_object hf_json_t;
@@ -151,6 +154,8 @@ typedef struct {
 void hf_signature_check(apr_pool_t *p, const char *value, const char *body,
                         apr_size_t body_len, const apr_array_header_t *secrets,
                         hf_signature_t *out);
+/* ---- hashes (hf_sha256.c) ----------------------------------------------- */
+void hf_sha256(const void *data, apr_size_t len, unsigned char out[32]);
 /* The HMAC-SHA256 of data under key, as 32 raw bytes. */
 void hf_hmac_sha256(const char *key, const void *data, apr_size_t len,
                     unsigned char mac[32]);
@@ -322,5 +327,8 @@ void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
 void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
                 const hf_logger_t *log);
 const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out);
+/* Logs why a request was refused, at the level its cause deserves. */
+void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
+                    const hf_outcome_t *out, const hf_logger_t *log);
 
 #endif

@@ -226,24 +226,6 @@ static int respond(request_rec *r, const hf_outcome_t *out)
     return OK;
 }
 
-static void log_refusal(request_rec *r, const hf_outcome_t *out)
-{
-    int level = out->rc == HF_E_CONFIG || out->rc == HF_E_HANDLER ? APLOG_ERR
-                : out->rc == HF_E_SIGNATURE || out->rc == HF_E_UNSIGNED
-                    ? APLOG_WARNING
-                    : APLOG_INFO;
-
-    if (out->rc == HF_E_CONFIG)
-        ap_log_rerror(APLOG_MARK, level, 0, r,
-                      "%s: %s", r->uri,
-                      hf_config_check_endpoint(r->pool,
-                          ap_get_module_config(r->per_dir_config,
-                                               &hrflow_module)));
-    else if (out->rc != HF_E_HANDLER)   /* that one has its event's line */
-        ap_log_rerror(APLOG_MARK, level, 0, r, "refused with %d: %s",
-                      hf_rc_http_status(out->rc), out->error);
-}
-
 static int hrflow_handler(request_rec *r)
 {
     const hf_config_t *cfg;
@@ -267,8 +249,7 @@ static int hrflow_handler(request_rec *r)
     hf_receive(r->pool, cfg, &req, &out);
     if (out.rc == HF_OK)
         hf_deliver(r->pool, cfg, &out, &log);
-    if (out.rc != HF_OK)
-        log_refusal(r, &out);
+    hf_log_refusal(r->pool, cfg, &out, &log);
     if (out.events->nelts > 0) {
         const hf_event_t *first = APR_ARRAY_IDX(out.events, 0, hf_event_t *);
         if (first->vars)

@@ -5,7 +5,7 @@
 set -eu
 
 packages="autoconf automake libtool pkg-config make gcc \
-apache2 apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev \
+apache2 apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev uuid-dev \
 check valgrind clang python3 python3-pytest curl openssl"
 [ "${1:-}" = bench ] && packages="$packages wrk webhook"
 

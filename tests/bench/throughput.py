@@ -5,41 +5,14 @@ served by the same Apache, in one run, with wrk.
 """
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from conftest import Httpd  # noqa: E402
-from hrflow_sign import signed_value  # noqa: E402
-
-SECRET = "bench-secret"
-EVENT = {"type": "profile.parsing.success", "origin": "api",
-         "message": "profile parsing succeed",
-         "profile": {"key": "d82a7fd1b7ba47ee9a5ad7c8c3c8cb4d",
-                     "source": {"key": "d90a8b6ee5d2ef4e1c8a6de0f32bfa0d"},
-                     "tags": [{"name": "skill", "value": "c"}]}}
-LUA = """wrk.method = "POST"
-wrk.headers["HTTP-HRFLOW-SIGNATURE"] = os.getenv("HRFLOW_SIG")
-"""
-
-
-def wrk(url, seconds, conns, script=None, env=None):
-    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", url]
-    if script:
-        cmd[1:1] = ["-s", script]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                         check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, int(bad.group(1)) if bad else 0
+from benchlib import SECRET, Httpd, args, signed_env, wrk
 
 
 def main():
-    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    conns = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+    seconds, conns = args()
     scratch = tempfile.mkdtemp(prefix="hrflow-bench-")
     os.chmod(scratch, 0o755)
     os.makedirs(os.path.join(scratch, "htdocs"))
@@ -55,15 +28,11 @@ def main():
     HrflowSecret {SECRET}
     HrflowHandler job.* /bin/true
 </Location>
-""".replace("ThreadsPerChild 25", "ThreadsPerChild 64"))
+""")
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"
-        script = os.path.join(server.root, "post.lua")
-        with open(script, "w") as f:
-            f.write(LUA)
-        env = dict(os.environ, HRFLOW_SIG=signed_value(
-            SECRET, json.dumps(EVENT).encode()))
+        script, env = signed_env(server.root)
         r, body = server.request("POST", "/hook", b"",
                                  {"HTTP-HRFLOW-SIGNATURE": env["HRFLOW_SIG"]})
         assert r.status == 200 and b'"ignored":1' in body, body

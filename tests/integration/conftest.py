@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.abspath(os.environ.get("HRFLOW_BUILD_DIR",
                                        os.path.join(HERE, "..", "..", "build")))
 MODULE = os.environ.get("HRFLOW_MODULE", os.path.join(BUILD, "mod_hrflow.so"))
+CGI = os.environ.get("HRFLOW_CGI", os.path.join(BUILD, "cgi", "hrflow.cgi"))
 HTTPD = os.environ.get("HRFLOW_HTTPD", "/usr/sbin/apache2")
 MODULES_DIR = os.environ.get("HRFLOW_HTTPD_MODULES", "/usr/lib/apache2/modules")
 SECRETS = ("first-secret-Zq81", "second-secret-Yw42")
@@ -109,11 +110,18 @@ class Httpd:
             except OSError:
                 return
 
-    def error_log(self):
-        try:
-            return open(os.path.join(self.root, "error.log")).read()
-        except OSError:
-            return ""
+    def error_log(self, wait_for=None):
+        """The error log; with wait_for, once it shows that text (a CGI's
+        standard error reaches the log a moment after its answer)."""
+        deadline = time.time() + 10
+        while True:
+            try:
+                text = open(os.path.join(self.root, "error.log")).read()
+            except OSError:
+                text = ""
+            if wait_for is None or wait_for in text or time.time() > deadline:
+                return text
+            time.sleep(0.05)
 
     def access_log(self):
         return open(os.path.join(self.root, "access.log")).read()
@@ -144,60 +152,84 @@ def scratch():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def endpoints(scratch):
+def endpoint_directives(scratch):
+    """Each endpoint's path and its directives, for either front end."""
     h = f"{scratch}/handlers"
     out = f"{scratch}/out"
     s1, s2 = SECRETS
-    return f"""
-<Location /hook>
-    SetHandler hrflow-webhook
-    HrflowSecret {s1}
-    HrflowSecret {s2}
-    HrflowHandler * {h}/record.sh {out}
-</Location>
-<Location /custom>
-    SetHandler hrflow-webhook
-    HrflowSecret {s1}
-    HrflowSignatureHeader X-Hook-Signature
-    HrflowHandler * {h}/record.sh {out}
-</Location>
-<Location /optional>
-    SetHandler hrflow-webhook
-    HrflowSecret {s1}
-    HrflowSignature optional
-    HrflowHandler * {h}/record.sh {out}
-</Location>
-<Location /jobs-only>
-    SetHandler hrflow-webhook
-    HrflowSignature optional
-    HrflowHandler job.* {h}/record.sh {out}
-</Location>
-<Location /fail>
-    SetHandler hrflow-webhook
-    HrflowSignature optional
-    HrflowHandler profile.parsing.success {h}/record.sh {out}
-    HrflowHandler *.error {h}/fail.sh
-</Location>
-<Location /slow>
-    SetHandler hrflow-webhook
-    HrflowSignature optional
-    HrflowTimeout 1
-    HrflowHandler * {h}/slow.sh {out}
-</Location>
-<Location /small>
-    SetHandler hrflow-webhook
-    HrflowSignature optional
-    HrflowMaxBody 300
-    HrflowMaxEvents 2
-    HrflowHandler * {h}/record.sh {out}
-</Location>
-"""
+    record = f"HrflowHandler * {h}/record.sh {out}"
+    return {
+        "/hook": [f"HrflowSecret {s1}", f"HrflowSecret {s2}", record],
+        "/custom": [f"HrflowSecret {s1}",
+                    "HrflowSignatureHeader X-Hook-Signature", record],
+        "/optional": [f"HrflowSecret {s1}", "HrflowSignature optional",
+                      record],
+        "/jobs-only": ["HrflowSignature optional",
+                       f"HrflowHandler job.* {h}/record.sh {out}"],
+        "/fail": ["HrflowSignature optional",
+                  f"HrflowHandler profile.parsing.success {h}/record.sh {out}",
+                  f"HrflowHandler *.error {h}/fail.sh"],
+        "/slow": ["HrflowSignature optional", "HrflowTimeout 1",
+                  f"HrflowHandler * {h}/slow.sh {out}"],
+        "/small": ["HrflowSignature optional", "HrflowMaxBody 300",
+                   "HrflowMaxEvents 2", record],
+    }
 
 
-@pytest.fixture(scope="session")
-def httpd(scratch):
-    server = Httpd("integration", scratch)
-    server.write_config(endpoints(scratch))
+def module_endpoints(scratch):
+    """<Location> sections served by mod_hrflow."""
+    text = ""
+    for path, lines in endpoint_directives(scratch).items():
+        body = "".join(f"    {x}\n" for x in lines)
+        text += (f"<Location {path}>\n    SetHandler hrflow-webhook\n"
+                 f"{body}</Location>\n")
+    return text
+
+
+def install_cgi(scratch):
+    """hrflow.cgi copied where the server's user reaches it."""
+    d = os.path.join(scratch, "cgi")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    shutil.copy(CGI, os.path.join(d, "hrflow.cgi"))
+    os.chmod(os.path.join(d, "hrflow.cgi"), 0o755)
+    return d
+
+
+def write_private(path, text):
+    """A file only the server's user may read: configs with secrets."""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(run_user()[0])
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def cgi_endpoints(scratch):
+    """The same endpoints, each a ScriptAlias to hrflow.cgi with its own
+    config file named by HRFLOW_CONFIG."""
+    d = install_cgi(scratch)
+    text = "".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so\n"
+                   for m in ("cgid", "alias", "env"))
+    for path, lines in endpoint_directives(scratch).items():
+        conf = os.path.join(d, path.strip("/") + ".conf")
+        write_private(conf, "# generated for the integration tests\n"
+                      + "\n".join(lines) + "\n")
+        text += (f"ScriptAlias {path} {d}/hrflow.cgi\n"
+                 f"<Location {path}>\n    SetEnv HRFLOW_CONFIG {conf}\n"
+                 f"</Location>\n")
+    return text
+
+
+@pytest.fixture(scope="session", params=["module", "cgi"])
+def httpd(request, scratch):
+    """One server per front end: every test that uses it runs against the
+    module and against hrflow.cgi under mod_cgid."""
+    server = Httpd("integration-" + request.param, scratch)
+    server.front = request.param
+    server.write_config(module_endpoints(scratch) if request.param == "module"
+                        else cgi_endpoints(scratch))
     server.start()
     yield server
     server.stop()

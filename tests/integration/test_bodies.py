@@ -4,6 +4,8 @@ import os
 import time
 import urllib.parse
 
+import pytest
+
 from conftest import SECRETS, records
 from hrflow_sign import body_signature, event_id, signed_value
 
@@ -124,6 +126,8 @@ def test_new_event_types_accepted(httpd, out):
 
 
 def test_variables_reach_the_access_log(httpd, out):
+    if httpd.front == "cgi":
+        pytest.skip("a CGI cannot set the server's request environment")
     text = b'{"type":"job.scoring.success","job":{"key":"zz9"}}'
     r, _ = post_signed(httpd, "/hook", text, "application/json")
     assert r.status == 200

@@ -131,7 +131,7 @@ def test_500_failing_handler_stops_the_batch(httpd, out):
                             "events": 3, "handled": 1, "ignored": 0,
                             "failed": 1}
     assert len(records(out)) == 1
-    log = httpd.error_log()
+    log = httpd.error_log(wait_for="result=exit 3")
     assert "cannot process profile.parsing.error" in log
     assert "result=exit 3" in log
 
@@ -153,7 +153,7 @@ def test_500_timeout_kills_handler_and_children(httpd, out):
     assert took < 15
     leader, child = map(int, open(os.path.join(out, "slow.pids")).read().split())
     assert not alive(leader) and not alive(child)
-    assert "result=timeout" in httpd.error_log()
+    assert "result=timeout" in httpd.error_log(wait_for="result=timeout")
 
 
 def test_server_still_serves_and_log_is_clean(httpd):

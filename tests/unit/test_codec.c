@@ -63,6 +63,28 @@ START_TEST(hex_both_ways)
 }
 END_TEST
 
+START_TEST(base64url_encode_round_trips)
+{
+    /* RFC 4648 test vectors, in the URL-safe alphabet without padding. */
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba",
+                                        "foobar", "\xfb\xff"};
+    static const char *const coded[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg",
+                                        "Zm9vYmE", "Zm9vYmFy", "-_8"};
+    unsigned char *back;
+    apr_size_t i, n;
+
+    for (i = 0; i < sizeof plain / sizeof *plain; i++) {
+        const char *enc = hf_base64url_encode(
+            pool, (const unsigned char *)plain[i], strlen(plain[i]));
+        ck_assert_str_eq(enc, coded[i]);
+        ck_assert_int_eq(hf_base64_decode(pool, enc, strlen(enc), &back, &n),
+                         0);
+        ck_assert_uint_eq(n, strlen(plain[i]));
+        ck_assert_int_eq(memcmp(back, plain[i], n), 0);
+    }
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
     Suite *s = suite_create("codec");
@@ -72,6 +94,7 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, base64_padding_optional);
     tcase_add_test(tc, base64_rejects_bad_input);
     tcase_add_test(tc, hex_both_ways);
+    tcase_add_test(tc, base64url_encode_round_trips);
     return s;
 }
 

@@ -143,6 +143,50 @@ START_TEST(undecodable_payload_flagged)
 }
 END_TEST
 
+static const char *hex_of(const unsigned char *b)
+{
+    char *hex = apr_palloc(pool, 65);
+
+    hf_hex_encode(b, 32, hex);
+    return hex;
+}
+
+START_TEST(sha256_known_answers)
+{
+    /* FIPS 180-2 appendix B: one block, two blocks. */
+    unsigned char d[32];
+
+    hf_sha256("abc", 3, d);
+    ck_assert_str_eq(hex_of(d), "ba7816bf8f01cfea414140de5dae2223"
+                                "b00361a396177a9cb410ff61f20015ad");
+    hf_sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56,
+              d);
+    ck_assert_str_eq(hex_of(d), "248d6a61d20638b8e5c026930c3e6039"
+                                "a33ce45964ff2167f6ecedd419db06c1");
+    hf_sha256("", 0, d);
+    ck_assert_str_eq(hex_of(d), "e3b0c44298fc1c149afbf4c8996fb924"
+                                "27ae41e4649b934ca495991b7852b855");
+}
+END_TEST
+
+START_TEST(hmac_rfc4231_vectors)
+{
+    /* RFC 4231 test cases 2 (short key) and 6 (key longer than a block). */
+    unsigned char mac[32];
+    char long_key[132];
+    const char *data6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+
+    hf_hmac_sha256("Jefe", "what do ya want for nothing?", 28, mac);
+    ck_assert_str_eq(hex_of(mac), "5bdcc146bf60754e6a042426089575c7"
+                                  "5a003f089d2739839dec58b964ec3843");
+    memset(long_key, 0xaa, 131);
+    long_key[131] = '\0';
+    hf_hmac_sha256(long_key, data6, strlen(data6), mac);
+    ck_assert_str_eq(hex_of(mac), "60e431591ee0b67f0d8a26aacbf5b77f"
+                                  "8e0bc6213728c5140546040f0ee37f54");
+}
+END_TEST
+
 static Suite *verify_suite(void)
 {
     Suite *s = suite_create("verify");
@@ -155,6 +199,8 @@ static Suite *verify_suite(void)
     tcase_add_test(tc, body_signature_forms);
     tcase_add_test(tc, garbage_never_matches);
     tcase_add_test(tc, undecodable_payload_flagged);
+    tcase_add_test(tc, sha256_known_answers);
+    tcase_add_test(tc, hmac_rfc4231_vectors);
     return s;
 }
 

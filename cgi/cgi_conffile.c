@@ -1,0 +1,211 @@
+/*
+ * cgi_conffile.c - the CGI's configuration: the module's directives, one per
+ * line, read from a file through the same table as the module's commands.
+ *
+ * Lines are split as httpd splits them: words separated by blanks, "..." or
+ * '...' quote a word (a backslash before the quote keeps it), a line ending
+ * in a backslash continues on the next, '#' starts a comment line.  Shared
+ * hosts are shared: a config others may write, or a secret file others may
+ * read, is refused.
+ */
+#include <errno.h>
+#include <string.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <apr_file_io.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include "hrflow_cgi.h"
+
+#define LINE_MAX_BYTES 16384
+
+const char *cgi_config_path(apr_pool_t *p, const char *argv0)
+{
+    const char *env = getenv(HRFLOW_CONFIG_ENV);
+    const char *self = getenv("SCRIPT_FILENAME");
+    const char *slash;
+
+    if (env && *env)
+        return env;
+    if (!self || !*self)
+        self = argv0;
+    slash = strrchr(self, '/');
+    if (!slash)
+        return HRFLOW_CONFIG_FILE;
+    return apr_pstrcat(p, apr_pstrmemdup(p, self, slash - self + 1),
+                       HRFLOW_CONFIG_FILE, NULL);
+}
+
+/* The next word of *line, httpd's way; NULL at the end of the line. */
+static char *next_word(apr_pool_t *p, char **line)
+{
+    char *s = *line, *start, *out, *o;
+    char quote = 0;
+
+    while (apr_isspace(*s))
+        s++;
+    if (!*s)
+        return *line = s, NULL;
+    if (*s == '"' || *s == '\'')
+        quote = *s++;
+    start = s;
+    while (*s && (quote ? *s != quote : !apr_isspace(*s))) {
+        if (quote && s[0] == '\\' && s[1] == quote)
+            s++;
+        s++;
+    }
+    out = o = apr_palloc(p, s - start + 1);
+    for (; start < s; start++) {
+        if (quote && start[0] == '\\' && start[1] == quote)
+            start++;
+        *o++ = *start;
+    }
+    *o = '\0';
+    if (quote && *s)
+        s++;
+    *line = s;
+    return out;
+}
+
+static int others_may(const struct stat *st, mode_t bits)
+{
+    return (st->st_mode & bits) != 0;
+}
+
+/* Refuses a secret file that other users of the host may read. */
+static const char *check_secret_file(apr_pool_t *p, const char *base,
+                                     const char *file)
+{
+    char *path;
+    struct stat st;
+
+    if (apr_filepath_merge(&path, base, file, 0, p) != APR_SUCCESS)
+        return NULL;                 /* the directive reports it */
+    if (stat(path, &st) != 0)
+        return NULL;
+    if (others_may(&st, S_IROTH | S_IWOTH | S_IWGRP))
+        return apr_psprintf(p,
+                            "HrflowSecretFile: %s is readable or writable by "
+                            "other users (mode %04o); chmod 600 or 640 it",
+                            path, (unsigned)(st.st_mode & 07777));
+    return NULL;
+}
+
+static const char *server_only(apr_pool_t *p, const hf_directive_t *d)
+{
+    return apr_psprintf(p,
+                        "%s: only the Apache module's durable mode uses it; "
+                        HRFLOW_CGI_NAME " runs handlers while the request "
+                        "waits",
+                        d->name);
+}
+
+/* Applies one directive line; NULL or the reason. */
+static const char *apply_line(apr_pool_t *p, const hf_config_ctx_t *ctx,
+                              hf_config_t *cfg, char *line, int *inline_secret)
+{
+    apr_array_header_t *args = apr_array_make(p, 4, sizeof(char *));
+    const hf_directive_t *d;
+    const char *name = next_word(p, &line), *err;
+    char *w;
+
+    while ((w = next_word(p, &line)))
+        APR_ARRAY_PUSH(args, char *) = w;
+    APR_ARRAY_PUSH(args, char *) = NULL;
+    if (*name == '<')
+        return apr_psprintf(p, "%s: sections are not read here; the whole "
+                            "file is one endpoint", name);
+    if (!strcasecmp(name, "SetHandler") && args->nelts == 2
+        && !strcasecmp(APR_ARRAY_IDX(args, 0, char *), "hrflow-webhook"))
+        return NULL;                 /* true of every CGI config */
+    if (!(d = hf_directive_find(name)))
+        return apr_psprintf(p, "unknown directive '%s'", name);
+    if (d->scope == HF_SCOPE_SERVER)
+        return server_only(p, d);
+    if (!strcmp(d->name, "HrflowSecretFile") && args->nelts == 2
+        && (err = check_secret_file(p, ctx->base_dir,
+                                    APR_ARRAY_IDX(args, 0, char *))))
+        return err;
+    if (!strcmp(d->name, "HrflowSecret"))
+        *inline_secret = 1;
+    return hf_config_apply(ctx, cfg, d, args->nelts - 1,
+                           (char *const *)args->elts);
+}
+
+/* Opens path, refusing a file that other users could change. */
+static const char *open_config(apr_pool_t *p, const char *path, FILE **f,
+                               struct stat *st)
+{
+    *f = fopen(path, "r");
+    if (!*f)
+        return apr_psprintf(p, "cannot read %s: %s", path, strerror(errno));
+    if (fstat(fileno(*f), st) != 0 || !S_ISREG(st->st_mode)) {
+        fclose(*f);
+        return apr_psprintf(p, "%s is not a regular file", path);
+    }
+    if (others_may(st, S_IWGRP | S_IWOTH)) {
+        fclose(*f);
+        return apr_psprintf(p, "%s is writable by other users (mode %04o); "
+                            "chmod 644 or 600 it", path,
+                            (unsigned)(st->st_mode & 07777));
+    }
+    return NULL;
+}
+
+/* Reads one logical line (continuations joined); 0 at the end. */
+static int read_line(FILE *f, char *buf, apr_size_t size, int *line_no)
+{
+    apr_size_t len = 0;
+
+    buf[0] = '\0';
+    while (fgets(buf + len, (int)(size - len), f)) {
+        (*line_no)++;
+        len += strlen(buf + len);
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            buf[--len] = '\0';
+        if (len == 0 || buf[len - 1] != '\\')
+            return 1;
+        buf[--len] = '\0';
+    }
+    return len > 0;
+}
+
+const char *cgi_config_read(apr_pool_t *p, const char *path,
+                            hf_config_t **cfg, const hf_logger_t *log)
+{
+    char *line = apr_palloc(p, LINE_MAX_BYTES), *dir, *slash;
+    hf_config_ctx_t ctx = {p, NULL};
+    struct stat st;
+    FILE *f;
+    const char *err;
+    int line_no = 0, inline_secret = 0;
+
+    if ((err = open_config(p, path, &f, &st)))
+        return err;
+    dir = apr_pstrdup(p, path);
+    slash = strrchr(dir, '/');
+    ctx.base_dir = slash ? (*slash = '\0', *dir ? dir : "/") : ".";
+    *cfg = hf_config_create(p);
+    err = NULL;
+    while (!err && read_line(f, line, LINE_MAX_BYTES, &line_no)) {
+        char *s = line;
+        while (apr_isspace(*s))
+            s++;
+        if (*s && *s != '#' && (err = apply_line(p, &ctx, *cfg, s,
+                                                 &inline_secret)))
+            err = apr_psprintf(p, "%s line %d: %s", path, line_no, err);
+    }
+    memset(line, 0, LINE_MAX_BYTES);  /* it may have held a secret */
+    fclose(f);
+    if (!err && (err = hf_config_check_endpoint(p, *cfg)))
+        err = apr_psprintf(p, "%s: %s", path, err);
+    if (!err && inline_secret && others_may(&st, S_IROTH))
+        hf_log(log, HF_LOG_WARNING, p,
+               "%s holds HrflowSecret and other users may read it: move the "
+               "secret to an HrflowSecretFile that only you can read", path);
+    if (!err && hf_config_signature(*cfg) == HF_SIG_OFF)
+        hf_log(log, HF_LOG_WARNING, p,
+               "%s: HrflowSignature off: anyone who can reach this program "
+               "can run its handlers", path);
+    return err;
+}

@@ -1,0 +1,36 @@
+/*
+ * hrflow_cgi.h - the CGI front end of the receiver (SPEC section 7).
+ *
+ * The CGI reads the module's directives from a file (cgi_conffile.c),
+ * serves one CGI/1.1 request with the core (cgi_serve.c), or, run from a
+ * terminal, checks a config and signs test events (cgi_tool.c).
+ */
+#ifndef HRFLOW_CGI_H
+#define HRFLOW_CGI_H
+
+#include <stdio.h>
+#include "hrflow.h"
+
+#define HRFLOW_CGI_NAME "hrflow.cgi"
+#define HRFLOW_CONFIG_ENV "HRFLOW_CONFIG"
+#define HRFLOW_CONFIG_FILE "hrflow.conf"
+
+/* Log lines go to standard error, which httpd writes to its error log. */
+extern const hf_logger_t cgi_stderr_log;
+
+/* The config file this program uses: $HRFLOW_CONFIG, else hrflow.conf in
+ * the directory of the program (argv0, or SCRIPT_FILENAME under httpd). */
+const char *cgi_config_path(apr_pool_t *p, const char *argv0);
+
+/* Reads a config file of module directives into *cfg.  NULL, or a message
+ * naming the file, the line and the reason.  Warnings go to log. */
+const char *cgi_config_read(apr_pool_t *p, const char *path,
+                            hf_config_t **cfg, const hf_logger_t *log);
+
+/* Serves the CGI/1.1 request described by the environment; exit status. */
+int cgi_serve(apr_pool_t *p, const char *argv0);
+
+/* Terminal mode: --check, --sign, --help, --version; exit status. */
+int cgi_tool(apr_pool_t *p, int argc, const char *const *argv);
+
+#endif

@@ -1,0 +1,48 @@
+"""What the benchmarks share: the sample event, its signature, and wrk."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from conftest import Httpd  # noqa: E402,F401
+from hrflow_sign import signed_value  # noqa: E402
+
+SECRET = "bench-secret"
+EVENT = {"type": "profile.parsing.success", "origin": "api",
+         "message": "profile parsing succeed",
+         "profile": {"key": "d82a7fd1b7ba47ee9a5ad7c8c3c8cb4d",
+                     "source": {"key": "d90a8b6ee5d2ef4e1c8a6de0f32bfa0d"},
+                     "tags": [{"name": "skill", "value": "c"}]}}
+POST_LUA = """wrk.method = "POST"
+wrk.headers["HTTP-HRFLOW-SIGNATURE"] = os.getenv("HRFLOW_SIG")
+"""
+
+
+def args(default_seconds=10, default_conns=32):
+    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else default_seconds
+    conns = int(sys.argv[2]) if len(sys.argv) > 2 else default_conns
+    return seconds, conns
+
+
+def signed_env(root):
+    """wrk's script and environment for a signed POST of EVENT."""
+    script = os.path.join(root, "post.lua")
+    with open(script, "w") as f:
+        f.write(POST_LUA)
+    env = dict(os.environ, HRFLOW_SIG=signed_value(
+        SECRET, json.dumps(EVENT).encode()))
+    return script, env
+
+
+def wrk(url, seconds, conns, script=None, env=None):
+    """(requests per second, non-2xx answers) of one wrk run."""
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", url]
+    if script:
+        cmd[1:1] = ["-s", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                         check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, int(bad.group(1)) if bad else 0
