@@ -105,7 +105,7 @@ static const char *reason(int status)
 
 static void respond(apr_pool_t *p, const hf_outcome_t *out)
 {
-    int status = hf_rc_http_status(out->rc);
+    int status = hf_outcome_http_status(out);
 
     printf("Status: %d %s\r\n", status, reason(status));
     if (out->rc == HF_E_METHOD)

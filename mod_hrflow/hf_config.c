@@ -18,7 +18,8 @@
 
 /* Scalars merged "add if set, else base": listed once so none is forgotten. */
 #define HF_SCALARS(X) \
-    X(signature) X(timeout) X(max_body) X(max_events) X(concurrency) X(retry)
+    X(signature) X(timeout) X(max_body) X(max_events) X(concurrency) X(retry) \
+    X(retry_delay)
 #define HF_STRINGS(X) X(signature_header) X(spool)
 
 hf_config_t *hf_config_create(apr_pool_t *p)
@@ -66,6 +67,20 @@ apr_off_t hf_config_max_body(const hf_config_t *c)
 int hf_config_max_events(const hf_config_t *c)
 {
     return c->max_events == HF_UNSET ? HF_DEFAULT_MAX_EVENTS : c->max_events;
+}
+int hf_config_concurrency(const hf_config_t *c)
+{
+    return c->concurrency == HF_UNSET ? HF_DEFAULT_CONCURRENCY
+                                      : c->concurrency;
+}
+int hf_config_retry(const hf_config_t *c)
+{
+    return c->retry == HF_UNSET ? HF_DEFAULT_RETRY : c->retry;
+}
+int hf_config_retry_delay(const hf_config_t *c)
+{
+    return c->retry_delay == HF_UNSET ? HF_DEFAULT_RETRY_DELAY
+                                      : c->retry_delay;
 }
 
 /* ---- value parsers ---------------------------------------------------- */
@@ -265,6 +280,13 @@ static const char *set_retry(const hf_config_ctx_t *ctx, hf_config_t *cfg,
     return set_int(ctx->pool, argv[0], 0, 100, &cfg->retry);
 }
 
+static const char *set_retry_delay(const hf_config_ctx_t *ctx,
+                                   hf_config_t *cfg, int argc,
+                                   char *const *argv)
+{
+    return set_int(ctx->pool, argv[0], 1, 3600, &cfg->retry_delay);
+}
+
 #define AS_ENTRY(name, set, min, max, scope, help) \
     {name, set, min, max, scope, help},
 const hf_directive_t hf_directives[] = {
@@ -305,8 +327,6 @@ const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
 
 const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg)
 {
-    if (cfg->spool)
-        return "HrflowSpool: durable mode is not available in this version";
     if (hf_config_signature(cfg) == HF_SIG_REQUIRED
         && (!cfg->secrets || cfg->secrets->nelts == 0))
         return "HrflowSecret: no HrflowSecret or HrflowSecretFile while "

@@ -26,26 +26,26 @@ static void log_output(const hf_logger_t *log, apr_pool_t *p,
                ev->id, res->output_dropped);
 }
 
-/* Runs ev's handler; 0 on success. */
-static int run_handler(apr_pool_t *p, const hf_config_t *cfg,
-                       const hf_event_t *ev, const hf_handler_t *h,
-                       const hf_logger_t *log)
+int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
+                 const char *const *argv, int timeout, int attempt,
+                 volatile int *cancel, const hf_logger_t *log,
+                 hf_run_result_t *res)
 {
-    hf_run_spec_t spec = {h->argv, hf_env_block(p, ev->vars), ev->text,
-                          ev->len, hf_config_timeout(cfg), HF_OUTPUT_MAX};
-    hf_run_result_t res;
+    hf_run_spec_t spec = {argv, hf_env_block(p, ev->vars), ev->text,
+                          ev->len, timeout, HF_OUTPUT_MAX, cancel};
     int ok;
 
-    hf_run(p, &spec, &res);
-    ok = hf_run_succeeded(&res);
-    if (!res.started)
-        hf_log(log, HF_LOG_ERR, p, "event %.12s: %s", ev->id, res.error);
-    log_output(log, p, ev, &res, ok ? HF_LOG_INFO : HF_LOG_ERR);
+    hf_run(p, &spec, res);
+    ok = hf_run_succeeded(res);
+    if (!res->started)
+        hf_log(log, HF_LOG_ERR, p, "event %.12s: %s", ev->id, res->error);
+    log_output(log, p, ev, res, ok ? HF_LOG_INFO : HF_LOG_ERR);
     hf_log(log, ok ? HF_LOG_INFO : HF_LOG_ERR, p,
-           "event %s type=%s delivery=%s handler=%s result=%s ms=%"
+           "event %s type=%s delivery=%s%s handler=%s result=%s ms=%"
            APR_TIME_T_FMT,
-           ev->id, ev->type, ev->delivery_id, h->argv[0],
-           hf_run_describe(p, &res), apr_time_as_msec(res.elapsed));
+           ev->id, ev->type, ev->delivery_id,
+           attempt ? apr_psprintf(p, " attempt=%d", attempt) : "", argv[0],
+           hf_run_describe(p, res), apr_time_as_msec(res->elapsed));
     return ok ? 0 : -1;
 }
 
@@ -75,7 +75,9 @@ void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
                    ev->id, ev->type, ev->delivery_id);
             continue;
         }
-        if (run_handler(p, cfg, ev, h, log) != 0) {
+        hf_run_result_t res;
+        if (hf_run_event(p, ev, h->argv, hf_config_timeout(cfg), 0, NULL, log,
+                         &res) != 0) {
             out->failed++;
             out->rc = HF_E_HANDLER;
             out->error = "handler_failed";

@@ -107,6 +107,39 @@ const char *hf_json_get_string(const hf_json_t *obj, const char *key)
                                                      : NULL;
 }
 
+hf_json_t *hf_json_get(const hf_json_t *obj, const char *key)
+{
+    json_object *v;
+
+    return json_object_object_get_ex(obj, key, &v) ? v : NULL;
+}
+
+const char *hf_json_as_string(const hf_json_t *j)
+{
+    return json_object_is_type(j, json_type_string) ? json_object_get_string(
+                                                          (json_object *)j)
+                                                    : NULL;
+}
+
+apr_int64_t hf_json_get_int(const hf_json_t *obj, const char *key,
+                            apr_int64_t fallback)
+{
+    json_object *v;
+
+    if (!json_object_object_get_ex(obj, key, &v)
+        || !json_object_is_type(v, json_type_int))
+        return fallback;
+    return json_object_get_int64(v);
+}
+
+const char *hf_json_quote(apr_pool_t *p, const char *s)
+{
+    json_object *j = pool_owned(p, json_object_new_string(s));
+    apr_size_t len;
+
+    return hf_json_text(p, j, &len);
+}
+
 void hf_json_put_string(hf_json_t *obj, const char *key, const char *val)
 {
     json_object_object_add(obj, key, json_object_new_string(val));

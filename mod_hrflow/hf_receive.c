@@ -31,6 +31,11 @@ int hf_rc_http_status(hf_rc_t rc)
     return 500;
 }
 
+int hf_outcome_http_status(const hf_outcome_t *out)
+{
+    return out->rc == HF_OK && out->queued ? 202 : hf_rc_http_status(out->rc);
+}
+
 static void fail(hf_outcome_t *out, hf_rc_t rc, const char *error)
 {
     out->rc = rc;
@@ -118,6 +123,11 @@ const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out)
 {
     int n = out->events ? out->events->nelts : 0;
 
+    if (out->rc == HF_OK && out->queued)
+        return apr_psprintf(p,
+                            "{\"status\":\"accepted\",\"events\":%d,"
+                            "\"queued\":%d,\"ignored\":%d}\n",
+                            n, out->queued, out->ignored);
     if (out->rc == HF_OK)
         return apr_psprintf(p,
                             "{\"status\":\"ok\",\"events\":%d,\"handled\":%d,"

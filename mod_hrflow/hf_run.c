@@ -203,14 +203,19 @@ static void supervise(const hf_run_spec_t *spec, child_t *c,
             return;
         }
         now = apr_time_now();
-        if (now >= deadline) {
-            res->timed_out = 1;
+        if (now >= deadline || (spec->cancel && *spec->cancel)) {
+            if (now >= deadline)
+                res->timed_out = 1;
+            else
+                res->cancelled = 1;
             kill_group(c);
             return;
         }
         wait_ms = (int)((deadline - now + 999) / 1000);
         if (c->pid_fd < 0 && wait_ms > 20)
             wait_ms = 20;   /* no pidfd: look again soon */
+        if (spec->cancel && wait_ms > 100)
+            wait_ms = 100;  /* a signal handler may set it: look often */
         if (c->in_fd >= 0)
             fds[nfds++] = (struct pollfd){c->in_fd, POLLOUT, 0};
         if (c->out_fd >= 0)
@@ -254,7 +259,7 @@ void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res)
 
 int hf_run_succeeded(const hf_run_result_t *res)
 {
-    return res->started && !res->timed_out && !res->signal
+    return res->started && !res->timed_out && !res->cancelled && !res->signal
            && res->exit_code == 0;
 }
 
@@ -264,6 +269,8 @@ const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res)
         return "not started";
     if (res->timed_out)
         return "timeout";
+    if (res->cancelled)
+        return "stopped";
     if (res->signal)
         return apr_psprintf(p, "signal %d", res->signal);
     return apr_psprintf(p, "exit %d", res->exit_code);

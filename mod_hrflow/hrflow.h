@@ -23,6 +23,7 @@
 #define HF_DEFAULT_MAX_EVENTS 100     /* events in one batch */
 #define HF_DEFAULT_CONCURRENCY 4
 #define HF_DEFAULT_RETRY 5
+#define HF_DEFAULT_RETRY_DELAY 1      /* seconds before the first retry */
 #define HF_MAX_VARS 512               /* payload variables per event */
 #define HF_MAX_VAR_BYTES 65536        /* bytes of payload variable values */
 #define HF_JSON_MAX_DEPTH 32          /* nesting of JSON arrays and objects */
@@ -45,6 +46,9 @@ typedef enum {
 } hf_rc_t;
 
 int hf_rc_http_status(hf_rc_t rc);
+struct hf_outcome_t;
+/* 202 for events accepted into the spool, else as hf_rc_http_status. */
+int hf_outcome_http_status(const struct hf_outcome_t *out);
 
 /* ---- log sink: levels are syslog's, as httpd's APLOG_* ----------------- */
 #define HF_LOG_ERR 3
@@ -90,6 +94,15 @@ apr_size_t hf_json_array_length(const hf_json_t *j);
 hf_json_t *hf_json_array_get(const hf_json_t *j, apr_size_t i);
 /* The member's string value, or NULL when absent or not a string. */
 const char *hf_json_get_string(const hf_json_t *obj, const char *key);
+/* The member, any type, or NULL. */
+hf_json_t *hf_json_get(const hf_json_t *obj, const char *key);
+/* A string value, or NULL when j is not a string. */
+const char *hf_json_as_string(const hf_json_t *j);
+/* An integer member, or fallback when absent or not an integer. */
+apr_int64_t hf_json_get_int(const hf_json_t *obj, const char *key,
+                            apr_int64_t fallback);
+/* s as a JSON string literal, quotes included. */
+const char *hf_json_quote(apr_pool_t *p, const char *s);
 void hf_json_put_string(hf_json_t *obj, const char *key, const char *val);
 /* Adds child (which stays owned by its own pool) as a member of obj. */
 void hf_json_put(hf_json_t *obj, const char *key, hf_json_t *child);
@@ -192,6 +205,7 @@ typedef struct {
     int max_events;
     int concurrency;
     int retry;
+    int retry_delay;
 } hf_config_t;
 
 /* Where a directive may stand. */
@@ -239,7 +253,9 @@ typedef struct {
     X("HrflowConcurrency", set_concurrency, 1, 1, HF_SCOPE_SERVER, \
       "handlers running at once in durable mode") \
     X("HrflowRetry", set_retry, 1, 1, HF_SCOPE_SERVER, \
-      "further tries of a failed handler in durable mode")
+      "further tries of a failed handler in durable mode") \
+    X("HrflowRetryDelay", set_retry_delay, 1, 1, HF_SCOPE_SERVER, \
+      "seconds before the first retry; each further one waits twice as long")
 
 /* The same list as a table, ending with a NULL name. */
 extern const hf_directive_t hf_directives[];
@@ -260,6 +276,9 @@ int hf_config_signature(const hf_config_t *cfg);
 int hf_config_timeout(const hf_config_t *cfg);
 apr_off_t hf_config_max_body(const hf_config_t *cfg);
 int hf_config_max_events(const hf_config_t *cfg);
+int hf_config_concurrency(const hf_config_t *cfg);
+int hf_config_retry(const hf_config_t *cfg);
+int hf_config_retry_delay(const hf_config_t *cfg);
 
 /* ---- variables (hf_env.c) ----------------------------------------------- */
 typedef struct {
@@ -283,6 +302,7 @@ typedef struct {
     apr_size_t input_len;
     int timeout;                 /* seconds */
     apr_size_t output_max;       /* bytes of output kept */
+    volatile int *cancel;        /* when set becomes non-zero: stop it */
 } hf_run_spec_t;
 
 typedef struct {
@@ -291,6 +311,7 @@ typedef struct {
     int exit_code;               /* when exited normally */
     int signal;                  /* when killed by a signal */
     int timed_out;
+    int cancelled;               /* stopped through spec->cancel */
     apr_interval_time_t elapsed;
     char *output;                /* standard output and error, merged */
     apr_size_t output_len;
@@ -299,7 +320,7 @@ typedef struct {
 
 void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res);
 int hf_run_succeeded(const hf_run_result_t *res);
-/* "exit 3", "signal 9", "timeout", "not started" */
+/* "exit 3", "signal 9", "timeout", "stopped", "not started" */
 const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res);
 
 /* ---- one request (hf_receive.c) ----------------------------------------- */
@@ -314,21 +335,103 @@ typedef struct {
     void *header_ctx;
 } hf_request_t;
 
-typedef struct {
+typedef struct hf_outcome_t {
     hf_rc_t rc;
     const char *error;           /* machine-readable reason */
     apr_array_header_t *events;  /* hf_event_t * */
     int verified;
     int handled, ignored, failed;
+    int queued;                  /* written to the spool: answer 202 */
 } hf_outcome_t;
 
 void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
                 const hf_request_t *req, hf_outcome_t *out);
 void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
                 const hf_logger_t *log);
+/* Runs one event's handler (its vars built) and logs its output and one
+ * result line; attempt 0 leaves the attempt out.  0 on success. */
+int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
+                 const char *const *argv, int timeout, int attempt,
+                 volatile int *cancel, const hf_logger_t *log,
+                 hf_run_result_t *res);
 const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out);
 /* Logs why a request was refused, at the level its cause deserves. */
 void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
                     const hf_outcome_t *out, const hf_logger_t *log);
+
+/* ---- the durable spool (hf_spool.c) ------------------------------------ */
+extern const char *const hf_spool_states[];  /* tmp new run retry failed */
+
+typedef struct {
+    const char *name;            /* NAME.json, the same in every state */
+    const char *delivery_id;
+    const char *event_id;
+    const char *type;
+    const char *order_key;       /* "profile:KEY", "job:KEY" or NULL */
+    apr_time_t received;
+    int attempt;                 /* tries made so far */
+    apr_time_t next_attempt;     /* not before this; 0: at once */
+    const char *last_result;     /* of the last try, or NULL */
+    int index, count, verified;  /* as in hf_batch_t */
+    int timeout;                 /* HrflowTimeout of its endpoint */
+    const char *const *argv;     /* the handler its endpoint mapped */
+    const char *text;            /* the event, as received */
+    apr_size_t len;
+} hf_envelope_t;
+
+const char *hf_spool_path(apr_pool_t *p, const char *dir, const char *state,
+                          const char *name);
+/* Creates DIR and its state folders, owned by uid:gid (-1: leave). */
+const char *hf_spool_prepare(apr_pool_t *p, const char *dir, int uid, int gid);
+const char *hf_spool_order_key(apr_pool_t *p, const hf_event_t *ev);
+/* Delay before try attempt+1: first_delay doubled per try, at most 1 h. */
+apr_interval_time_t hf_spool_retry_delay(int attempt, int first_delay);
+char *hf_envelope_encode(apr_pool_t *p, const hf_envelope_t *e,
+                         apr_size_t *len);
+const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
+                              hf_envelope_t *e);
+const char *hf_envelope_read(apr_pool_t *p, const char *path,
+                             hf_envelope_t *e);
+const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
+                               apr_size_t *len);
+/* Writes a file; keep_open: returns the open fd unsynced, else syncs and
+ * returns 0.  -1 with errno, and no file left, on failure. */
+int hf_spool_write(const char *path, const void *data, apr_size_t len,
+                   int keep_open);
+int hf_spool_sync_dir(const char *path);
+/* Rewrites e's file in state from and moves it to state to, durably. */
+const char *hf_spool_rewrite(apr_pool_t *p, const char *dir,
+                             const hf_envelope_t *e, const char *from,
+                             const char *to);
+int hf_spool_is_event_name(const char *name);
+/* Events in a state folder, or -1 when it cannot be read. */
+int hf_spool_count(apr_pool_t *p, const char *dir, const char *state);
+
+/* ---- accepting into the spool (hf_commit.c) ----------------------------- */
+/* Group commit: the concurrent requests of one process share their syncs. */
+typedef struct hf_committer_t hf_committer_t;
+hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir);
+/* Routes each event of out, writes those with a handler to the spool and
+ * makes them durable: out->queued, or rc HF_E_SPOOL. */
+void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
+                     hf_committer_t *committer, hf_outcome_t *out,
+                     const hf_logger_t *log);
+/* Syncs made and events committed by this process so far. */
+void hf_committer_stats(hf_committer_t *c, apr_uint64_t *syncs,
+                        apr_uint64_t *events);
+
+/* ---- the dispatcher (hf_dispatch.c) ------------------------------------- */
+typedef struct {
+    const char *dir;
+    int concurrency;
+    int retry;                   /* further tries after the first */
+    int retry_delay;             /* seconds before the first retry */
+    const hf_logger_t *log;
+    volatile int *stop;          /* set by a signal: finish and return */
+    int wake_fd;                 /* readable when stop is set, or -1 */
+} hf_dispatch_spec_t;
+
+/* Runs the spool's handlers until *stop; 0, or -1 when it cannot start. */
+int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *spec);
 
 #endif

@@ -17,11 +17,10 @@
 #include <http_request.h>
 #include <ap_expr.h>
 #include <apr_strings.h>
-#include "hrflow.h"
+#include "mod_hrflow.h"
 
 #define HRFLOW_HANDLER "hrflow-webhook"
 
-module AP_MODULE_DECLARE_DATA hrflow_module;
 APLOG_USE_MODULE(hrflow);
 
 /* ---- configuration ---------------------------------------------------- */
@@ -149,6 +148,14 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         core_server_config *sconf = ap_get_core_module_config(s->module_config);
         const hf_config_t *defaults =
             ap_get_module_config(s->lookup_defaults, &hrflow_module);
+        if (defaults->spool) {
+            const char *err = hrflow_spool_check(ptemp, defaults->spool);
+            if (err) {
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                             "%s", err);
+                bad = 1;
+            }
+        }
         if (is_endpoint(ptemp, s->lookup_defaults, endpoints))
             bad |= check_endpoint(ptemp, s, hf_config_create(ptemp),
                                   s->lookup_defaults);
@@ -216,7 +223,7 @@ static int read_body(request_rec *r, apr_off_t max, hf_request_t *req)
 
 static int respond(request_rec *r, const hf_outcome_t *out)
 {
-    r->status = hf_rc_http_status(out->rc);
+    r->status = hf_outcome_http_status(out);
     if (out->rc == HF_E_METHOD)
         apr_table_setn(r->headers_out, "Allow", "POST");
     if (out->rc == HF_E_TOO_LARGE)
@@ -224,6 +231,21 @@ static int respond(request_rec *r, const hf_outcome_t *out)
     ap_set_content_type(r, "application/json");
     ap_rputs(hf_response_body(r->pool, out), r);
     return OK;
+}
+
+static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
+                              hf_outcome_t *out, const hf_logger_t *log)
+{
+    hf_committer_t *c = hrflow_spool_committer(cfg->spool);
+
+    if (!c) {
+        out->rc = HF_E_SPOOL;
+        out->error = "spool_unavailable";
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      "spool %s is not ready in this process", cfg->spool);
+        return;
+    }
+    hf_spool_accept(r->pool, cfg, c, out, log);
 }
 
 static int hrflow_handler(request_rec *r)
@@ -247,7 +269,9 @@ static int hrflow_handler(request_rec *r)
         return HTTP_BAD_REQUEST;
     }
     hf_receive(r->pool, cfg, &req, &out);
-    if (out.rc == HF_OK)
+    if (out.rc == HF_OK && cfg->spool)
+        accept_into_spool(r, cfg, &out, &log);
+    else if (out.rc == HF_OK)
         hf_deliver(r->pool, cfg, &out, &log);
     hf_log_refusal(r->pool, cfg, &out, &log);
     if (out.events->nelts > 0) {
@@ -263,6 +287,7 @@ static void register_hooks(apr_pool_t *p)
 {
     ap_hook_check_config(hrflow_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(hrflow_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    hrflow_spool_register_hooks(p);
 }
 
 module AP_MODULE_DECLARE_DATA hrflow_module = {

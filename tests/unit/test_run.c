@@ -11,7 +11,7 @@ static void run(const char *script, const char *input, int timeout)
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
     const char *envp[] = {"PATH=/usr/bin:/bin", "HRFLOW_TYPE=a.b.c", NULL};
     hf_run_spec_t spec = {argv, envp, input, input ? strlen(input) : 0,
-                          timeout, 64};
+                          timeout, 64, NULL};
 
     hf_run(pool, &spec, &res);
 }
@@ -43,7 +43,7 @@ START_TEST(large_input_does_not_deadlock)
     char *big = apr_palloc(pool, n + 1);
     const char *argv[] = {"/bin/sh", "-c", "wc -c; cat >/dev/null", NULL};
     const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-    hf_run_spec_t spec = {argv, envp, big, n, 10, 64};
+    hf_run_spec_t spec = {argv, envp, big, n, 10, 64, NULL};
 
     memset(big, 'x', n);
     big[n] = '\0';
@@ -59,7 +59,7 @@ START_TEST(handler_ignoring_input)
     char *big = apr_pcalloc(pool, n);
     const char *argv[] = {"/bin/true", NULL};
     const char *envp[] = {NULL};
-    hf_run_spec_t spec = {argv, envp, big, n, 10, 64};
+    hf_run_spec_t spec = {argv, envp, big, n, 10, 64, NULL};
 
     signal(SIGPIPE, SIG_IGN);
     hf_run(pool, &spec, &res);
@@ -121,7 +121,7 @@ START_TEST(missing_program)
 {
     const char *argv[] = {"/nonexistent/handler", NULL};
     const char *envp[] = {NULL};
-    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64};
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64, NULL};
 
     hf_run(pool, &spec, &res);
     ck_assert(!res.started);
@@ -135,7 +135,7 @@ START_TEST(runs_in_program_directory_without_our_fds)
     const char *argv[] = {"/bin/sh", "-c", "pwd; ls /proc/self/fd | wc -l",
                           NULL};
     const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64};
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64, NULL};
 
     char bin[4096];
 
@@ -144,6 +144,21 @@ START_TEST(runs_in_program_directory_without_our_fds)
     ck_assert(hf_run_succeeded(&res));
     /* 0, 1, 2, and the directory ls reads. */
     ck_assert_str_eq(res.output, apr_pstrcat(pool, bin, "\n4\n", NULL));
+}
+END_TEST
+
+START_TEST(cancel_stops_the_handler)
+{
+    const char *argv[] = {"/bin/sleep", "30", NULL};
+    const char *envp[] = {NULL};
+    volatile int stop = 1;
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 60, 64, &stop};
+
+    hf_run(pool, &spec, &res);
+    ck_assert(res.started);
+    ck_assert(res.cancelled && !res.timed_out);
+    ck_assert(!hf_run_succeeded(&res));
+    ck_assert_str_eq(hf_run_describe(pool, &res), "stopped");
 }
 END_TEST
 
@@ -163,6 +178,7 @@ static Suite *run_suite(void)
     tcase_add_test(tc, killed_by_signal);
     tcase_add_test(tc, missing_program);
     tcase_add_test(tc, runs_in_program_directory_without_our_fds);
+    tcase_add_test(tc, cancel_stops_the_handler);
     return s;
 }
 

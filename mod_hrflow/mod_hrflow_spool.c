@@ -1,0 +1,279 @@
+/*
+ * mod_hrflow_spool.c - durable mode in Apache: the spool folders, one
+ * dispatcher process per spool, each request process's group committer, and
+ * a mod_status section.
+ *
+ * The dispatcher is started as mod_cgid starts its daemon: forked by the
+ * parent in post_config, registered as an "other child" so that the parent
+ * starts it again if it dies, and noted as a subprocess of the configuration
+ * pool so that a restart or a stop ends it (TERM, then KILL after 3 s).  It
+ * drops to the server's User like a worker child, and stops handlers it is
+ * running when told to stop: those events stay in run/ and run again.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_core.h>
+#include <ap_listen.h>
+#include <ap_mpm.h>
+#include <mpm_common.h>
+#include <mod_status.h>
+#include <unixd.h>
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include "mod_hrflow.h"
+
+APLOG_USE_MODULE(hrflow);
+
+typedef struct {
+    const char *dir;
+    int concurrency, retry, retry_delay;
+    server_rec *server;
+    apr_pool_t *pool;            /* the configuration's */
+    apr_proc_t proc;
+} dispatcher_rec;
+
+static apr_array_header_t *dispatchers;  /* dispatcher_rec *, one per spool */
+static apr_hash_t *committers;           /* dir -> hf_committer_t *, per child */
+static volatile int stop_requested;
+static int stop_pipe[2] = {-1, -1};
+
+hf_committer_t *hrflow_spool_committer(const char *dir)
+{
+    return committers ? apr_hash_get(committers, dir, APR_HASH_KEY_STRING)
+                      : NULL;
+}
+
+const char *hrflow_spool_check(apr_pool_t *p, const char *dir)
+{
+    char *parent = apr_pstrdup(p, dir), *slash = strrchr(parent, '/');
+
+    if (slash && slash != parent)
+        *slash = '\0';
+    if (access(dir, F_OK) != 0 && access(parent, W_OK) != 0)
+        return apr_psprintf(p, "HrflowSpool: cannot create %s: %s is not "
+                            "a writable directory", dir, parent);
+    return NULL;
+}
+
+/* ---- the dispatcher process -------------------------------------------- */
+
+static void on_stop_signal(int sig)
+{
+    int saved = errno;
+
+    stop_requested = 1;
+    if (write(stop_pipe[1], "", 1) < 0) {
+        /* already awake */
+    }
+    errno = saved;
+}
+
+static void log_to_server(void *ctx, int level, const char *msg)
+{
+    ap_log_error(APLOG_MARK, level, 0, ctx, "%s", msg);
+}
+
+/* What a dispatcher must not keep of the parent: its listening sockets. */
+static void close_listeners(void)
+{
+    ap_listen_rec *lr;
+
+    for (lr = ap_listeners; lr; lr = lr->next) {
+        apr_os_sock_t fd;
+        if (lr->sd && apr_os_sock_get(&fd, lr->sd) == APR_SUCCESS)
+            close(fd);
+    }
+}
+
+static void dispatcher_main(dispatcher_rec *d)
+{
+    hf_logger_t log = {log_to_server, d->server};
+    hf_dispatch_spec_t spec;
+    apr_pool_t *p;
+    struct sigaction sa;
+    sigset_t none;
+
+    prctl(PR_SET_PDEATHSIG, SIGTERM);   /* a parent killed with -9 */
+    close_listeners();
+    apr_pool_create(&p, NULL);
+    if (ap_run_drop_privileges(p, d->server) != OK)
+        _exit(1);
+    if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        _exit(1);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);       /* the parent's graceful signal */
+    sigaction(SIGWINCH, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    spec.dir = d->dir;
+    spec.concurrency = d->concurrency;
+    spec.retry = d->retry;
+    spec.retry_delay = d->retry_delay;
+    spec.log = &log;
+    spec.stop = &stop_requested;
+    spec.wake_fd = stop_pipe[0];
+    _exit(hf_dispatch_run(p, &spec) == 0 ? 0 : 1);
+}
+
+static void dispatcher_maint(int reason, void *data, apr_wait_t status);
+
+static int start_dispatcher(dispatcher_rec *d)
+{
+    apr_status_t rv = apr_proc_fork(&d->proc, d->pool);
+
+    if (rv == APR_INCHILD)
+        dispatcher_main(d);             /* does not return */
+    if (rv != APR_INPARENT) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, d->server,
+                     "spool %s: cannot start the dispatcher", d->dir);
+        return -1;
+    }
+    apr_pool_note_subprocess(d->pool, &d->proc, APR_KILL_AFTER_TIMEOUT);
+    apr_proc_other_child_register(&d->proc, dispatcher_maint, d, NULL,
+                                  d->pool);
+    return 0;
+}
+
+static void dispatcher_maint(int reason, void *data, apr_wait_t status)
+{
+    dispatcher_rec *d = data;
+    int state = AP_MPMQ_STOPPING;
+
+    switch (reason) {
+    case APR_OC_REASON_DEATH:
+    case APR_OC_REASON_LOST:
+        apr_proc_other_child_unregister(d);
+        ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
+        if (state == AP_MPMQ_STOPPING)
+            break;
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->server,
+                     "spool %s: dispatcher %ld died (status %d), starting "
+                     "it again", d->dir, (long)d->proc.pid, (int)status);
+        start_dispatcher(d);
+        break;
+    case APR_OC_REASON_RESTART:
+    case APR_OC_REASON_UNREGISTER:
+        break;
+    }
+}
+
+/* ---- hooks -------------------------------------------------------------- */
+
+/* One dispatcher_rec per distinct spool, from each server's settings. */
+static void collect_spools(apr_pool_t *pconf, server_rec *main_server)
+{
+    server_rec *s;
+    int i;
+
+    dispatchers = apr_array_make(pconf, 2, sizeof(dispatcher_rec *));
+    for (s = main_server; s; s = s->next) {
+        const hf_config_t *c = ap_get_module_config(s->lookup_defaults,
+                                                    &hrflow_module);
+        dispatcher_rec *d;
+        for (i = 0; c->spool && i < dispatchers->nelts; i++)
+            if (!strcmp(APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *)->dir,
+                        c->spool))
+                break;
+        if (!c->spool || i < dispatchers->nelts)
+            continue;
+        d = apr_pcalloc(pconf, sizeof *d);
+        d->dir = c->spool;
+        d->concurrency = hf_config_concurrency(c);
+        d->retry = hf_config_retry(c);
+        d->retry_delay = hf_config_retry_delay(c);
+        d->server = s;
+        d->pool = pconf;
+        APR_ARRAY_PUSH(dispatchers, dispatcher_rec *) = d;
+    }
+}
+
+static int spool_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                             apr_pool_t *ptemp, server_rec *main_server)
+{
+    int i, uid = -1, gid = -1;
+
+    collect_spools(pconf, main_server);
+    /* httpd runs post_config twice at startup; the first is a dry run. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;
+    if (geteuid() == 0) {
+        uid = (int)ap_unixd_config.user_id;
+        gid = (int)ap_unixd_config.group_id;
+    }
+    for (i = 0; i < dispatchers->nelts; i++) {
+        dispatcher_rec *d = APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *);
+        const char *err = hf_spool_prepare(ptemp, d->dir, uid, gid);
+        if (err) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                         "HrflowSpool: %s", err);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        if (start_dispatcher(d) != 0)
+            return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
+static void spool_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    int i;
+
+    committers = apr_hash_make(pchild);
+    for (i = 0; dispatchers && i < dispatchers->nelts; i++) {
+        dispatcher_rec *d = APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *);
+        apr_hash_set(committers, d->dir, APR_HASH_KEY_STRING,
+                     hf_committer_create(pchild, d->dir));
+    }
+}
+
+static int spool_status(request_rec *r, int flags)
+{
+    static const char *const labels[] = {"Queued", "Running", "Retrying",
+                                         "Failed"};
+    static const char *const folders[] = {"new", "run", "retry", "failed"};
+    int i, j;
+
+    for (i = 0; dispatchers && i < dispatchers->nelts; i++) {
+        dispatcher_rec *d = APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *);
+        if (!(flags & AP_STATUS_SHORT))
+            ap_rprintf(r, "<hr /><h2>mod_hrflow spool %s</h2>\n<dl>\n",
+                       ap_escape_html(r->pool, d->dir));
+        for (j = 0; j < 4; j++) {
+            int n = hf_spool_count(r->pool, d->dir, folders[j]);
+            if (flags & AP_STATUS_SHORT)
+                ap_rprintf(r, "Hrflow%s: %d\n", labels[j], n);
+            else
+                ap_rprintf(r, "<dt>%s: %d</dt>\n", labels[j], n);
+        }
+        if (!(flags & AP_STATUS_SHORT))
+            ap_rputs("</dl>\n", r);
+    }
+    return OK;
+}
+
+void hrflow_spool_register_hooks(apr_pool_t *p)
+{
+    ap_hook_post_config(spool_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(spool_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, spool_status, NULL, NULL,
+                      APR_HOOK_MIDDLE);
+}

@@ -1,0 +1,208 @@
+/* test_spool.c - the spool's files: envelope round trip, order keys,
+ * retry delays, and accepting a batch with group commit. */
+#include <dirent.h>
+#include <unistd.h>
+#include "unit.h"
+
+static const char *make_dir(void)
+{
+    char *tmpl = apr_pstrdup(pool, "/tmp/hrflow-unit-XXXXXX");
+
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    ck_assert_ptr_null(hf_spool_prepare(pool, tmpl, -1, -1));
+    return tmpl;
+}
+
+static void remove_dir(const char *dir)
+{
+    int i;
+
+    for (i = 0; hf_spool_states[i]; i++) {
+        const char *sub = hf_spool_path(pool, dir, hf_spool_states[i], NULL);
+        DIR *d = opendir(sub);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (de->d_name[0] != '.')
+                unlink(apr_pstrcat(pool, sub, "/", de->d_name, NULL));
+        if (d)
+            closedir(d);
+        rmdir(sub);
+    }
+    rmdir(dir);
+}
+
+START_TEST(envelope_round_trip_keeps_event_bytes)
+{
+    static const char *const argv[] = {"/bin/echo", "a \"quoted\" arg", NULL};
+    const char *event = "{ \"type\" : \"job.storing.update\",\n"
+                        "  \"job\": {\"key\": \"\\\"event\\\":x\"} }";
+    hf_envelope_t in, out;
+    apr_size_t len;
+    char *text;
+
+    memset(&in, 0, sizeof in);
+    in.delivery_id = "0123456789abcdef0123456789abcdef";
+    in.event_id = "ff";
+    in.type = "job.storing.update";
+    in.order_key = "job:\"event\":x";
+    in.received = 1795371791298842;
+    in.attempt = 2;
+    in.next_attempt = 1795371799000000;
+    in.last_result = "exit 3";
+    in.index = 1;
+    in.count = 3;
+    in.verified = 1;
+    in.timeout = 30;
+    in.argv = argv;
+    in.text = event;
+    in.len = strlen(event);
+    text = hf_envelope_encode(pool, &in, &len);
+    ck_assert_ptr_null(hf_envelope_parse(pool, text, len, &out));
+    ck_assert_str_eq(out.delivery_id, in.delivery_id);
+    ck_assert_str_eq(out.order_key, in.order_key);
+    ck_assert_str_eq(out.last_result, "exit 3");
+    ck_assert_int_eq(out.attempt, 2);
+    ck_assert(out.next_attempt == in.next_attempt);
+    ck_assert_int_eq(out.index, 1);
+    ck_assert_int_eq(out.count, 3);
+    ck_assert_int_eq(out.verified, 1);
+    ck_assert_str_eq(out.argv[1], argv[1]);
+    ck_assert_ptr_null(out.argv[2]);
+    ck_assert_uint_eq(out.len, in.len);
+    ck_assert_int_eq(memcmp(out.text, event, in.len), 0);
+}
+END_TEST
+
+START_TEST(envelope_parse_refuses_damage)
+{
+    hf_envelope_t e;
+    const char *no_handler = "{\"delivery_id\":\"d\",\"type\":\"a.b.c\","
+                             "\"handler\":[],\n\"event\":{}}\n";
+    const char *cut = "{\"delivery_id\":\"d\",\"type\":\"a.b.c\","
+                      "\"handler\":[\"/x\"],\n\"event\":{\"a\":";
+
+    ck_assert_ptr_nonnull(hf_envelope_parse(pool, no_handler,
+                                            strlen(no_handler), &e));
+    ck_assert_ptr_nonnull(hf_envelope_parse(pool, cut, strlen(cut), &e));
+    ck_assert_ptr_nonnull(hf_envelope_parse(pool, "", 0, &e));
+}
+END_TEST
+
+START_TEST(retry_delays_double_up_to_an_hour)
+{
+    ck_assert(hf_spool_retry_delay(1, 1) == apr_time_from_sec(1));
+    ck_assert(hf_spool_retry_delay(2, 1) == apr_time_from_sec(2));
+    ck_assert(hf_spool_retry_delay(5, 1) == apr_time_from_sec(16));
+    ck_assert(hf_spool_retry_delay(5, 30) == apr_time_from_sec(480));
+    ck_assert(hf_spool_retry_delay(40, 30) == apr_time_from_sec(3600));
+}
+END_TEST
+
+static apr_array_header_t *events_of(const char *json)
+{
+    apr_array_header_t *events;
+    const char *err;
+
+    ck_assert_int_eq(hf_events_from_json(pool, json, strlen(json), 100,
+                                         &events, &err), HF_OK);
+    return events;
+}
+
+START_TEST(order_key_from_profile_or_job)
+{
+    apr_array_header_t *ev = events_of(
+        "[{\"type\":\"a.b.c\",\"profile\":{\"key\":\"p1\"}},"
+        "{\"type\":\"a.b.c\",\"job\":{\"key\":\"j1\"}},"
+        "{\"type\":\"a.b.c\",\"profile\":\"not an object\"},"
+        "{\"type\":\"a.b.c\"}]");
+
+    ck_assert_str_eq(hf_spool_order_key(pool, APR_ARRAY_IDX(ev, 0,
+                                        hf_event_t *)), "profile:p1");
+    ck_assert_str_eq(hf_spool_order_key(pool, APR_ARRAY_IDX(ev, 1,
+                                        hf_event_t *)), "job:j1");
+    ck_assert_ptr_null(hf_spool_order_key(pool, APR_ARRAY_IDX(ev, 2,
+                                          hf_event_t *)));
+    ck_assert_ptr_null(hf_spool_order_key(pool, APR_ARRAY_IDX(ev, 3,
+                                          hf_event_t *)));
+}
+END_TEST
+
+START_TEST(accept_writes_routed_events_to_new)
+{
+    const char *dir = make_dir();
+    hf_config_t *cfg = hf_config_create(pool);
+    hf_config_ctx_t ctx = {pool, NULL};
+    char *handler[] = {"job.*", "/bin/true", NULL};
+    hf_committer_t *c = hf_committer_create(pool, dir);
+    hf_outcome_t out;
+    hf_envelope_t e;
+    apr_uint64_t syncs, events;
+    DIR *d;
+    struct dirent *de;
+    int files = 0;
+
+    cfg->spool = dir;
+    ck_assert_ptr_null(hf_config_apply(&ctx, cfg,
+                                       hf_directive_find("HrflowHandler"), 2,
+                                       handler));
+    memset(&out, 0, sizeof out);
+    out.events = events_of("[{\"type\":\"job.a.b\"},{\"type\":\"profile.a.b\"},"
+                           "{\"type\":\"job.c.d\"}]");
+    hf_spool_accept(pool, cfg, c, &out, NULL);
+    ck_assert_int_eq(out.rc, HF_OK);
+    ck_assert_int_eq(out.queued, 2);
+    ck_assert_int_eq(out.ignored, 1);
+    ck_assert_int_eq(hf_outcome_http_status(&out), 202);
+    ck_assert_int_eq(hf_spool_count(pool, dir, "new"), 2);
+    ck_assert_int_eq(hf_spool_count(pool, dir, "tmp"), 0);
+    hf_committer_stats(c, &syncs, &events);
+    ck_assert(events == 2 && syncs == 3);   /* two files, one folder */
+    d = opendir(hf_spool_path(pool, dir, "new", NULL));
+    while ((de = readdir(d)))
+        if (hf_spool_is_event_name(de->d_name)) {
+            ck_assert_ptr_null(hf_envelope_read(
+                pool, hf_spool_path(pool, dir, "new", de->d_name), &e));
+            ck_assert_str_eq(e.argv[0], "/bin/true");
+            ck_assert_int_eq(e.count, 3);
+            files++;
+        }
+    closedir(d);
+    ck_assert_int_eq(files, 2);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(accept_into_missing_spool_is_503)
+{
+    hf_config_t *cfg = hf_config_create(pool);
+    hf_config_ctx_t ctx = {pool, NULL};
+    char *handler[] = {"*", "/bin/true", NULL};
+    hf_outcome_t out;
+
+    cfg->spool = "/nonexistent/spool";
+    hf_config_apply(&ctx, cfg, hf_directive_find("HrflowHandler"), 2, handler);
+    memset(&out, 0, sizeof out);
+    out.events = events_of("{\"type\":\"job.a.b\"}");
+    hf_spool_accept(pool, cfg, hf_committer_create(pool, cfg->spool), &out,
+                    NULL);
+    ck_assert_int_eq(out.rc, HF_E_SPOOL);
+    ck_assert_str_eq(out.error, "spool_unavailable");
+    ck_assert_int_eq(hf_outcome_http_status(&out), 503);
+}
+END_TEST
+
+static Suite *spool_suite(void)
+{
+    Suite *s = suite_create("spool");
+    TCase *tc = unit_case(s, "spool");
+
+    tcase_add_test(tc, envelope_round_trip_keeps_event_bytes);
+    tcase_add_test(tc, envelope_parse_refuses_damage);
+    tcase_add_test(tc, retry_delays_double_up_to_an_hour);
+    tcase_add_test(tc, order_key_from_profile_or_job);
+    tcase_add_test(tc, accept_writes_routed_events_to_new);
+    tcase_add_test(tc, accept_into_missing_spool_is_503);
+    return s;
+}
+
+UNIT_MAIN(spool_suite)

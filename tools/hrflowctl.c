@@ -1,0 +1,236 @@
+/*
+ * hrflowctl.c - the administrator's view of a durable spool (HrflowSpool):
+ * list events by state, show one, put failed ones back in the queue.
+ *
+ *   hrflowctl list DIR
+ *   hrflowctl show DIR ID
+ *   hrflowctl requeue DIR ID... | --all
+ *
+ * ID is a delivery id (HRFLOW_DELIVERY_ID), a file name, or the start of
+ * either.  Run as root it acts as the spool's owner, so that the files it
+ * writes stay readable by the dispatcher.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <apr_general.h>
+#include <apr_strings.h>
+#include "hrflow.h"
+#include "config.h"
+
+static const char *const shown[] = {"new", "run", "retry", "failed", NULL};
+
+static int usage(FILE *f, int rc)
+{
+    fputs("usage: hrflowctl list DIR\n"
+          "       hrflowctl show DIR ID\n"
+          "       hrflowctl requeue DIR ID... | --all\n"
+          "       hrflowctl --version\n"
+          "DIR is an HrflowSpool directory; ID a delivery id or file name, or\n"
+          "the start of one.\n", f);
+    return rc;
+}
+
+/* Does name (NAME.json) match id: the file name, or its delivery id? */
+static int matches(const char *name, const char *id)
+{
+    const char *delivery = strrchr(name, '-');
+
+    return !strncmp(name, id, strlen(id))
+           || (delivery && !strncmp(delivery + 1, id, strlen(id)));
+}
+
+static void list_state(apr_pool_t *p, const char *dir, const char *state)
+{
+    DIR *d = opendir(hf_spool_path(p, dir, state, NULL));
+    apr_array_header_t *names = apr_array_make(p, 16, sizeof(char *));
+    struct dirent *de;
+    int i;
+
+    while (d && (de = readdir(d)))
+        if (hf_spool_is_event_name(de->d_name))
+            APR_ARRAY_PUSH(names, char *) = apr_pstrdup(p, de->d_name);
+    if (d)
+        closedir(d);
+    qsort(names->elts, (size_t)names->nelts, sizeof(char *),
+          (int (*)(const void *, const void *))strcmp);
+    printf("%s: %d\n", state, names->nelts);
+    for (i = 0; i < names->nelts; i++) {
+        const char *name = APR_ARRAY_IDX(names, i, char *);
+        hf_envelope_t e;
+        const char *err = hf_envelope_read(
+            p, hf_spool_path(p, dir, state, name), &e);
+        if (err) {
+            printf("  %s  (%s)\n", name, err);
+            continue;
+        }
+        printf("  %s  %s  tries %d", e.delivery_id, e.type, e.attempt);
+        if (e.next_attempt > apr_time_now())
+            printf("  next in %" APR_TIME_T_FMT " s",
+                   apr_time_sec(e.next_attempt - apr_time_now()) + 1);
+        if (e.last_result)
+            printf("  last: %s", e.last_result);
+        putchar('\n');
+    }
+}
+
+/* Finds the one event matching id; its state and name, or an error. */
+static const char *find(apr_pool_t *p, const char *dir, const char *id,
+                        const char **state, const char **name)
+{
+    int i, found = 0;
+
+    for (i = 0; shown[i]; i++) {
+        DIR *d = opendir(hf_spool_path(p, dir, shown[i], NULL));
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (hf_spool_is_event_name(de->d_name) && matches(de->d_name, id)) {
+                *state = shown[i];
+                *name = apr_pstrdup(p, de->d_name);
+                found++;
+            }
+        if (d)
+            closedir(d);
+    }
+    if (found == 0)
+        return apr_psprintf(p, "no event %s in %s", id, dir);
+    if (found > 1)
+        return apr_psprintf(p, "%s names %d events: give more of it", id,
+                            found);
+    return NULL;
+}
+
+static void print_file(apr_pool_t *p, const char *label, const char *path)
+{
+    char *text;
+    apr_size_t len;
+
+    if (hf_spool_read_file(p, path, &text, &len) == NULL) {
+        printf("%s", label);
+        fwrite(text, 1, len, stdout);
+        if (len && text[len - 1] != '\n')
+            putchar('\n');
+    }
+}
+
+static int show(apr_pool_t *p, const char *dir, const char *id)
+{
+    const char *state, *name, *err = find(p, dir, id, &state, &name), *base;
+
+    if (err)
+        return fprintf(stderr, "hrflowctl: %s\n", err), 1;
+    printf("state: %s\nfile: %s\n", state, hf_spool_path(p, dir, state, name));
+    print_file(p, "", hf_spool_path(p, dir, state, name));
+    base = apr_pstrmemdup(p, name, strlen(name) - 5);
+    print_file(p, "last status: ", hf_spool_path(p, dir, "failed",
+                                   apr_pstrcat(p, base, ".status", NULL)));
+    print_file(p, "last output:\n", hf_spool_path(p, dir, "failed",
+                                     apr_pstrcat(p, base, ".output", NULL)));
+    return 0;
+}
+
+/* failed/NAME back to new/, as if it had just arrived. */
+static int requeue_one(apr_pool_t *p, const char *dir, const char *name)
+{
+    hf_envelope_t e;
+    const char *err = hf_envelope_read(
+        p, hf_spool_path(p, dir, "failed", name), &e);
+    const char *base = apr_pstrmemdup(p, name, strlen(name) - 5);
+
+    if (!err) {
+        e.name = name;
+        e.attempt = 0;
+        e.next_attempt = 0;
+        err = hf_spool_rewrite(p, dir, &e, "failed", "new");
+    }
+    if (err)
+        return fprintf(stderr, "hrflowctl: %s\n", err), 1;
+    unlink(hf_spool_path(p, dir, "failed", apr_pstrcat(p, base, ".status",
+                                                       NULL)));
+    unlink(hf_spool_path(p, dir, "failed", apr_pstrcat(p, base, ".output",
+                                                       NULL)));
+    printf("requeued %s\n", e.delivery_id);
+    return 0;
+}
+
+static int requeue(apr_pool_t *p, const char *dir, int argc,
+                   const char *const *ids)
+{
+    int i, rc = 0;
+
+    if (argc == 1 && !strcmp(ids[0], "--all")) {
+        DIR *d = opendir(hf_spool_path(p, dir, "failed", NULL));
+        struct dirent *de;
+        if (!d)
+            return fprintf(stderr, "hrflowctl: %s: %s\n", dir,
+                           strerror(errno)), 1;
+        while ((de = readdir(d)))
+            if (hf_spool_is_event_name(de->d_name))
+                rc |= requeue_one(p, dir, apr_pstrdup(p, de->d_name));
+        closedir(d);
+        return rc;
+    }
+    for (i = 0; i < argc; i++) {
+        const char *state, *name, *err = find(p, dir, ids[i], &state, &name);
+        if (!err && strcmp(state, "failed") != 0)
+            err = apr_psprintf(p, "%s is in %s/, not failed/", ids[i], state);
+        if (err) {
+            fprintf(stderr, "hrflowctl: %s\n", err);
+            rc = 1;
+            continue;
+        }
+        rc |= requeue_one(p, dir, name);
+    }
+    return rc;
+}
+
+/* Root acts as the spool's owner: the dispatcher must read what we write. */
+static int become_owner(const char *dir)
+{
+    struct stat st;
+
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return fprintf(stderr, "hrflowctl: %s is not a spool directory\n",
+                       dir), -1;
+    if (geteuid() == 0 && st.st_uid != 0
+        && (setegid(st.st_gid) != 0 || seteuid(st.st_uid) != 0))
+        return fprintf(stderr, "hrflowctl: cannot act as the owner of %s: "
+                       "%s\n", dir, strerror(errno)), -1;
+    return 0;
+}
+
+int main(int argc, const char *const *argv)
+{
+    apr_pool_t *p;
+    int rc;
+
+    if (argc == 2 && !strcmp(argv[1], "--version"))
+        return printf("hrflowctl (mod_hrflow) %s\n", PACKAGE_VERSION), 0;
+    if (argc < 3)
+        return usage(argc == 2 && !strcmp(argv[1], "--help") ? stdout
+                                                            : stderr,
+                     argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2);
+    apr_app_initialize(&argc, &argv, NULL);
+    apr_pool_create(&p, NULL);
+    if (become_owner(argv[2]) != 0)
+        return 1;
+    if (!strcmp(argv[1], "list") && argc == 3) {
+        int i;
+        for (i = 0; shown[i]; i++)
+            list_state(p, argv[2], shown[i]);
+        rc = 0;
+    }
+    else if (!strcmp(argv[1], "show") && argc == 4)
+        rc = show(p, argv[2], argv[3]);
+    else if (!strcmp(argv[1], "requeue") && argc >= 4)
+        rc = requeue(p, argv[2], argc - 3, argv + 3);
+    else
+        rc = usage(stderr, 2);
+    apr_pool_destroy(p);
+    apr_terminate();
+    return rc;
+}
