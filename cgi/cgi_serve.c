@@ -20,7 +20,7 @@ static void write_stderr(void *ctx, int level, const char *msg)
             names[level >= 0 && level <= 7 ? level : 3], msg);
 }
 
-const hf_logger_t cgi_stderr_log = {write_stderr, NULL};
+const hf_logger_t cgi_stderr_log = {write_stderr, NULL, NULL};
 
 /* A request header is HTTP_ and its name upper-cased, '-' as '_'. */
 static const char *request_header(void *ctx, const char *name)

@@ -4,13 +4,16 @@
  * A 202 is a promise, so an event's file and its directory entry must be on
  * disk before the answer.  A sync costs about as much for one file as for a
  * hundred, so the requests of one process that wait at the same moment
- * share it: the first to arrive becomes the leader and syncs everything
- * queued so far (each file's data, then the renames into new/, then one
- * sync of new/ itself); the others wait for its word.  Requests that arrive
- * during a sync form the next group.  A burst thus costs a few syncs per
- * group instead of two per event.
+ * share it: the first to arrive becomes the leader and commits everything
+ * queued so far with one sync; the others wait for its word.  Requests that
+ * arrive during a sync form the next group.  A burst thus costs one sync
+ * per group instead of two per event.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,7 +25,8 @@
 typedef struct batch_t {
     struct batch_t *next;
     int n;
-    const char **tmp, **dst;
+    const char **tmp;            /* NULL: an unnamed file (O_TMPFILE) */
+    const char **dst;
     int *fd;
     int done, failed, err;
 } batch_t;
@@ -34,7 +38,8 @@ struct hf_committer_t {
     apr_thread_cond_t *turn;
     batch_t *queue;              /* waiting for the next sync */
     int syncing;                 /* a leader is at work */
-    apr_uint64_t syncs, events;
+    apr_uint64_t groups, events;
+    int unnamed;                 /* O_TMPFILE works here */
 };
 
 hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir)
@@ -43,60 +48,116 @@ hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir)
 
     c->dir = apr_pstrdup(p, dir);
     c->new_dir = hf_spool_path(p, dir, "new", NULL);
+    c->unnamed = 1;
     apr_thread_mutex_create(&c->lock, APR_THREAD_MUTEX_DEFAULT, p);
     apr_thread_cond_create(&c->turn, p);
     return c;
 }
 
-void hf_committer_stats(hf_committer_t *c, apr_uint64_t *syncs,
+void hf_committer_stats(hf_committer_t *c, apr_uint64_t *groups,
                         apr_uint64_t *events)
 {
     apr_thread_mutex_lock(c->lock);
-    *syncs = c->syncs;
+    *groups = c->groups;
     *events = c->events;
     apr_thread_mutex_unlock(c->lock);
 }
 
-/* Moves a synced batch into new/; on failure puts back what moved. */
+/* Moves a batch into new/; on failure puts back what moved. */
 static int publish(batch_t *b)
 {
-    int i, j;
+    char proc[64];
+    int i, j, rc;
 
-    for (i = 0; i < b->n; i++)
-        if (rename(b->tmp[i], b->dst[i]) != 0) {
+    for (i = 0; i < b->n; i++) {
+        if (b->tmp[i])
+            rc = rename(b->tmp[i], b->dst[i]);
+        else {
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", b->fd[i]);
+            rc = linkat(AT_FDCWD, proc, AT_FDCWD, b->dst[i],
+                        AT_SYMLINK_FOLLOW);
+        }
+        if (rc != 0) {
             b->err = errno;
             for (j = 0; j < i; j++)
-                rename(b->dst[j], b->tmp[j]);
+                if (b->tmp[j])
+                    rename(b->dst[j], b->tmp[j]);
+                else
+                    unlink(b->dst[j]);
             return -1;
         }
+    }
     return 0;
 }
 
-/* The leader's work, outside the lock: returns the syncs it made. */
-static int sync_group(hf_committer_t *c, batch_t *group)
+/* An event file with no name yet, in new/ itself: named only when its group
+ * commits.  Many threads creating names in one folder contend for its lock;
+ * unnamed files do not.  -1 with errno EOPNOTSUPP where the file system
+ * cannot, and the caller writes to tmp/ instead. */
+static int write_unnamed(const char *dir, const char *data, apr_size_t len)
+{
+#ifdef O_TMPFILE
+    int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+    apr_size_t done = 0;
+
+    if (fd < 0)
+        return -1;
+    while (done < len) {
+        ssize_t n = write(fd, data + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int saved = n < 0 ? errno : ENOSPC;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        done += (apr_size_t)n;
+    }
+    return fd;
+#else
+    errno = EOPNOTSUPP;
+    return -1;
+#endif
+}
+
+/* Writes one event file for the batch; its fd, or -1 with errno. */
+static int write_event(apr_pool_t *p, hf_committer_t *c, batch_t *b,
+                       const char *name, const char *text, apr_size_t len)
+{
+    int fd = c->unnamed ? write_unnamed(c->new_dir, text, len) : -1;
+
+    b->dst[b->n] = hf_spool_path(p, c->dir, "new", name);
+    if (fd >= 0 || !c->unnamed || (errno != EOPNOTSUPP && errno != EISDIR))
+        return fd;
+    c->unnamed = 0;              /* not on this file system: tmp/ then */
+    b->tmp[b->n] = hf_spool_path(p, c->dir, "tmp", name);
+    return hf_spool_write(b->tmp[b->n], text, len, 1);
+}
+
+/* The leader's work, outside the lock: every file of the group moves into
+ * new/, then one syncfs(2) makes their data, their inodes and the new
+ * directory entries durable together, in one journal commit.  Syncing file
+ * by file costs a commit each, and a rename a further one.
+ *
+ * An event may be seen in new/ (and even run) a moment before it is
+ * durable.  If the sync then fails, its request is refused and the sender
+ * sends it again: the event may run twice, it is never lost. */
+static void sync_group(hf_committer_t *c, batch_t *group)
 {
     batch_t *b;
-    int syncs = 0, i, dir_failed;
+    int failed, err;
 
     for (b = group; b; b = b->next)
-        for (i = 0; i < b->n && !b->failed; i++, syncs++)
-            if (fdatasync(b->fd[i]) != 0) {
-                b->failed = 1;
-                b->err = errno;
-            }
-    for (b = group; b; b = b->next)
-        if (!b->failed && publish(b) != 0)
+        if (publish(b) != 0)
             b->failed = 1;
-    dir_failed = hf_spool_sync_dir(c->new_dir) != 0;
-    syncs++;
+    failed = syncfs(group->fd[0]) != 0;
+    err = errno;
     for (b = group; b; b = b->next)
-        if (dir_failed && !b->failed) {
-            /* Moved but maybe not durable: refuse; the sender retries,
-             * and a duplicate is better than a loss. */
+        if (failed && !b->failed) {
             b->failed = 1;
-            b->err = errno;
+            b->err = err;
         }
-    return syncs;
 }
 
 /* Waits until b is durable in new/ (0) or cannot be (-1, errno). */
@@ -108,13 +169,12 @@ static int commit(hf_committer_t *c, batch_t *b)
     while (!b->done) {
         if (!c->syncing) {
             batch_t *group = c->queue, *g;
-            int syncs;
             c->queue = NULL;
             c->syncing = 1;
             apr_thread_mutex_unlock(c->lock);
-            syncs = sync_group(c, group);
+            sync_group(c, group);
             apr_thread_mutex_lock(c->lock);
-            c->syncs += (apr_uint64_t)syncs;
+            c->groups++;
             for (g = group; g; g = g->next) {
                 g->done = 1;
                 if (!g->failed)
@@ -153,8 +213,8 @@ static char *envelope_of(apr_pool_t *p, const hf_config_t *cfg,
     e.argv = h->argv;
     e.text = ev->text;
     e.len = ev->len;
-    *name = apr_psprintf(p, "%" APR_TIME_T_FMT "-%04d-%s.json", now,
-                         ev->index, ev->delivery_id);
+    *name = hf_spool_event_name(p, now, ev->index, ev->delivery_id,
+                                e.order_key);
     return hf_envelope_encode(p, &e, len);
 }
 
@@ -164,7 +224,8 @@ static void refuse(hf_outcome_t *out, batch_t *b)
 
     for (i = 0; i < b->n; i++) {
         close(b->fd[i]);
-        unlink(b->tmp[i]);
+        if (b->tmp[i])
+            unlink(b->tmp[i]);
     }
     out->rc = HF_E_SPOOL;
     out->error = "spool_unavailable";
@@ -196,11 +257,9 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
             continue;
         }
         text = envelope_of(p, cfg, out, ev, h, now, &name, &len);
-        b.tmp[b.n] = hf_spool_path(p, cfg->spool, "tmp", name);
-        b.dst[b.n] = hf_spool_path(p, cfg->spool, "new", name);
-        if ((b.fd[b.n] = hf_spool_write(b.tmp[b.n], text, len, 1)) < 0) {
+        if ((b.fd[b.n] = write_event(p, committer, &b, name, text, len)) < 0) {
             hf_log(log, HF_LOG_ERR, p, "spool: cannot write %s: %s",
-                   b.tmp[b.n], strerror(errno));
+                   b.dst[b.n], strerror(errno));
             return refuse(out, &b);
         }
         b.n++;

@@ -32,6 +32,8 @@
 #include "hrflow.h"
 
 #define STALE_TMP_SEC 3600   /* a tmp/ file this old belongs to nobody */
+#define DONE_KEEP_SEC 600    /* succeeded events stay in done/ this long */
+#define PURGE_EVERY_SEC 60
 
 typedef enum { WAITING, RUNNING } entry_state_t;
 typedef enum { DONE, RETRY, FAILED, STOPPED } entry_result_t;
@@ -51,7 +53,6 @@ typedef struct {
     apr_pool_t *pool;
     apr_array_header_t *pending;    /* entry_t *, in arrival (name) order */
     apr_hash_t *known;              /* name -> entry_t * */
-    int sorted;
     int running;
     apr_thread_mutex_t *lock;
     apr_thread_cond_t *work;
@@ -67,35 +68,53 @@ static void entry_free(entry_t *e)
     free(e);
 }
 
-/* Adds the event file name found in folder; reads its bookkeeping. */
+/* Keeps pending in arrival order: events mostly come last, so the search
+ * starts from the end. */
+static void insert_in_order(dispatcher_t *d, entry_t *e)
+{
+    entry_t **v;
+    int lo = 0, hi = d->pending->nelts;
+
+    APR_ARRAY_PUSH(d->pending, entry_t *) = e;
+    v = (entry_t **)d->pending->elts;
+    if (hi == 0 || strcmp(v[hi - 1]->name, e->name) < 0)
+        return;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(v[mid]->name, e->name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(v + lo + 1, v + lo,
+            (size_t)(d->pending->nelts - 1 - lo) * sizeof *v);
+    v[lo] = e;
+}
+
+/* Adds the event file name found in folder.  Its name tells its order;
+ * only an event waiting for a retry is read, for its time. */
 static void add_event(dispatcher_t *d, const char *folder, const char *name)
 {
     apr_pool_t *p;
+    const char *key;
     hf_envelope_t env;
-    const char *err, *path;
     entry_t *e;
 
     if (!hf_spool_is_event_name(name)
         || apr_hash_get(d->known, name, APR_HASH_KEY_STRING))
         return;
     apr_pool_create(&p, d->pool);
-    path = hf_spool_path(p, d->spec->dir, folder, name);
-    err = hf_envelope_read(p, path, &env);
-    if (err && access(path, F_OK) != 0) {   /* moved away meanwhile */
-        apr_pool_destroy(p);
-        return;
-    }
     e = calloc(1, sizeof *e);
     e->name = strdup(name);
-    e->key = !err && env.order_key ? strdup(env.order_key) : NULL;
+    key = hf_spool_name_key(p, name);
+    e->key = key ? strdup(key) : NULL;
     e->folder = folder;
-    e->due = err ? 0 : env.next_attempt;
+    if (!strcmp(folder, "retry")
+        && !hf_envelope_read(p, hf_spool_path(p, d->spec->dir, folder, name),
+                             &env))
+        e->due = env.next_attempt;
     apr_pool_destroy(p);
-    if (d->pending->nelts > 0
-        && strcmp(APR_ARRAY_IDX(d->pending, d->pending->nelts - 1,
-                                entry_t *)->name, name) > 0)
-        d->sorted = 0;
-    APR_ARRAY_PUSH(d->pending, entry_t *) = e;
+    insert_in_order(d, e);
     apr_hash_set(d->known, e->name, APR_HASH_KEY_STRING, e);
 }
 
@@ -114,28 +133,25 @@ static void scan_folder(dispatcher_t *d, const char *folder)
     apr_pool_destroy(p);
 }
 
-/* Removes what an earlier process left half-written in tmp/. */
-static void clean_tmp(apr_pool_t *p, const char *dir)
+/* Deletes the files of a folder that have been there longer than age:
+ * half-written ones in tmp/, succeeded ones in done/. */
+static void purge(apr_pool_t *p, const char *dir, const char *folder,
+                  apr_time_t age)
 {
-    const char *tmp = hf_spool_path(p, dir, "tmp", NULL);
+    const char *path = hf_spool_path(p, dir, folder, NULL);
     apr_time_t now = apr_time_sec(apr_time_now());
-    DIR *dh = opendir(tmp);
+    DIR *dh = opendir(path);
     struct dirent *de;
     struct stat st;
 
     while (dh && (de = readdir(dh))) {
-        const char *path = apr_pstrcat(p, tmp, "/", de->d_name, NULL);
-        if (de->d_name[0] != '.' && stat(path, &st) == 0
-            && now - st.st_mtime > STALE_TMP_SEC)
-            unlink(path);
+        const char *file = apr_pstrcat(p, path, "/", de->d_name, NULL);
+        if (de->d_name[0] != '.' && stat(file, &st) == 0
+            && now - st.st_ctime > age)
+            unlink(file);
     }
     if (dh)
         closedir(dh);
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp((*(entry_t *const *)a)->name, (*(entry_t *const *)b)->name);
 }
 
 /* ---- the worker threads ------------------------------------------------ */
@@ -240,7 +256,10 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
     if (res.cancelled)
         return STOPPED;       /* stays in run/: runs again at next start */
     if (hf_run_succeeded(&res)) {
-        unlink(path);
+        /* Kept a while for the administrator; deleting at once would also
+         * slow the creation of new event files during a burst. */
+        if (rename(path, hf_spool_path(p, s->dir, "done", e->name)) != 0)
+            unlink(path);
         return DONE;
     }
     return after_failure(p, d, &env, e, hf_run_describe(p, &res), &res);
@@ -324,11 +343,6 @@ static int schedule(dispatcher_t *d, apr_pool_t *pass)
     apr_time_t now = apr_time_now();
     int i, timed = 0;
 
-    if (!d->sorted) {
-        qsort(d->pending->elts, (size_t)d->pending->nelts, sizeof(entry_t *),
-              by_name);
-        d->sorted = 1;
-    }
     for (i = 0; i < d->pending->nelts; i++) {
         entry_t *e = APR_ARRAY_IDX(d->pending, i, entry_t *);
         if (e->key && apr_hash_get(held, e->key, APR_HASH_KEY_STRING))
@@ -411,21 +425,20 @@ static int setup(apr_pool_t *p, dispatcher_t *d)
     d->pool = p;
     d->pending = apr_array_make(p, 1024, sizeof(entry_t *));
     d->known = apr_hash_make(p);
-    d->sorted = 1;
     if (pipe2(d->wake, O_CLOEXEC | O_NONBLOCK) != 0)
         return -1;
     d->notify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (d->notify_fd < 0
         || inotify_add_watch(d->notify_fd,
                              hf_spool_path(p, s->dir, "new", NULL),
-                             IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+                             IN_MOVED_TO | IN_CREATE) < 0) {
         hf_log(s->log, HF_LOG_ERR, p, "spool %s: cannot watch new/: %s",
                s->dir, strerror(errno));
         return -1;
     }
     apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, p);
     apr_thread_cond_create(&d->work, p);
-    clean_tmp(p, s->dir);
+    purge(p, s->dir, "tmp", STALE_TMP_SEC);
     scan_folder(d, "run");      /* was running when the last one stopped */
     scan_folder(d, "retry");
     scan_folder(d, "new");
@@ -436,6 +449,7 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
 {
     dispatcher_t d;
     apr_thread_t **threads;
+    apr_time_t last_purge = 0;
     int lock_fd, i;
 
     memset(&d, 0, sizeof d);
@@ -454,6 +468,12 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
         apr_thread_create(&threads[i], NULL, worker, &d, p);
     while (!*s->stop) {
         apr_pool_t *pass;
+        if (apr_time_now() - last_purge > apr_time_from_sec(PURGE_EVERY_SEC)) {
+            apr_pool_create(&pass, p);
+            purge(pass, s->dir, "done", DONE_KEEP_SEC);
+            apr_pool_destroy(pass);
+            last_purge = apr_time_now();
+        }
         struct pollfd fds[3] = {{d.notify_fd, POLLIN, 0},
                                 {d.wake[0], POLLIN, 0},
                                 {s->wake_fd, POLLIN, 0}};

@@ -11,7 +11,7 @@ void hf_log(const hf_logger_t *log, int level, apr_pool_t *p,
 {
     va_list ap;
 
-    if (!log || !log->write)
+    if (!log || !log->write || (log->wants && !log->wants(log->ctx, level)))
         return;
     va_start(ap, fmt);
     log->write(log->ctx, level, apr_pvsprintf(p, fmt, ap));

@@ -6,6 +6,7 @@
  * DIR/run     its handler is running (after a crash: was running)
  * DIR/retry   its handler failed; runs again at next_attempt
  * DIR/failed  every try failed: NAME.json, NAME.status, NAME.output
+ * DIR/done    its handler succeeded: kept ten minutes, then deleted
  *
  * An event is one file, NAME.json, moved between folders by rename(2), so it
  * is in exactly one state at any moment.  NAME begins with the time of
@@ -25,7 +26,7 @@
 #include "hrflow.h"
 
 const char *const hf_spool_states[] = {"tmp", "new", "run", "retry", "failed",
-                                       NULL};
+                                       "done", NULL};
 
 #define EVENT_MEMBER "\"event\":"
 
@@ -69,6 +70,36 @@ const char *hf_spool_order_key(apr_pool_t *p, const hf_event_t *ev)
             return apr_pstrcat(p, objects[i], ":", key, NULL);
     }
     return NULL;
+}
+
+const char *hf_spool_event_name(apr_pool_t *p, apr_time_t received,
+                                int index, const char *delivery_id,
+                                const char *order_key)
+{
+    unsigned char digest[32];
+    char tag[9];
+
+    if (!order_key)
+        return apr_psprintf(p, "%" APR_TIME_T_FMT "-%04d-%s.json", received,
+                            index, delivery_id);
+    hf_sha256(order_key, strlen(order_key), digest);
+    hf_hex_encode(digest, 4, tag);
+    return apr_psprintf(p, "%" APR_TIME_T_FMT "-%04d-%s-%s.json", received,
+                        index, delivery_id, tag);
+}
+
+const char *hf_spool_name_key(apr_pool_t *p, const char *name)
+{
+    /* TIME-INDEX-DELIVERY[-KEYTAG].json */
+    const char *s = name;
+    int dashes = 0;
+
+    for (; *s && dashes < 3; s++)
+        if (*s == '-')
+            dashes++;
+    if (dashes < 3 || strlen(s) < 5)
+        return NULL;
+    return apr_pstrmemdup(p, s, strlen(s) - 5);
 }
 
 apr_interval_time_t hf_spool_retry_delay(int attempt, int first_delay)

@@ -60,6 +60,9 @@ int hf_outcome_http_status(const struct hf_outcome_t *out);
 typedef struct {
     void (*write)(void *ctx, int level, const char *msg);
     void *ctx;
+    /* Optional: whether a line of this level would be kept, so that lines
+     * nobody reads are not even formatted. */
+    int (*wants)(void *ctx, int level);
 } hf_logger_t;
 
 void hf_log(const hf_logger_t *log, int level, apr_pool_t *p,
@@ -360,7 +363,7 @@ void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
                     const hf_outcome_t *out, const hf_logger_t *log);
 
 /* ---- the durable spool (hf_spool.c) ------------------------------------ */
-extern const char *const hf_spool_states[];  /* tmp new run retry failed */
+extern const char *const hf_spool_states[];  /* tmp new run retry failed done */
 
 typedef struct {
     const char *name;            /* NAME.json, the same in every state */
@@ -384,6 +387,14 @@ const char *hf_spool_path(apr_pool_t *p, const char *dir, const char *state,
 /* Creates DIR and its state folders, owned by uid:gid (-1: leave). */
 const char *hf_spool_prepare(apr_pool_t *p, const char *dir, int uid, int gid);
 const char *hf_spool_order_key(apr_pool_t *p, const hf_event_t *ev);
+/* TIME-INDEX-DELIVERY[-KEYTAG].json: arrival order sorts by name, and the
+ * tag (a hash of the order key) lets the dispatcher order events without
+ * reading them.  Two keys sharing a tag only wait for each other. */
+const char *hf_spool_event_name(apr_pool_t *p, apr_time_t received,
+                                int index, const char *delivery_id,
+                                const char *order_key);
+/* The tag of a name, or NULL when its event has no order key. */
+const char *hf_spool_name_key(apr_pool_t *p, const char *name);
 /* Delay before try attempt+1: first_delay doubled per try, at most 1 h. */
 apr_interval_time_t hf_spool_retry_delay(int attempt, int first_delay);
 char *hf_envelope_encode(apr_pool_t *p, const hf_envelope_t *e,
@@ -416,8 +427,9 @@ hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir);
 void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
                      hf_committer_t *committer, hf_outcome_t *out,
                      const hf_logger_t *log);
-/* Syncs made and events committed by this process so far. */
-void hf_committer_stats(hf_committer_t *c, apr_uint64_t *syncs,
+/* Groups committed (each: one round of data syncs, one sync of new/) and
+ * events made durable by this process so far. */
+void hf_committer_stats(hf_committer_t *c, apr_uint64_t *groups,
                         apr_uint64_t *events);
 
 /* ---- the dispatcher (hf_dispatch.c) ------------------------------------- */

@@ -174,6 +174,11 @@ static void log_to_request(void *ctx, int level, const char *msg)
     ap_log_rerror(APLOG_MARK, level, 0, r, "%s", msg);
 }
 
+static int request_wants(void *ctx, int level)
+{
+    return APLOG_R_IS_LEVEL((request_rec *)ctx, level);
+}
+
 static const char *request_header(void *ctx, const char *name)
 {
     return apr_table_get(((request_rec *)ctx)->headers_in, name);
@@ -253,7 +258,7 @@ static int hrflow_handler(request_rec *r)
     const hf_config_t *cfg;
     hf_request_t req = {0};
     hf_outcome_t out;
-    hf_logger_t log = {log_to_request, r};
+    hf_logger_t log = {log_to_request, r, request_wants};
 
     if (!r->handler || strcmp(r->handler, HRFLOW_HANDLER) != 0)
         return DECLINED;

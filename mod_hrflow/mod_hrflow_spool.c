@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
@@ -34,6 +35,8 @@
 #include "mod_hrflow.h"
 
 APLOG_USE_MODULE(hrflow);
+
+#define HRFLOW_DISPATCHER_NICE 19
 
 typedef struct {
     const char *dir;
@@ -84,6 +87,11 @@ static void log_to_server(void *ctx, int level, const char *msg)
     ap_log_error(APLOG_MARK, level, 0, ctx, "%s", msg);
 }
 
+static int server_wants(void *ctx, int level)
+{
+    return APLOG_IS_LEVEL((server_rec *)ctx, level);
+}
+
 /* What a dispatcher must not keep of the parent: its listening sockets. */
 static void close_listeners(void)
 {
@@ -98,13 +106,16 @@ static void close_listeners(void)
 
 static void dispatcher_main(dispatcher_rec *d)
 {
-    hf_logger_t log = {log_to_server, d->server};
+    hf_logger_t log = {log_to_server, d->server, server_wants};
     hf_dispatch_spec_t spec;
     apr_pool_t *p;
     struct sigaction sa;
     sigset_t none;
 
     prctl(PR_SET_PDEATHSIG, SIGTERM);   /* a parent killed with -9 */
+    /* Answering HrFlow comes first: handlers (which inherit this) run in
+     * the CPU time that requests leave over. */
+    setpriority(PRIO_PROCESS, 0, HRFLOW_DISPATCHER_NICE);
     close_listeners();
     apr_pool_create(&p, NULL);
     if (ap_run_drop_privileges(p, d->server) != OK)
@@ -263,6 +274,20 @@ static int spool_status(request_rec *r, int flags)
                 ap_rprintf(r, "Hrflow%s: %d\n", labels[j], n);
             else
                 ap_rprintf(r, "<dt>%s: %d</dt>\n", labels[j], n);
+        }
+        if (hrflow_spool_committer(d->dir)) {
+            apr_uint64_t groups, events;
+            hf_committer_stats(hrflow_spool_committer(d->dir), &groups,
+                               &events);
+            /* This server process's share: group commit at work. */
+            ap_rprintf(r, (flags & AP_STATUS_SHORT)
+                              ? "HrflowProcessCommitted: %" APR_UINT64_T_FMT
+                                "\nHrflowProcessCommitGroups: %"
+                                APR_UINT64_T_FMT "\n"
+                              : "<dt>This process: %" APR_UINT64_T_FMT
+                                " events made durable in %" APR_UINT64_T_FMT
+                                " group commits</dt>\n",
+                       events, groups);
         }
         if (!(flags & AP_STATUS_SHORT))
             ap_rputs("</dl>\n", r);

@@ -35,11 +35,14 @@ static int usage(FILE *f, int rc)
     return rc;
 }
 
-/* Does name (NAME.json) match id: the file name, or its delivery id? */
+/* Does name (TIME-INDEX-DELIVERY[-TAG].json) match id: the start of the
+ * file name, or of its delivery id? */
 static int matches(const char *name, const char *id)
 {
-    const char *delivery = strrchr(name, '-');
+    const char *delivery = strchr(name, '-');
 
+    if (delivery)
+        delivery = strchr(delivery + 1, '-');
     return !strncmp(name, id, strlen(id))
            || (delivery && !strncmp(delivery + 1, id, strlen(id)));
 }

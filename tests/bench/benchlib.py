@@ -46,3 +46,15 @@ def wrk(url, seconds, conns, script=None, env=None):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rps, int(bad.group(1)) if bad else 0
+
+
+def one_process(server, threads=64):
+    """One server process with many threads: its counters are the server's."""
+    with open(server.conf) as f:
+        text = f.read()
+    text = (text.replace("ServerLimit 2", "ServerLimit 1")
+            .replace("ThreadsPerChild 25", f"ThreadsPerChild {threads}")
+            .replace("MaxRequestWorkers 50", f"MaxRequestWorkers {threads}")
+            .replace("MaxSpareThreads 50", f"MaxSpareThreads {threads}"))
+    with open(server.conf, "w") as f:
+        f.write(text)

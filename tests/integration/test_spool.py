@@ -317,7 +317,7 @@ def test_unwritable_spool_answers_503(scratch):
     server.spool = spool
     server.write_config(spool_config(scratch, spool, out))
     server.start()
-    tmp = os.path.join(spool, "tmp")
+    tmp = os.path.join(spool, "new")
     try:
         assert wait_until(lambda: os.path.isdir(tmp)), server.error_log()
         os.chmod(tmp, 0o500)

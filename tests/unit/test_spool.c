@@ -136,7 +136,7 @@ START_TEST(accept_writes_routed_events_to_new)
     hf_committer_t *c = hf_committer_create(pool, dir);
     hf_outcome_t out;
     hf_envelope_t e;
-    apr_uint64_t syncs, events;
+    apr_uint64_t groups, events;
     DIR *d;
     struct dirent *de;
     int files = 0;
@@ -155,8 +155,8 @@ START_TEST(accept_writes_routed_events_to_new)
     ck_assert_int_eq(hf_outcome_http_status(&out), 202);
     ck_assert_int_eq(hf_spool_count(pool, dir, "new"), 2);
     ck_assert_int_eq(hf_spool_count(pool, dir, "tmp"), 0);
-    hf_committer_stats(c, &syncs, &events);
-    ck_assert(events == 2 && syncs == 3);   /* two files, one folder */
+    hf_committer_stats(c, &groups, &events);
+    ck_assert(events == 2 && groups == 1);  /* one request: one group */
     d = opendir(hf_spool_path(pool, dir, "new", NULL));
     while ((de = readdir(d)))
         if (hf_spool_is_event_name(de->d_name)) {
