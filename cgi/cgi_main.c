@@ -2,6 +2,7 @@
  * cgi_main.c - hrflow.cgi: a CGI/1.1 request when httpd runs it, the
  * administrator's helper when run with arguments from a terminal.
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <apr_general.h>
 #include "hrflow_cgi.h"
@@ -11,6 +12,8 @@ int main(int argc, const char *const *argv)
     apr_pool_t *pool;
     int rc;
 
+    /* A client gone before the answer is written must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
     if (apr_app_initialize(&argc, &argv, NULL) != APR_SUCCESS
         || apr_pool_create(&pool, NULL) != APR_SUCCESS) {
         fputs(HRFLOW_CGI_NAME ": cannot initialize APR\n", stderr);

@@ -36,7 +36,11 @@ for t in build/tests/unit/test_*; do
         echo "$name: valgrind clean"
         count 1 0
     else
-        echo "$name: valgrind FAILED"; tail -n 30 "build/$name.valgrind"
+        echo "$name: valgrind FAILED"
+        # valgrind 3.19 does not know pidfd_open (434); hf_run falls back.
+        grep -v -e 'syscall: 434' -e 'your own handler' -e 'README_MISSING' \
+            -e 'consider this a bug' -e 'valgrind.org/support' \
+            "build/$name.valgrind" | tail -n 40
         count 0 1
     fi
 done

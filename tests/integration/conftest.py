@@ -173,6 +173,7 @@ def endpoint_directives(scratch):
                   f"HrflowHandler * {h}/slow.sh {out}"],
         "/small": ["HrflowSignature optional", "HrflowMaxBody 300",
                    "HrflowMaxEvents 2", record],
+        "/noread": ["HrflowSignature optional", "HrflowHandler * /bin/true"],
     }
 
 

@@ -139,3 +139,14 @@ def test_variables_reach_the_access_log(httpd, out):
         time.sleep(0.1)
     assert line and line[-1].startswith("200 POST /hook")
     assert "job.scoring.success" in line[-1]
+
+
+def test_handler_that_never_reads_its_input(httpd, out):
+    """A handler that exits at once leaves a big event unread: no harm."""
+    text = json.dumps({"type": "profile.parsing.success",
+                       "pad": "x" * 500000}).encode()
+    for _ in range(3):
+        r, data = httpd.request("POST", "/noread", text,
+                                {"Content-Type": "application/json"})
+        assert r.status == 200, data
+        assert json.loads(data)["handled"] == 1
