@@ -245,17 +245,12 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
     b.fd = apr_pcalloc(p, n * sizeof *b.fd);
     for (i = 0; i < n; i++) {
         const hf_event_t *ev = APR_ARRAY_IDX(out->events, i, hf_event_t *);
-        const hf_handler_t *h = hf_route(cfg->handlers, ev->type);
+        const hf_handler_t *h = hf_route_event(p, cfg, ev, out, log);
         const char *name;
         apr_size_t len;
         char *text;
-        if (!h) {
-            out->ignored++;
-            hf_log(log, HF_LOG_INFO, p,
-                   "event %s type=%s delivery=%s handler=none result=ignored",
-                   ev->id, ev->type, ev->delivery_id);
+        if (!h)
             continue;
-        }
         text = envelope_of(p, cfg, out, ev, h, now, &name, &len);
         if ((b.fd[b.n] = write_event(p, committer, &b, name, text, len)) < 0) {
             hf_log(log, HF_LOG_ERR, p, "spool: cannot write %s: %s",

@@ -26,6 +26,21 @@ static void log_output(const hf_logger_t *log, apr_pool_t *p,
                ev->id, res->output_dropped);
 }
 
+const hf_handler_t *hf_route_event(apr_pool_t *p, const hf_config_t *cfg,
+                                   const hf_event_t *ev, hf_outcome_t *out,
+                                   const hf_logger_t *log)
+{
+    const hf_handler_t *h = hf_route(cfg->handlers, ev->type);
+
+    if (!h) {
+        out->ignored++;
+        hf_log(log, HF_LOG_INFO, p,
+               "event %s type=%s delivery=%s handler=none result=ignored",
+               ev->id, ev->type, ev->delivery_id);
+    }
+    return h;
+}
+
 int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
                  const char *const *argv, int timeout, int attempt,
                  volatile int *cancel, const hf_logger_t *log,
@@ -67,15 +82,10 @@ void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
     }
     for (i = 0; i < out->events->nelts; i++) {
         const hf_event_t *ev = APR_ARRAY_IDX(out->events, i, hf_event_t *);
-        const hf_handler_t *h = hf_route(cfg->handlers, ev->type);
-        if (!h) {
-            out->ignored++;
-            hf_log(log, HF_LOG_INFO, p,
-                   "event %s type=%s delivery=%s handler=none result=ignored",
-                   ev->id, ev->type, ev->delivery_id);
-            continue;
-        }
+        const hf_handler_t *h = hf_route_event(p, cfg, ev, out, log);
         hf_run_result_t res;
+        if (!h)
+            continue;
         if (hf_run_event(p, ev, h->argv, hf_config_timeout(cfg), 0, NULL, log,
                          &res) != 0) {
             out->failed++;

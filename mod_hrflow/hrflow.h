@@ -351,6 +351,10 @@ void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
                 const hf_request_t *req, hf_outcome_t *out);
 void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
                 const hf_logger_t *log);
+/* ev's handler; none: counted in out->ignored and logged. */
+const hf_handler_t *hf_route_event(apr_pool_t *p, const hf_config_t *cfg,
+                                   const hf_event_t *ev, hf_outcome_t *out,
+                                   const hf_logger_t *log);
 /* Runs one event's handler (its vars built) and logs its output and one
  * result line; attempt 0 leaves the attempt out.  0 on success. */
 int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
