@@ -121,7 +121,7 @@ HrflowSpool {spool}
     HrflowHandler * {scratch}/append.sh {out}
 </Location>
 """)
-    one_process(server, max(64, conns))
+    one_process(server, 2 * conns)
     server.start()
     try:
         if os.environ.get("HRFLOW_BENCH_PAUSE_DISPATCHER"):
