@@ -467,20 +467,23 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
     for (i = 0; i < s->concurrency; i++)
         apr_thread_create(&threads[i], NULL, worker, &d, p);
     while (!*s->stop) {
+        struct pollfd fds[3] = {{d.notify_fd, POLLIN, 0},
+                                {d.wake[0], POLLIN, 0},
+                                {s->wake_fd, POLLIN, 0}};
         apr_pool_t *pass;
+        int timed = 1;
         if (apr_time_now() - last_purge > apr_time_from_sec(PURGE_EVERY_SEC)) {
             apr_pool_create(&pass, p);
             purge(pass, s->dir, "done", DONE_KEEP_SEC);
             apr_pool_destroy(pass);
             last_purge = apr_time_now();
         }
-        struct pollfd fds[3] = {{d.notify_fd, POLLIN, 0},
-                                {d.wake[0], POLLIN, 0},
-                                {s->wake_fd, POLLIN, 0}};
-        int timed;
-        apr_pool_create(&pass, p);
-        timed = schedule(&d, pass);
-        apr_pool_destroy(pass);
+        /* With every worker busy there is nothing to decide. */
+        if (d.running < s->concurrency) {
+            apr_pool_create(&pass, p);
+            timed = schedule(&d, pass);
+            apr_pool_destroy(pass);
+        }
         poll(fds, s->wake_fd >= 0 ? 3 : 2, timed ? 250 : 1000);
         read_notifications(&d);
         collect(&d);
