@@ -28,6 +28,7 @@ typedef struct batch_t {
     const char **tmp;            /* NULL: an unnamed file (O_TMPFILE) */
     const char **dst;
     int *fd;
+    const hf_event_t **event;    /* what each file holds */
     int done, failed, err;
 } batch_t;
 
@@ -98,21 +99,12 @@ static int write_unnamed(const char *dir, const char *data, apr_size_t len)
 {
 #ifdef O_TMPFILE
     int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
-    apr_size_t done = 0;
 
-    if (fd < 0)
+    if (fd >= 0 && hf_write_all(fd, data, len) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
         return -1;
-    while (done < len) {
-        ssize_t n = write(fd, data + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int saved = n < 0 ? errno : ENOSPC;
-            close(fd);
-            errno = saved;
-            return -1;
-        }
-        done += (apr_size_t)n;
     }
     return fd;
 #else
@@ -237,12 +229,13 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
                      const hf_logger_t *log)
 {
     int n = out->events->nelts, i;
-    batch_t b = {NULL, 0, NULL, NULL, NULL, 0, 0, 0};
+    batch_t b = {NULL, 0, NULL, NULL, NULL, NULL, 0, 0, 0};
     apr_time_t now = apr_time_now();
 
     b.tmp = apr_pcalloc(p, n * sizeof *b.tmp);
     b.dst = apr_pcalloc(p, n * sizeof *b.dst);
     b.fd = apr_pcalloc(p, n * sizeof *b.fd);
+    b.event = apr_pcalloc(p, n * sizeof *b.event);
     for (i = 0; i < n; i++) {
         const hf_event_t *ev = APR_ARRAY_IDX(out->events, i, hf_event_t *);
         const hf_handler_t *h = hf_route_event(p, cfg, ev, out, log);
@@ -257,7 +250,7 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
                    b.dst[b.n], strerror(errno));
             return refuse(out, &b);
         }
-        b.n++;
+        b.event[b.n++] = ev;
     }
     if (b.n == 0)
         return;
@@ -267,14 +260,11 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
                strerror(b.err));
         return refuse(out, &b);
     }
-    for (i = 0; i < b.n; i++)
-        close(b.fd[i]);
     out->queued = b.n;
-    for (i = 0; i < n; i++) {
-        const hf_event_t *ev = APR_ARRAY_IDX(out->events, i, hf_event_t *);
-        if (hf_route(cfg->handlers, ev->type))
-            hf_log(log, HF_LOG_INFO, p,
-                   "event %s type=%s delivery=%s result=queued", ev->id,
-                   ev->type, ev->delivery_id);
+    for (i = 0; i < b.n; i++) {
+        close(b.fd[i]);
+        hf_log(log, HF_LOG_INFO, p, "event %s type=%s delivery=%s "
+               "result=queued", b.event[i]->id, b.event[i]->type,
+               b.event[i]->delivery_id);
     }
 }

@@ -121,15 +121,13 @@ static void add_event(dispatcher_t *d, const char *folder, const char *name)
 static void scan_folder(dispatcher_t *d, const char *folder)
 {
     apr_pool_t *p;
-    DIR *dir;
-    struct dirent *de;
+    apr_array_header_t *names;
+    int i;
 
     apr_pool_create(&p, d->pool);
-    dir = opendir(hf_spool_path(p, d->spec->dir, folder, NULL));
-    while (dir && (de = readdir(dir)))
-        add_event(d, folder, de->d_name);
-    if (dir)
-        closedir(dir);
+    names = hf_spool_list(p, d->spec->dir, folder);
+    for (i = 0; names && i < names->nelts; i++)
+        add_event(d, folder, APR_ARRAY_IDX(names, i, char *));
     apr_pool_destroy(p);
 }
 

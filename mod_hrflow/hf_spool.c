@@ -36,25 +36,32 @@ const char *hf_spool_path(apr_pool_t *p, const char *dir, const char *state,
     return apr_pstrcat(p, dir, "/", state, name ? "/" : "", name, NULL);
 }
 
+/* A folder of the spool, created when missing, owned by uid:gid. */
+static const char *prepare_folder(apr_pool_t *p, const char *path, int uid,
+                                  int gid)
+{
+    struct stat st;
+
+    if (mkdir(path, 0750) != 0 && errno != EEXIST)
+        return apr_psprintf(p, "cannot create %s: %s", path, strerror(errno));
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return apr_psprintf(p, "%s is not a directory", path);
+    if (uid >= 0 && st.st_uid != (uid_t)uid
+        && chown(path, (uid_t)uid, (gid_t)gid) != 0)
+        return apr_psprintf(p, "cannot give %s to the server's user: %s",
+                            path, strerror(errno));
+    return NULL;
+}
+
 const char *hf_spool_prepare(apr_pool_t *p, const char *dir, int uid, int gid)
 {
+    const char *err = prepare_folder(p, dir, uid, gid);
     int i;
 
-    for (i = -1; hf_spool_states[i < 0 ? 0 : i]; i++) {
-        const char *path = i < 0 ? dir : hf_spool_path(p, dir,
-                                                       hf_spool_states[i], NULL);
-        struct stat st;
-        if (mkdir(path, 0750) != 0 && errno != EEXIST)
-            return apr_psprintf(p, "cannot create %s: %s", path,
-                                strerror(errno));
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-            return apr_psprintf(p, "%s is not a directory", path);
-        if (uid >= 0 && st.st_uid != (uid_t)uid
-            && chown(path, (uid_t)uid, (gid_t)gid) != 0)
-            return apr_psprintf(p, "cannot give %s to the server's user: %s",
-                                path, strerror(errno));
-    }
-    return NULL;
+    for (i = 0; !err && hf_spool_states[i]; i++)
+        err = prepare_folder(p, hf_spool_path(p, dir, hf_spool_states[i],
+                                              NULL), uid, gid);
+    return err;
 }
 
 const char *hf_spool_order_key(apr_pool_t *p, const hf_event_t *ev)
@@ -248,26 +255,37 @@ int hf_spool_sync_dir(const char *path)
     return rc;
 }
 
-int hf_spool_write(const char *path, const void *data, apr_size_t len,
-                   int keep_open)
+int hf_write_all(int fd, const void *data, apr_size_t len)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     apr_size_t done = 0;
 
-    if (fd < 0)
-        return -1;
     while (done < len) {
         ssize_t n = write(fd, (const char *)data + done, len - done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            int saved = errno ? errno : ENOSPC;
-            close(fd);
-            unlink(path);
-            errno = saved;
+            if (n == 0)
+                errno = ENOSPC;
             return -1;
         }
         done += (apr_size_t)n;
+    }
+    return 0;
+}
+
+int hf_spool_write(const char *path, const void *data, apr_size_t len,
+                   int keep_open)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+
+    if (fd < 0)
+        return -1;
+    if (hf_write_all(fd, data, len) != 0) {
+        int saved = errno;
+        close(fd);
+        unlink(path);
+        errno = saved;
+        return -1;
     }
     if (keep_open)
         return fd;
@@ -306,19 +324,28 @@ const char *hf_spool_rewrite(apr_pool_t *p, const char *dir,
     return NULL;
 }
 
-int hf_spool_count(apr_pool_t *p, const char *dir, const char *state)
+apr_array_header_t *hf_spool_list(apr_pool_t *p, const char *dir,
+                                  const char *state)
 {
     DIR *d = opendir(hf_spool_path(p, dir, state, NULL));
+    apr_array_header_t *names;
     struct dirent *de;
-    int n = 0;
 
     if (!d)
-        return -1;
+        return NULL;
+    names = apr_array_make(p, 16, sizeof(char *));
     while ((de = readdir(d)))
         if (hf_spool_is_event_name(de->d_name))
-            n++;
+            APR_ARRAY_PUSH(names, char *) = apr_pstrdup(p, de->d_name);
     closedir(d);
-    return n;
+    return names;
+}
+
+int hf_spool_count(apr_pool_t *p, const char *dir, const char *state)
+{
+    apr_array_header_t *names = hf_spool_list(p, dir, state);
+
+    return names ? names->nelts : -1;
 }
 
 int hf_spool_is_event_name(const char *name)

@@ -414,11 +414,17 @@ const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
 int hf_spool_write(const char *path, const void *data, apr_size_t len,
                    int keep_open);
 int hf_spool_sync_dir(const char *path);
+/* Writes all of data to fd (retrying short writes); 0, or -1 with errno. */
+int hf_write_all(int fd, const void *data, apr_size_t len);
 /* Rewrites e's file in state from and moves it to state to, durably. */
 const char *hf_spool_rewrite(apr_pool_t *p, const char *dir,
                              const hf_envelope_t *e, const char *from,
                              const char *to);
 int hf_spool_is_event_name(const char *name);
+/* The event file names of a state folder, in no order; NULL when it cannot
+ * be read. */
+apr_array_header_t *hf_spool_list(apr_pool_t *p, const char *dir,
+                                  const char *state);
 /* Events in a state folder, or -1 when it cannot be read. */
 int hf_spool_count(apr_pool_t *p, const char *dir, const char *state);
 

@@ -10,7 +10,6 @@
  * either.  Run as root it acts as the spool's owner, so that the files it
  * writes stay readable by the dispatcher.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,16 +48,11 @@ static int matches(const char *name, const char *id)
 
 static void list_state(apr_pool_t *p, const char *dir, const char *state)
 {
-    DIR *d = opendir(hf_spool_path(p, dir, state, NULL));
-    apr_array_header_t *names = apr_array_make(p, 16, sizeof(char *));
-    struct dirent *de;
+    apr_array_header_t *names = hf_spool_list(p, dir, state);
     int i;
 
-    while (d && (de = readdir(d)))
-        if (hf_spool_is_event_name(de->d_name))
-            APR_ARRAY_PUSH(names, char *) = apr_pstrdup(p, de->d_name);
-    if (d)
-        closedir(d);
+    if (!names)
+        names = apr_array_make(p, 1, sizeof(char *));
     qsort(names->elts, (size_t)names->nelts, sizeof(char *),
           (int (*)(const void *, const void *))strcmp);
     printf("%s: %d\n", state, names->nelts);
@@ -85,19 +79,16 @@ static void list_state(apr_pool_t *p, const char *dir, const char *state)
 static const char *find(apr_pool_t *p, const char *dir, const char *id,
                         const char **state, const char **name)
 {
-    int i, found = 0;
+    int i, j, found = 0;
 
     for (i = 0; shown[i]; i++) {
-        DIR *d = opendir(hf_spool_path(p, dir, shown[i], NULL));
-        struct dirent *de;
-        while (d && (de = readdir(d)))
-            if (hf_spool_is_event_name(de->d_name) && matches(de->d_name, id)) {
+        apr_array_header_t *names = hf_spool_list(p, dir, shown[i]);
+        for (j = 0; names && j < names->nelts; j++)
+            if (matches(APR_ARRAY_IDX(names, j, char *), id)) {
                 *state = shown[i];
-                *name = apr_pstrdup(p, de->d_name);
+                *name = APR_ARRAY_IDX(names, j, char *);
                 found++;
             }
-        if (d)
-            closedir(d);
     }
     if (found == 0)
         return apr_psprintf(p, "no event %s in %s", id, dir);
@@ -166,15 +157,12 @@ static int requeue(apr_pool_t *p, const char *dir, int argc,
     int i, rc = 0;
 
     if (argc == 1 && !strcmp(ids[0], "--all")) {
-        DIR *d = opendir(hf_spool_path(p, dir, "failed", NULL));
-        struct dirent *de;
-        if (!d)
+        apr_array_header_t *names = hf_spool_list(p, dir, "failed");
+        if (!names)
             return fprintf(stderr, "hrflowctl: %s: %s\n", dir,
                            strerror(errno)), 1;
-        while ((de = readdir(d)))
-            if (hf_spool_is_event_name(de->d_name))
-                rc |= requeue_one(p, dir, apr_pstrdup(p, de->d_name));
-        closedir(d);
+        for (i = 0; i < names->nelts; i++)
+            rc |= requeue_one(p, dir, APR_ARRAY_IDX(names, i, char *));
         return rc;
     }
     for (i = 0; i < argc; i++) {
