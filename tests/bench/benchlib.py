@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 from conftest import Httpd  # noqa: E402,F401
@@ -24,6 +25,21 @@ def args(default_seconds=10, default_conns=32):
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else default_seconds
     conns = int(sys.argv[2]) if len(sys.argv) > 2 else default_conns
     return seconds, conns
+
+
+def make_scratch(mode=0o755):
+    """A scratch folder the server's user can reach, with an htdocs/."""
+    scratch = tempfile.mkdtemp(prefix="hrflow-bench-")
+    os.chmod(scratch, mode)
+    os.makedirs(os.path.join(scratch, "htdocs"))
+    return scratch
+
+
+def assert_ignored(server, path, env):
+    """The signed EVENT is accepted at path and, as meant, ignored."""
+    r, body = server.request("POST", path, b"",
+                             {"HTTP-HRFLOW-SIGNATURE": env["HRFLOW_SIG"]})
+    assert r.status == 200 and b'"ignored":1' in body, body
 
 
 def signed_env(root):

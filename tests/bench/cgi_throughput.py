@@ -10,10 +10,10 @@ to measure as well.
 import os
 import shutil
 import subprocess
-import tempfile
 
-from benchlib import SECRET, Httpd, args, signed_env, wrk
-from conftest import BUILD, CGI, MODULES_DIR
+from benchlib import (SECRET, Httpd, args, assert_ignored, make_scratch,
+                      signed_env, wrk)
+from conftest import CGI, MODULES_DIR
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,9 +38,7 @@ def install(scratch):
 
 def main():
     seconds, conns = args()
-    scratch = tempfile.mkdtemp(prefix="hrflow-bench-")
-    os.chmod(scratch, 0o755)
-    os.makedirs(os.path.join(scratch, "htdocs"))
+    scratch = make_scratch()
     d, static = install(scratch)
     server = Httpd("bench-cgi", scratch)
     server.write_config("LogLevel warn\n" + "".join(
@@ -58,9 +56,7 @@ ScriptAlias /hook-static {d}/hrflow-static.cgi
         base = f"http://127.0.0.1:{server.port}"
         script, env = signed_env(server.root)
         for path in ["/hook"] + (["/hook-static"] if static else []):
-            r, body = server.request(
-                "POST", path, b"", {"HTTP-HRFLOW-SIGNATURE": env["HRFLOW_SIG"]})
-            assert r.status == 200 and b'"ignored":1' in body, body
+            assert_ignored(server, path, env)
         trivial, t_bad = wrk(base + "/trivial", seconds, conns, script, env)
         hook, h_bad = wrk(base + "/hook", seconds, conns, script, env)
         print(f"wrk -t2 -c{conns} -d{seconds}s, one Apache (event MPM, mod_cgid)")

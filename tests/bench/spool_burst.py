@@ -16,11 +16,10 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 
-from benchlib import EVENT, SECRET, Httpd, args, one_process
-from conftest import free_port
+from benchlib import EVENT, SECRET, Httpd, args, make_scratch, one_process
+from conftest import MODULES_DIR, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BODY = json.dumps(EVENT)
@@ -110,7 +109,7 @@ def run_spool(scratch, seconds, conns, script):
     # Go's server keeps connections open for good; so may Apache here.
     server.write_config(f"""LogLevel warn
 MaxKeepAliveRequests 0
-LoadModule status_module {server_modules()}/mod_status.so
+LoadModule status_module {MODULES_DIR}/mod_status.so
 <Location /server-status>
     SetHandler server-status
 </Location>
@@ -124,15 +123,8 @@ HrflowSpool {spool}
     one_process(server, 2 * conns)
     server.start()
     try:
-        if os.environ.get("HRFLOW_BENCH_PAUSE_DISPATCHER"):
-            import signal
-            time.sleep(0.5)
-            dpid = int(open(os.path.join(spool, "dispatcher.pid")).read())
-            os.kill(dpid, signal.SIGSTOP)
         rps, ok, errors = burst(f"http://127.0.0.1:{server.port}/hook",
                                 seconds, conns, script)
-        if os.environ.get("HRFLOW_BENCH_PAUSE_DISPATCHER"):
-            os.kill(dpid, signal.SIGCONT)
         _, status = server.request("GET", "/server-status?auto")
         stats = dict(re.findall(r"(HrflowProcess\w+): (\d+)", status.decode()))
 
@@ -145,16 +137,9 @@ HrflowSpool {spool}
     return rps, ok, ran, errors, stats
 
 
-def server_modules():
-    from conftest import MODULES_DIR
-    return MODULES_DIR
-
-
 def main():
     seconds, conns = args(3, 64)
-    scratch = tempfile.mkdtemp(prefix="hrflow-burst-")
-    os.chmod(scratch, 0o777)
-    os.makedirs(os.path.join(scratch, "htdocs"))
+    scratch = make_scratch(0o777)
     shutil.copy(os.path.join(HERE, "append.sh"), scratch)
     script = os.path.join(scratch, "post.lua")
     with open(script, "w") as f:

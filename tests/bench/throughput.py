@@ -6,16 +6,14 @@ served by the same Apache, in one run, with wrk.
 import json
 import os
 import shutil
-import tempfile
 
-from benchlib import SECRET, Httpd, args, signed_env, wrk
+from benchlib import (SECRET, Httpd, args, assert_ignored, make_scratch,
+                      signed_env, wrk)
 
 
 def main():
     seconds, conns = args()
-    scratch = tempfile.mkdtemp(prefix="hrflow-bench-")
-    os.chmod(scratch, 0o755)
-    os.makedirs(os.path.join(scratch, "htdocs"))
+    scratch = make_scratch()
     with open(os.path.join(scratch, "htdocs", "static.json"), "w") as f:
         f.write(json.dumps({"status": "ok", "events": 1, "handled": 0,
                             "ignored": 1}))
@@ -33,9 +31,7 @@ def main():
     try:
         base = f"http://127.0.0.1:{server.port}"
         script, env = signed_env(server.root)
-        r, body = server.request("POST", "/hook", b"",
-                                 {"HTTP-HRFLOW-SIGNATURE": env["HRFLOW_SIG"]})
-        assert r.status == 200 and b'"ignored":1' in body, body
+        assert_ignored(server, "/hook", env)
         static, s_bad = wrk(base + "/static.json", seconds, conns)
         hook, h_bad = wrk(base + "/hook", seconds, conns, script, env)
         print(f"wrk -t2 -c{conns} -d{seconds}s, one Apache (event MPM)")
