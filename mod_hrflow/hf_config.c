@@ -112,10 +112,13 @@ static const char *set_int(apr_pool_t *p, const char *s, apr_int64_t min,
     return err;
 }
 
+/* A path as the configuration keeps it: in the configuration's pool, since
+ * the caller's words may live in a pool that dies after the config pass
+ * (httpd's cmd->temp_pool), and relative ones taken from base_dir. */
 static const char *resolve(const hf_config_ctx_t *ctx, const char *path)
 {
     if (path[0] == '/' || !ctx->base_dir)
-        return path;
+        return apr_pstrdup(ctx->pool, path);
     return apr_pstrcat(ctx->pool, ctx->base_dir, "/", path, NULL);
 }
 

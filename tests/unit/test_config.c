@@ -153,6 +153,52 @@ START_TEST(relative_paths_from_base_dir)
 }
 END_TEST
 
+/* Compares at most what is expected: a lost string reads as scribbles. */
+#define ck_assert_kept(actual, expected) \
+    ck_assert_msg(strncmp((actual), (expected), strlen(expected) + 1) == 0, \
+                  "'%s' was not kept", (expected))
+
+/* httpd splits a directive's words into cmd->temp_pool, which dies after
+ * the config pass: every string the configuration keeps must be its own. */
+START_TEST(kept_strings_outlive_the_words)
+{
+    static const char *const lines[] = {
+        "HrflowSecret kept-secret",
+        "HrflowSignatureHeader X-Kept-Signature",
+        "HrflowHandler job.* /bin/true --kept-arg",
+        "HrflowSpool /var/spool/kept",
+    };
+    hf_config_ctx_t ctx = {pool, "/"};
+    hf_config_t *c = hf_config_create(pool);
+    const hf_handler_t *h;
+    apr_pool_t *words;
+    apr_size_t i;
+
+    apr_pool_create(&words, pool);
+    for (i = 0; i < sizeof lines / sizeof *lines; i++) {
+        char **argv;
+        int argc = 0;
+        apr_tokenize_to_argv(lines[i], &argv, words);
+        while (argv[argc + 1])
+            argc++;
+        ck_assert_ptr_null(hf_config_apply(
+            &ctx, c, hf_directive_find(argv[0]), argc, argv + 1));
+    }
+    /* As after the config pass: the words' memory is reused by others. */
+    apr_pool_clear(words);
+    memset(apr_palloc(words, 6000), 'X', 6000);
+
+    ck_assert_kept(APR_ARRAY_IDX(c->secrets, 0, const char *), "kept-secret");
+    ck_assert_kept(c->signature_header, "X-Kept-Signature");
+    h = hf_route(c->handlers, "job.storing.update");
+    ck_assert_ptr_nonnull(h);
+    ck_assert_kept(h->pattern, "job.*");
+    ck_assert_kept(h->argv[0], "/bin/true");
+    ck_assert_kept(h->argv[1], "--kept-arg");
+    ck_assert_kept(c->spool, "/var/spool/kept");
+}
+END_TEST
+
 START_TEST(every_directive_in_table)
 {
     static const char *names[] = {
@@ -179,6 +225,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, secret_file);
     tcase_add_test(tc, merge_inherits_and_overrides);
     tcase_add_test(tc, relative_paths_from_base_dir);
+    tcase_add_test(tc, kept_strings_outlive_the_words);
     tcase_add_test(tc, every_directive_in_table);
     return s;
 }
