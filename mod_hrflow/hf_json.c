@@ -56,9 +56,12 @@ hf_json_t *hf_json_parse_ex(apr_pool_t *p, const char *text, apr_size_t len,
     }
     json_tokener_free(tok);
     if (j == NULL || jerr != json_tokener_success) {
-        /* What the scanner accepts json-c should too; refuse if not. */
-        *err = apr_pstrcat(p, "bad JSON: ", json_tokener_error_desc(jerr),
-                           NULL);
+        /* A bare null is json-c's NULL; anything else the scanner accepts
+         * json-c should too, and is refused if not. */
+        *err = jerr == json_tokener_success
+                   ? "JSON null"
+                   : apr_pstrcat(p, "bad JSON: ",
+                                 json_tokener_error_desc(jerr), NULL);
         json_object_put(j);
         return NULL;
     }
