@@ -145,7 +145,11 @@ START_TEST(json_rejects)
     static const char *bad[] = {
         "", "{", "[]", "3", "\"a.b.c\"", "{\"type\":\"a.b\"}",
         "{\"type\":1}", "[{\"type\":\"a.b.c\"},2]", "{\"type\":\"a.b.c\"} x",
-        "{\"type\":\"a.b.c\",}", "[{\"type\":\"a.b.c\"},{\"type\":\"BAD\"}]"};
+        "{\"type\":\"a.b.c\",}", "[{\"type\":\"a.b.c\"},{\"type\":\"BAD\"}]",
+        /* json-c takes single quotes: the first made the batch splitter
+         * loop for ever, the second ran a handler on a fragment. */
+        "[{'}':1}]", "[{'\"':1,\"m\":\"}]\",\"type\":\"a.b.c\"}]",
+        "{\"type\":\"a.b.c\",\"n\":NaN}", "{\"type\":\"a.b.c\",\"m\":\"\x01\"}"};
     apr_array_header_t *evs;
     const char *err;
     apr_size_t i;
