@@ -64,9 +64,8 @@ int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
     return ok ? 0 : -1;
 }
 
-/* An event's variables, and a warning for what the limits left out. */
-static void build_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
-                       const hf_logger_t *log)
+void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
+                   const hf_logger_t *log)
 {
     int dropped;
 
@@ -93,7 +92,7 @@ void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
         /* Variables only for an event that runs, and for the first one,
          * whose variables the front end also sets for the access log. */
         if (h || i == 0)
-            build_vars(p, ev, &batch, log);
+            hf_event_vars(p, ev, &batch, log);
         if (!h)
             continue;
         if (hf_run_event(p, ev, h->argv, hf_config_timeout(cfg), 0, NULL, log,

@@ -379,6 +379,9 @@ void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
 const hf_handler_t *hf_route_event(apr_pool_t *p, const hf_config_t *cfg,
                                    const hf_event_t *ev, hf_outcome_t *out,
                                    const hf_logger_t *log);
+/* Builds ev->vars (hf_env_build) and logs what the limits left out. */
+void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
+                   const hf_logger_t *log);
 /* Runs one event's handler (its vars built) and logs its output and one
  * result line; attempt 0 leaves the attempt out.  0 on success. */
 int hf_run_event(apr_pool_t *p, const hf_event_t *ev,

@@ -188,3 +188,5 @@ def test_long_name_runs_in_durable_mode(durable):
     assert wait_until(lambda: "long-name-durable" in ran_keys(durable)), \
         (in_state(durable, "failed"), durable.error_log())
     assert in_state(durable, "failed") == []
+    assert "variables left out" in durable.error_log(
+        wait_for="variables left out")
