@@ -115,8 +115,8 @@ apr_table_t *hf_env_build(apr_pool_t *p, const hf_event_t *ev,
     apr_size_t skipped;
     int i;
 
-    skipped = hf_json_walk(p, ev->json, "HRFLOW", HF_MAX_NAME_BYTES, add_leaf,
-                           &f);
+    skipped = hf_json_flatten(p, ev->json, "HRFLOW", HF_MAX_NAME_BYTES,
+                              add_leaf, &f);
     vars = apr_table_make(p, f.count + 9);
     for (i = 0; i < f.list->nelts; i++) {
         const var_t *v = APR_ARRAY_IDX(f.list, i, var_t *);

@@ -500,7 +500,7 @@ int hf_json_array_spans(const char *t, apr_size_t len,
 typedef struct {
     char *path;
     apr_size_t len, max;
-    hf_json_leaf_fn *leaf;
+    hf_json_flatten_fn *leaf;
     void *ctx;
     int stopped;
     apr_size_t skipped;
@@ -622,8 +622,9 @@ static void walk_value(walk_t *w, json_object *j)
     }
 }
 
-apr_size_t hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
-                        apr_size_t max_path, hf_json_leaf_fn *leaf, void *ctx)
+apr_size_t hf_json_flatten(apr_pool_t *p, const hf_json_t *j,
+                           const char *prefix, apr_size_t max_path,
+                           hf_json_flatten_fn *leaf, void *ctx)
 {
     walk_t w;
 
@@ -640,4 +641,27 @@ apr_size_t hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
     w.ctx = ctx;
     walk_value(&w, (json_object *)j);
     return w.skipped;
+}
+
+typedef struct {
+    hf_json_leaf_fn *leaf;
+    void *ctx;
+} every_leaf_t;
+
+static int every_leaf(void *ctx, const char *path, apr_size_t path_len,
+                      const char *value, apr_size_t vlen)
+{
+    every_leaf_t *e = ctx;
+
+    (void)path_len;
+    e->leaf(e->ctx, path, value, vlen);
+    return 0;
+}
+
+void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
+                  hf_json_leaf_fn *leaf, void *ctx)
+{
+    every_leaf_t e = {leaf, ctx};
+
+    hf_json_flatten(p, j, prefix, HF_MAX_NAME_BYTES, every_leaf, &e);
 }

@@ -140,10 +140,17 @@ int hf_json_array_spans(const char *text, apr_size_t len,
  * leaves.  Returns how many leaves were not passed to leaf: those after that,
  * and those whose path would be longer than max_path.  The walk allocates
  * one path buffer, nothing per leaf. */
-typedef int hf_json_leaf_fn(void *ctx, const char *path, apr_size_t path_len,
-                            const char *value, apr_size_t vlen);
-apr_size_t hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
-                        apr_size_t max_path, hf_json_leaf_fn *leaf, void *ctx);
+typedef int hf_json_flatten_fn(void *ctx, const char *path,
+                               apr_size_t path_len, const char *value,
+                               apr_size_t vlen);
+apr_size_t hf_json_flatten(apr_pool_t *p, const hf_json_t *j,
+                           const char *prefix, apr_size_t max_path,
+                           hf_json_flatten_fn *leaf, void *ctx);
+/* hf_json_flatten without a stop, paths up to HF_MAX_NAME_BYTES. */
+typedef void hf_json_leaf_fn(void *ctx, const char *path, const char *value,
+                             apr_size_t vlen);
+void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
+                  hf_json_leaf_fn *leaf, void *ctx);
 
 /* ---- form bodies (hf_form.c) -------------------------------------------- */
 typedef struct {

@@ -212,17 +212,37 @@ START_TEST(walk_stops_when_asked_and_counts_the_rest)
     text = apr_array_pstrcat(pool, parts, 0);
     j = hf_json_parse(pool, text, strlen(text), &err);
     ck_assert_ptr_nonnull(j);
-    ck_assert_uint_eq(hf_json_walk(pool, j, "P", 64, count_leaf, &c), 1991);
+    ck_assert_uint_eq(hf_json_flatten(pool, j, "P", 64, count_leaf, &c), 1991);
     ck_assert_int_eq(c.calls, 10);
     /* A path longer than max_path is not passed: "P_b_c" is 5 bytes. */
     c.calls = 0;
     c.stop_after = 1 << 30;
     c.longest = 0;
-    ck_assert_uint_eq(hf_json_walk(pool, j, "P", 4, count_leaf, &c), 2001);
+    ck_assert_uint_eq(hf_json_flatten(pool, j, "P", 4, count_leaf, &c), 2001);
     ck_assert_int_eq(c.calls, 0);
-    ck_assert_uint_eq(hf_json_walk(pool, j, "P", 5, count_leaf, &c), 2000);
+    ck_assert_uint_eq(hf_json_flatten(pool, j, "P", 5, count_leaf, &c), 2000);
     ck_assert_int_eq(c.calls, 1);
     ck_assert_uint_eq(c.longest, 5);
+}
+END_TEST
+
+static void count_every_leaf(void *ctx, const char *path, const char *value,
+                             apr_size_t vlen)
+{
+    (void)path;
+    ck_assert_uint_eq(strlen(value), vlen);
+    ++*(int *)ctx;
+}
+
+START_TEST(walk_passes_every_leaf)
+{
+    const char *t = "{\"a\":[1,2.50,true,null,\"s\"],\"b\":{\"c\":{}}}";
+    const char *err;
+    hf_json_t *j = hf_json_parse(pool, t, strlen(t), &err);
+    int n = 0;
+
+    hf_json_walk(pool, j, "HRFLOW", count_every_leaf, &n);
+    ck_assert_int_eq(n, 5);
 }
 END_TEST
 
@@ -241,6 +261,7 @@ static Suite *json_suite(void)
     tcase_add_test(tc, depth_is_exactly_the_limit);
     tcase_add_test(tc, nul_in_a_string_is_no_c_string);
     tcase_add_test(tc, walk_stops_when_asked_and_counts_the_rest);
+    tcase_add_test(tc, walk_passes_every_leaf);
     return s;
 }
 
