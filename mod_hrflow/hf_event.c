@@ -98,8 +98,7 @@ static hf_rc_t events_from_array(apr_pool_t *p, hf_json_t *arr,
                                  const char **err)
 {
     apr_size_t n = hf_json_array_length(arr), i;
-    apr_array_header_t *starts = apr_array_make(p, (int)n, sizeof(apr_size_t));
-    apr_array_header_t *lens = apr_array_make(p, (int)n, sizeof(apr_size_t));
+    apr_array_header_t *starts, *lens;
 
     if (n == 0) {
         *err = "empty_batch";
@@ -109,6 +108,8 @@ static hf_rc_t events_from_array(apr_pool_t *p, hf_json_t *arr,
         *err = "too_many_events";
         return HF_E_TOO_LARGE;
     }
+    starts = apr_array_make(p, (int)n, sizeof(apr_size_t));
+    lens = apr_array_make(p, (int)n, sizeof(apr_size_t));
     if (hf_json_array_spans(text, len, starts, lens) != 0
         || (apr_size_t)starts->nelts != n) {
         *err = "invalid_json";
