@@ -9,11 +9,13 @@ as a body may be runs its handler.
 import http.client
 import json
 import os
+import resource
+import subprocess
 from urllib.parse import urlencode
 
 import pytest
 
-from conftest import SECRETS, Httpd, records
+from conftest import CGI, SECRETS, Httpd, records
 from hrflow_sign import body_signature, signed_value
 from test_spool import lines, spool_config, wait_until, in_state
 
@@ -82,6 +84,26 @@ def test_the_looping_body_signed_and_as_payload(httpd, out):
     r, data = post(httpd, "/optional",
                    b'{"type":"profile.parsing.success"}')
     assert r.status == 200, data
+
+
+def limited_memory():
+    """A child that would loop allocating fails fast instead of eating
+    the machine's memory."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize("name", ["loops_for_ever", "fragment"])
+def test_cgi_sign_refuses_the_reported_bodies(tmp_path, name):
+    conf = tmp_path / "hrflow.conf"
+    conf.write_text("HrflowSecret s\n")
+    conf.chmod(0o600)
+    r = subprocess.run([CGI, "--sign", "--config", str(conf)],
+                       input=NOT_JSON[name], capture_output=True,
+                       env={"PATH": "/usr/bin:/bin"}, timeout=CLIENT_TIMEOUT,
+                       preexec_fn=limited_memory)
+    assert r.returncode == 1, r
+    assert r.stdout == b""
+    assert b"not an event: invalid_json" in r.stderr
 
 
 def test_nul_in_type_is_400(httpd, out):
