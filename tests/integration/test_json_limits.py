@@ -189,8 +189,8 @@ def test_deepest_event_runs_in_durable_mode(durable, shape):
     if shape == "object":
         body, headers = deep_event(key), JSON
     else:
-        # profile={...}: the form's event object is the outermost level.
-        inner = "[" * (MAX_DEPTH - 3) + "0" + "]" * (MAX_DEPTH - 3)
+        # event object > profile object > MAX_DEPTH - 2 arrays.
+        inner = "[" * (MAX_DEPTH - 2) + "0" + "]" * (MAX_DEPTH - 2)
         profile = '{"key":"%s","deep":%s}' % (key, inner)
         body = urlencode({"type": "profile.parsing.success",
                           "profile": profile}).encode()
