@@ -64,6 +64,21 @@ int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
     return ok ? 0 : -1;
 }
 
+void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
+                   const hf_logger_t *log)
+{
+    int dropped;
+
+    ev->vars = hf_env_build(p, ev, batch, &dropped);
+    if (dropped)
+        hf_log(log, HF_LOG_WARNING, p,
+               "event %.12s: %d variables left out (limits: %d variables, "
+               "%d bytes of names and values, names of %d bytes); the full "
+               "JSON is on standard input",
+               ev->id, dropped, HF_MAX_VARS, HF_MAX_VAR_BYTES,
+               HF_MAX_NAME_BYTES);
+}
+
 void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
                 const hf_logger_t *log)
 {
@@ -72,18 +87,12 @@ void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
 
     for (i = 0; i < out->events->nelts; i++) {
         hf_event_t *ev = APR_ARRAY_IDX(out->events, i, hf_event_t *);
-        int dropped;
-        ev->vars = hf_env_build(p, ev, &batch, &dropped);
-        if (dropped)
-            hf_log(log, HF_LOG_WARNING, p,
-                   "event %.12s: %d variables left out (limits: %d variables, "
-                   "%d bytes); the full JSON is on standard input",
-                   ev->id, dropped, HF_MAX_VARS, HF_MAX_VAR_BYTES);
-    }
-    for (i = 0; i < out->events->nelts; i++) {
-        const hf_event_t *ev = APR_ARRAY_IDX(out->events, i, hf_event_t *);
         const hf_handler_t *h = hf_route_event(p, cfg, ev, out, log);
         hf_run_result_t res;
+        /* Variables only for an event that runs, and for the first one,
+         * whose variables the front end also sets for the access log. */
+        if (h || i == 0)
+            hf_event_vars(p, ev, &batch, log);
         if (!h)
             continue;
         if (hf_run_event(p, ev, h->argv, hf_config_timeout(cfg), 0, NULL, log,

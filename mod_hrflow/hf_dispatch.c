@@ -229,7 +229,6 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
     hf_event_t ev;
     hf_batch_t batch;
     hf_run_result_t res;
-    int dropped;
 
     if (strcmp(e->folder, "run") != 0
         && rename(hf_spool_path(p, s->dir, e->folder, e->name), path) != 0)
@@ -248,7 +247,7 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
     batch.count = env.count;
     batch.verified = env.verified;
     batch.attempt = env.attempt;
-    ev.vars = hf_env_build(p, &ev, &batch, &dropped);
+    hf_event_vars(p, &ev, &batch, s->log);
     hf_run_event(p, &ev, env.argv, env.timeout, env.attempt, s->stop, s->log,
                  &res);
     if (res.cancelled)

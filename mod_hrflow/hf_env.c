@@ -7,53 +7,87 @@
  * the log, and the handler still has the whole JSON on standard input.
  */
 #include <string.h>
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include "hrflow.h"
 
 typedef struct {
+    const char *name;
+    const char *value;
+    apr_size_t cost;         /* bytes of name and value */
+    int gone;                /* left out: a clash brought a value over
+                                the budget */
+} var_t;
+
+typedef struct {
     apr_pool_t *pool;
-    apr_table_t *vars;
+    apr_hash_t *index;       /* name -> var_t *, for clashes */
+    apr_array_header_t *list;  /* var_t *, in the order first set */
+    int count;               /* variables set */
     apr_size_t bytes;
     int dropped;
 } flatten_t;
 
-/* Upper-cases and replaces anything outside A-Z0-9_ with '_'. */
-static char *variable_name(apr_pool_t *p, const char *path)
-{
-    char *name = apr_pstrdup(p, path), *c;
+/* The shortest variable there can be: "HRFLOW_X" and an empty value. */
+#define MIN_COST 8
 
-    for (c = name; *c; c++) {
-        if (*c >= 'a' && *c <= 'z')
-            *c = (char)(*c - 'a' + 'A');
-        else if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
-            *c = '_';
+/* Upper-cases and replaces anything outside A-Z0-9_ with '_'. */
+static void variable_name(char *name, const char *path, apr_size_t len)
+{
+    apr_size_t i;
+
+    for (i = 0; i < len; i++) {
+        char c = path[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            c = '_';
+        name[i] = c;
     }
-    return name;
+    name[len] = '\0';
 }
 
-static void add_leaf(void *ctx, const char *path, const char *value,
-                     apr_size_t vlen)
+/* Takes one leaf, or leaves it out; non-zero when no further leaf can be
+ * taken, so that the walk only counts the rest.  Nothing is allocated for
+ * a leaf left out. */
+static int add_leaf(void *ctx, const char *path, apr_size_t plen,
+                    const char *value, apr_size_t vlen)
 {
     flatten_t *f = ctx;
     /* An environment string ends at NUL: a "\u0000" cuts the value there. */
     apr_size_t n = strnlen(value, vlen);
-    const char *name = variable_name(f->pool, path);
-    const char *old = apr_table_get(f->vars, name);
+    char name[HF_MAX_NAME_BYTES + 1];
+    var_t *old, *v;
+    int live;
 
-    if (old) {   /* a clash replaces: give back what the old value cost */
-        f->bytes -= strlen(old);
-    } else if (apr_table_elts(f->vars)->nelts >= HF_MAX_VARS) {
+    variable_name(name, path, plen);
+    old = apr_hash_get(f->index, name, (apr_ssize_t)plen);
+    live = old && !old->gone;
+    if (!live && f->count >= HF_MAX_VARS) {
         f->dropped++;
-        return;
+        return 1;
     }
-    if (f->bytes + n > HF_MAX_VAR_BYTES) {
-        if (old)
-            apr_table_unset(f->vars, name);
+    if (live) {   /* a clash replaces: give back what the old value cost */
+        f->bytes -= old->cost;
+        f->count--;
+        old->gone = 1;
+    }
+    if (f->bytes + plen + n > HF_MAX_VAR_BYTES) {
         f->dropped++;
-        return;
+        return f->bytes + MIN_COST > HF_MAX_VAR_BYTES;
     }
-    f->bytes += n;
-    apr_table_setn(f->vars, name, apr_pstrmemdup(f->pool, value, n));
+    if (!(v = old)) {
+        v = apr_palloc(f->pool, sizeof *v);
+        v->name = apr_pstrmemdup(f->pool, name, plen);
+        APR_ARRAY_PUSH(f->list, var_t *) = v;
+        apr_hash_set(f->index, v->name, (apr_ssize_t)plen, v);
+    }
+    v->value = apr_pstrmemdup(f->pool, value, n);
+    v->cost = plen + n;
+    v->gone = 0;
+    f->bytes += v->cost;
+    f->count++;
+    return 0;
 }
 
 /* Splits "a.b.c" into three copies. */
@@ -74,24 +108,35 @@ static void type_parts(apr_pool_t *p, const char *type, const char *part[3])
 apr_table_t *hf_env_build(apr_pool_t *p, const hf_event_t *ev,
                           const hf_batch_t *batch, int *dropped)
 {
-    flatten_t f = {p, apr_table_make(p, 32), 0, 0};
+    flatten_t f = {p, apr_hash_make(p), apr_array_make(p, 32, sizeof(var_t *)),
+                   0, 0, 0};
+    apr_table_t *vars;
     const char *part[3];
+    apr_size_t skipped;
+    int i;
 
-    hf_json_walk(p, ev->json, "HRFLOW", add_leaf, &f);
+    skipped = hf_json_flatten(p, ev->json, "HRFLOW", HF_MAX_NAME_BYTES,
+                              add_leaf, &f);
+    vars = apr_table_make(p, f.count + 9);
+    for (i = 0; i < f.list->nelts; i++) {
+        const var_t *v = APR_ARRAY_IDX(f.list, i, var_t *);
+        if (!v->gone)
+            apr_table_addn(vars, v->name, v->value);
+    }
     type_parts(p, ev->type, part);
-    apr_table_setn(f.vars, "HRFLOW_EVENT_OBJECT", part[0]);
-    apr_table_setn(f.vars, "HRFLOW_EVENT_ACTION", part[1]);
-    apr_table_setn(f.vars, "HRFLOW_EVENT_STATUS", part[2]);
-    apr_table_setn(f.vars, "HRFLOW_EVENT_ID", ev->id);
-    apr_table_setn(f.vars, "HRFLOW_DELIVERY_ID", ev->delivery_id);
-    apr_table_setn(f.vars, "HRFLOW_EVENT_INDEX",
+    apr_table_setn(vars, "HRFLOW_EVENT_OBJECT", part[0]);
+    apr_table_setn(vars, "HRFLOW_EVENT_ACTION", part[1]);
+    apr_table_setn(vars, "HRFLOW_EVENT_STATUS", part[2]);
+    apr_table_setn(vars, "HRFLOW_EVENT_ID", ev->id);
+    apr_table_setn(vars, "HRFLOW_DELIVERY_ID", ev->delivery_id);
+    apr_table_setn(vars, "HRFLOW_EVENT_INDEX",
                    apr_itoa(p, ev->index));
-    apr_table_setn(f.vars, "HRFLOW_EVENT_COUNT", apr_itoa(p, batch->count));
-    apr_table_setn(f.vars, "HRFLOW_SIGNATURE",
+    apr_table_setn(vars, "HRFLOW_EVENT_COUNT", apr_itoa(p, batch->count));
+    apr_table_setn(vars, "HRFLOW_SIGNATURE",
                    batch->verified ? "verified" : "unsigned");
-    apr_table_setn(f.vars, "HRFLOW_ATTEMPT", apr_itoa(p, batch->attempt));
-    *dropped = f.dropped;
-    return f.vars;
+    apr_table_setn(vars, "HRFLOW_ATTEMPT", apr_itoa(p, batch->attempt));
+    *dropped = f.dropped + (int)skipped;
+    return vars;
 }
 
 const char **hf_env_block(apr_pool_t *p, const apr_table_t *vars)

@@ -27,13 +27,14 @@ hf_body_kind_t hf_body_kind(const char *ct)
     return HF_BODY_OTHER;
 }
 
-/* OBJECT.ACTION.STATUS: three non-empty runs of [a-z_] joined by dots. */
+/* OBJECT.ACTION.STATUS: three non-empty runs of [a-z_] joined by dots, at
+ * most HF_MAX_TYPE_BYTES in all (its parts become variables). */
 int hf_event_type_valid(const char *type)
 {
     int parts = 1, run = 0;
     const char *c;
 
-    if (!type)
+    if (!type || strnlen(type, HF_MAX_TYPE_BYTES + 1) > HF_MAX_TYPE_BYTES)
         return 0;
     for (c = type; *c; c++) {
         if (*c == '.') {
@@ -97,8 +98,7 @@ static hf_rc_t events_from_array(apr_pool_t *p, hf_json_t *arr,
                                  const char **err)
 {
     apr_size_t n = hf_json_array_length(arr), i;
-    apr_array_header_t *starts = apr_array_make(p, (int)n, sizeof(apr_size_t));
-    apr_array_header_t *lens = apr_array_make(p, (int)n, sizeof(apr_size_t));
+    apr_array_header_t *starts, *lens;
 
     if (n == 0) {
         *err = "empty_batch";
@@ -108,6 +108,8 @@ static hf_rc_t events_from_array(apr_pool_t *p, hf_json_t *arr,
         *err = "too_many_events";
         return HF_E_TOO_LARGE;
     }
+    starts = apr_array_make(p, (int)n, sizeof(apr_size_t));
+    lens = apr_array_make(p, (int)n, sizeof(apr_size_t));
     if (hf_json_array_spans(text, len, starts, lens) != 0
         || (apr_size_t)starts->nelts != n) {
         *err = "invalid_json";
@@ -179,9 +181,11 @@ hf_rc_t hf_events_from_form(apr_pool_t *p, const char *body, apr_size_t len,
     for (i = 0; i < fields->nelts; i++) {
         const hf_form_field_t *f = &APR_ARRAY_IDX(fields, i, hf_form_field_t);
         if (is_json_field(f->name)) {
+            /* One level goes to the event object around it. */
             const char *why;
-            hf_json_t *child = hf_json_parse(p, f->value, strlen(f->value),
-                                             &why);
+            hf_json_t *child = hf_json_parse_ex(p, f->value, strlen(f->value),
+                                                HF_JSON_MAX_DEPTH - 1, 0,
+                                                &why);
             if (!child || !hf_json_is_object(child)) {
                 *err = "invalid_form";
                 return HF_E_MALFORMED;
@@ -191,8 +195,14 @@ hf_rc_t hf_events_from_form(apr_pool_t *p, const char *body, apr_size_t len,
             hf_json_put_string(obj, f->name, f->value);
         }
     }
-    /* No JSON arrived: the event's text is its canonical serialization. */
+    /* No JSON arrived: the event's text is its canonical serialization.  It
+     * is read again (durable mode), so it must be JSON as the parser takes
+     * it: a field that is not UTF-8 makes it not. */
     text = hf_json_text(p, obj, &text_len);
+    if (hf_json_check(text, text_len, HF_JSON_MAX_DEPTH, 0)) {
+        *err = "invalid_form";
+        return HF_E_MALFORMED;
+    }
     ev = event_make(p, obj, text, text_len, 0, err);
     if (!ev)
         return HF_E_MALFORMED;

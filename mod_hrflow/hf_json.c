@@ -4,6 +4,7 @@
  * Trees are reference counted by json-c; each tree handed out here is tied to
  * an APR pool by a cleanup, so callers never free anything.
  */
+#include <ctype.h>
 #include <string.h>
 #include <json.h>
 #include <apr_strings.h>
@@ -22,24 +23,25 @@ static hf_json_t *pool_owned(apr_pool_t *p, json_object *j)
     return j;
 }
 
-hf_json_t *hf_json_parse(apr_pool_t *p, const char *text, apr_size_t len,
-                         const char **err)
+hf_json_t *hf_json_parse_ex(apr_pool_t *p, const char *text, apr_size_t len,
+                            int max_depth, int flags, const char **err)
 {
     json_tokener *tok;
     json_object *j;
     enum json_tokener_error jerr;
-    apr_size_t end, i;
+    const char *why;
 
     if (len > (apr_size_t)INT32_MAX) {
         *err = "JSON text too long";
         return NULL;
     }
-    /* json-c stops at a NUL; one inside the text is malformed input. */
-    if (memchr(text, '\0', len)) {
-        *err = "NUL byte in JSON text";
+    if ((why = hf_json_check(text, len, max_depth, flags))) {
+        *err = apr_pstrcat(p, "bad JSON: ", why, NULL);
         return NULL;
     }
-    tok = json_tokener_new_ex(HF_JSON_MAX_DEPTH);
+    /* json-c refuses a container at its own max_depth: one more level, for
+     * the scanner has already held the text to max_depth. */
+    tok = json_tokener_new_ex(max_depth + 1);
     if (!tok) {
         *err = "out of memory";
         return NULL;
@@ -52,24 +54,24 @@ hf_json_t *hf_json_parse(apr_pool_t *p, const char *text, apr_size_t len,
         j = json_tokener_parse_ex(tok, "", 1);
         jerr = json_tokener_get_error(tok);
     }
-    end = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
     if (j == NULL || jerr != json_tokener_success) {
-        *err = jerr == json_tokener_error_depth
-                   ? "JSON nested too deeply"
+        /* A bare null is json-c's NULL; anything else the scanner accepts
+         * json-c should too, and is refused if not. */
+        *err = jerr == json_tokener_success
+                   ? "JSON null"
                    : apr_pstrcat(p, "bad JSON: ",
                                  json_tokener_error_desc(jerr), NULL);
         json_object_put(j);
         return NULL;
     }
-    for (i = end; i < len; i++) {
-        if (!strchr(" \t\r\n", text[i])) {
-            json_object_put(j);
-            *err = "bad JSON: text after the value";
-            return NULL;
-        }
-    }
     return pool_owned(p, j);
+}
+
+hf_json_t *hf_json_parse(apr_pool_t *p, const char *text, apr_size_t len,
+                         const char **err)
+{
+    return hf_json_parse_ex(p, text, len, HF_JSON_MAX_DEPTH, 0, err);
 }
 
 hf_json_t *hf_json_new_object(apr_pool_t *p)
@@ -97,14 +99,23 @@ hf_json_t *hf_json_array_get(const hf_json_t *j, apr_size_t i)
     return json_object_array_get_idx(j, i);
 }
 
+/* A string that a C string can hold whole: one with a "\u0000" in it
+ * would be cut short by every reader, so it counts as no string at all. */
+static const char *c_string(json_object *v)
+{
+    const char *s;
+
+    if (!json_object_is_type(v, json_type_string))
+        return NULL;
+    s = json_object_get_string(v);
+    return strlen(s) == (size_t)json_object_get_string_len(v) ? s : NULL;
+}
+
 const char *hf_json_get_string(const hf_json_t *obj, const char *key)
 {
     json_object *v;
 
-    if (!json_object_object_get_ex(obj, key, &v))
-        return NULL;
-    return json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-                                                     : NULL;
+    return json_object_object_get_ex(obj, key, &v) ? c_string(v) : NULL;
 }
 
 hf_json_t *hf_json_get(const hf_json_t *obj, const char *key)
@@ -116,9 +127,7 @@ hf_json_t *hf_json_get(const hf_json_t *obj, const char *key)
 
 const char *hf_json_as_string(const hf_json_t *j)
 {
-    return json_object_is_type(j, json_type_string) ? json_object_get_string(
-                                                          (json_object *)j)
-                                                    : NULL;
+    return c_string((json_object *)j);
 }
 
 apr_int64_t hf_json_get_int(const hf_json_t *obj, const char *key,
@@ -162,101 +171,497 @@ const char *hf_json_text(apr_pool_t *p, const hf_json_t *j, apr_size_t *len)
     return apr_pstrmemdup(p, s, n);
 }
 
-/* Advances past one JSON value that is known to be well formed. */
-static apr_size_t skip_value(const char *t, apr_size_t i, apr_size_t len)
-{
-    int depth = 0, in_string = 0;
+/* ---- the RFC 8259 scanner --------------------------------------------------
+ *
+ * Every text reaches json-c only after this scanner accepted it, and the
+ * spans of a batch's elements come from the same scan, so the two can never
+ * disagree.  It is iterative (an explicit stack of open containers) and each
+ * step consumes at least one byte or fails: linear time, bounded depth, and
+ * no way to loop without progress.
+ */
 
-    for (; i < len; i++) {
-        char c = t[i];
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = 0;
-            continue;
-        }
-        if (c == '"')
-            in_string = 1;
-        else if (c == '{' || c == '[')
-            depth++;
-        else if (c == '}' || c == ']') {
-            if (depth == 0)
-                return i;
-            depth--;
-        } else if (c == ',' && depth == 0)
-            return i;
+typedef struct {
+    const char *t;
+    apr_size_t len, i;
+    int max_depth, depth, flags;
+    char close[HF_JSON_DEPTH_LIMIT];  /* '}' or ']' of each open container */
+    apr_array_header_t *starts, *lens; /* the top array's elements, or NULL */
+    apr_size_t elem_start;
+    const char *err;
+} scan_t;
+
+static int scan_fail(scan_t *s, const char *why)
+{
+    s->err = why;
+    return -1;
+}
+
+static void skip_ws(scan_t *s)
+{
+    while (s->i < s->len
+           && (s->t[s->i] == ' ' || s->t[s->i] == '\t' || s->t[s->i] == '\n'
+               || s->t[s->i] == '\r'))
+        s->i++;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* One UTF-8 sequence of two to four bytes: no overlong form, no surrogate,
+ * nothing past U+10FFFF. */
+static int scan_utf8(scan_t *s)
+{
+    const unsigned char *u = (const unsigned char *)s->t + s->i;
+    apr_size_t n, k, left = s->len - s->i;
+    unsigned long cp, min;
+
+    if (u[0] >= 0xC2 && u[0] <= 0xDF)
+        n = 2, cp = u[0] & 0x1Fu, min = 0x80;
+    else if ((u[0] & 0xF0) == 0xE0)
+        n = 3, cp = u[0] & 0x0Fu, min = 0x800;
+    else if (u[0] >= 0xF0 && u[0] <= 0xF4)
+        n = 4, cp = u[0] & 0x07u, min = 0x10000;
+    else
+        return scan_fail(s, "bad UTF-8 in a string");
+    if (left < n)
+        return scan_fail(s, "bad UTF-8 in a string");
+    for (k = 1; k < n; k++) {
+        if ((u[k] & 0xC0) != 0x80)
+            return scan_fail(s, "bad UTF-8 in a string");
+        cp = cp << 6 | (u[k] & 0x3Fu);
     }
-    return i;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return scan_fail(s, "bad UTF-8 in a string");
+    s->i += n;
+    return 0;
+}
+
+/* Four hex digits after "\u" at s->i; -1 when they are not there. */
+static long hex4(const scan_t *s)
+{
+    long v = 0;
+    apr_size_t k;
+
+    if (s->len - s->i < 6 || s->t[s->i] != '\\' || s->t[s->i + 1] != 'u')
+        return -1;
+    for (k = 2; k < 6; k++) {
+        char c = s->t[s->i + k];
+        int d = is_digit(c) ? c - '0'
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* One escape at s->i (the backslash).  A \u escape of a surrogate must be
+ * a high one followed by a low one: alone it stands for no character. */
+static int scan_escape(scan_t *s)
+{
+    long u;
+
+    if (s->i + 1 >= s->len)
+        return scan_fail(s, "unterminated string");
+    if (s->t[s->i + 1] != 'u') {
+        if (!strchr("\"\\/bfnrt", s->t[s->i + 1]) || s->t[s->i + 1] == '\0')
+            return scan_fail(s, "bad escape in a string");
+        s->i += 2;
+        return 0;
+    }
+    if ((u = hex4(s)) < 0)
+        return scan_fail(s, "bad \\u escape in a string");
+    s->i += 6;
+    if (u >= 0xDC00 && u <= 0xDFFF)
+        return scan_fail(s, "unpaired surrogate in a string");
+    if (u >= 0xD800 && u <= 0xDBFF) {
+        if ((u = hex4(s)) < 0xDC00 || u > 0xDFFF)
+            return scan_fail(s, "unpaired surrogate in a string");
+        s->i += 6;
+    }
+    return 0;
+}
+
+static int scan_string(scan_t *s)
+{
+    s->i++;  /* the opening quote */
+    while (s->i < s->len) {
+        unsigned char c = (unsigned char)s->t[s->i];
+        if (c == '"') {
+            s->i++;
+            return 0;
+        }
+        if (c < 0x20)
+            return scan_fail(s, "control character in a string");
+        if (c == '\\') {
+            if (scan_escape(s) != 0)
+                return -1;
+        } else if (c >= 0x80 && !(s->flags & HF_JSON_RAW_BYTES)) {
+            if (scan_utf8(s) != 0)
+                return -1;
+        } else {
+            s->i++;
+        }
+    }
+    return scan_fail(s, "unterminated string");
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int scan_number(scan_t *s)
+{
+    const char *t = s->t;
+    apr_size_t n = s->len;
+
+    if (t[s->i] == '-')
+        s->i++;
+    if (s->i < n && t[s->i] == '0')
+        s->i++;
+    else if (s->i < n && is_digit(t[s->i]))
+        while (s->i < n && is_digit(t[s->i]))
+            s->i++;
+    else
+        return scan_fail(s, "bad number");
+    if (s->i < n && t[s->i] == '.') {
+        if (++s->i >= n || !is_digit(t[s->i]))
+            return scan_fail(s, "bad number");
+        while (s->i < n && is_digit(t[s->i]))
+            s->i++;
+    }
+    if (s->i < n && (t[s->i] == 'e' || t[s->i] == 'E')) {
+        if (++s->i < n && (t[s->i] == '+' || t[s->i] == '-'))
+            s->i++;
+        if (s->i >= n || !is_digit(t[s->i]))
+            return scan_fail(s, "bad number");
+        while (s->i < n && is_digit(t[s->i]))
+            s->i++;
+    }
+    /* "01", "1x": a number runs into what cannot follow one. */
+    if (s->i < n && (is_digit(t[s->i]) || isalpha((unsigned char)t[s->i])
+                     || t[s->i] == '.' || t[s->i] == '-' || t[s->i] == '+'))
+        return scan_fail(s, "bad number");
+    return 0;
+}
+
+static int scan_literal(scan_t *s, const char *word)
+{
+    apr_size_t n = strlen(word);
+
+    if (s->len - s->i < n || memcmp(s->t + s->i, word, n) != 0)
+        return scan_fail(s, "unexpected character");
+    s->i += n;
+    if (s->i < s->len && isalnum((unsigned char)s->t[s->i]))
+        return scan_fail(s, "unexpected character");
+    return 0;
+}
+
+/* An object member's name and colon, up to its value. */
+static int scan_member_name(scan_t *s)
+{
+    skip_ws(s);
+    if (s->i >= s->len || s->t[s->i] != '"')
+        return scan_fail(s, "expected a member name");
+    if (scan_string(s) != 0)
+        return -1;
+    skip_ws(s);
+    if (s->i >= s->len || s->t[s->i] != ':')
+        return scan_fail(s, "expected ':'");
+    s->i++;
+    skip_ws(s);
+    return 0;
+}
+
+/* Reads the start of a value: a whole scalar, or the opening of a container
+ * (with an object's first member name).  1: a value ended; 0: a value is
+ * next; -1: error. */
+static int scan_value_begin(scan_t *s)
+{
+    char c;
+
+    if (s->i >= s->len)
+        return scan_fail(s, "unexpected end");
+    c = s->t[s->i];
+    if (c == '{' || c == '[') {
+        if (s->depth >= s->max_depth)
+            return scan_fail(s, "nested too deeply");
+        s->close[s->depth++] = c == '{' ? '}' : ']';
+        s->i++;
+        skip_ws(s);
+        if (s->i < s->len && s->t[s->i] == s->close[s->depth - 1]) {
+            s->i++;
+            s->depth--;
+            return 1;
+        }
+        return c == '{' ? scan_member_name(s) : 0;
+    }
+    if (c == '"')
+        return scan_string(s) != 0 ? -1 : 1;
+    if (c == '-' || is_digit(c))
+        return scan_number(s) != 0 ? -1 : 1;
+    if (c == 't')
+        return scan_literal(s, "true") != 0 ? -1 : 1;
+    if (c == 'f')
+        return scan_literal(s, "false") != 0 ? -1 : 1;
+    if (c == 'n')
+        return scan_literal(s, "null") != 0 ? -1 : 1;
+    return scan_fail(s, "unexpected character");
+}
+
+static int in_top_array(const scan_t *s)
+{
+    return s->starts && s->depth == 1 && s->close[0] == ']';
+}
+
+/* After a value: closings, then a comma and what precedes the next value.
+ * 1: the whole text's value ended; 0: a value is next; -1: error. */
+static int scan_value_end(scan_t *s)
+{
+    for (;;) {
+        if (in_top_array(s)) {
+            APR_ARRAY_PUSH(s->starts, apr_size_t) = s->elem_start;
+            APR_ARRAY_PUSH(s->lens, apr_size_t) = s->i - s->elem_start;
+        }
+        skip_ws(s);
+        if (s->depth == 0)
+            return 1;
+        if (s->i >= s->len)
+            return scan_fail(s, "unexpected end");
+        if (s->t[s->i] == ',') {
+            s->i++;
+            skip_ws(s);
+            return s->close[s->depth - 1] == '}' ? scan_member_name(s) : 0;
+        }
+        if (s->t[s->i] != s->close[s->depth - 1])
+            return scan_fail(s, "expected ',' or the end of a container");
+        s->i++;
+        s->depth--;
+    }
+}
+
+static const char *scan(scan_t *s)
+{
+    int r;
+
+    if (s->max_depth < 1 || s->max_depth > HF_JSON_DEPTH_LIMIT)
+        return "bad JSON depth limit";
+    skip_ws(s);
+    do {
+        if (in_top_array(s))
+            s->elem_start = s->i;
+        r = scan_value_begin(s);
+        if (r == 1)   /* a value ended: close what it ends */
+            r = scan_value_end(s);
+    } while (r == 0);
+    if (r < 0)
+        return s->err;
+    if (s->i != s->len)
+        return "text after the value";
+    return NULL;
+}
+
+const char *hf_json_check(const char *text, apr_size_t len, int max_depth,
+                          int flags)
+{
+    scan_t s;
+
+    memset(&s, 0, sizeof s);
+    s.t = text;
+    s.len = len;
+    s.max_depth = max_depth;
+    s.flags = flags;
+    return scan(&s);
 }
 
 int hf_json_array_spans(const char *t, apr_size_t len,
                         apr_array_header_t *starts, apr_array_header_t *lens)
 {
-    apr_size_t i = 0;
+    scan_t s;
 
-    while (i < len && strchr(" \t\r\n", t[i]))
-        i++;
-    if (i >= len || t[i] != '[')
+    memset(&s, 0, sizeof s);
+    s.t = t;
+    s.len = len;
+    s.max_depth = HF_JSON_DEPTH_LIMIT;
+    s.starts = starts;
+    s.lens = lens;
+    skip_ws(&s);
+    if (s.i >= len || t[s.i] != '[')
         return -1;
-    i++;
-    for (;;) {
-        apr_size_t start, end;
-        while (i < len && strchr(" \t\r\n", t[i]))
-            i++;
-        if (i >= len)
-            return -1;
-        if (t[i] == ']')
-            return 0;
-        start = i;
-        i = skip_value(t, i, len);
-        end = i;
-        while (end > start && strchr(" \t\r\n", t[end - 1]))
-            end--;
-        APR_ARRAY_PUSH(starts, apr_size_t) = start;
-        APR_ARRAY_PUSH(lens, apr_size_t) = end - start;
-        if (i < len && t[i] == ',')
-            i++;
+    return scan(&s) ? -1 : 0;
+}
+
+/* ---- flattening ----------------------------------------------------------
+ *
+ * One path buffer for the whole walk, and scalars formatted on the stack:
+ * the walk itself allocates nothing per leaf.  Once the callback wants no
+ * more, or where a path would not fit, leaves are only counted. */
+
+typedef struct {
+    char *path;
+    apr_size_t len, max;
+    hf_json_flatten_fn *leaf;
+    void *ctx;
+    int stopped;
+    apr_size_t skipped;
+} walk_t;
+
+static apr_size_t count_leaves(json_object *j)
+{
+    apr_size_t n = 0, i, len;
+
+    switch (json_object_get_type(j)) {
+    case json_type_object: {
+        json_object_object_foreach(j, key, child) {
+            (void)key;
+            n += count_leaves(child);
+        }
+        return n;
+    }
+    case json_type_array:
+        len = json_object_array_length(j);
+        for (i = 0; i < len; i++)
+            n += count_leaves(json_object_array_get_idx(j, i));
+        return n;
+    default:
+        return 1;
     }
 }
 
-static void walk(apr_pool_t *p, json_object *j, const char *path,
-                 hf_json_leaf_fn *leaf, void *ctx)
+/* A number as its JSON text: a parsed double keeps the text it came from
+ * (json-c holds it as the object's userdata); integers are printed here. */
+static const char *number_text(json_object *j, char *buf, apr_size_t size)
 {
+    const char *orig;
+    apr_int64_t v;
+
+    if (json_object_is_type(j, json_type_double)) {
+        orig = json_object_get_userdata(j);
+        if (orig)
+            return orig;
+        apr_snprintf(buf, size, "%.17g", json_object_get_double(j));
+        return buf;
+    }
+    v = json_object_get_int64(j);
+    if (v == APR_INT64_MAX)  /* or more: json-c keeps those unsigned */
+        apr_snprintf(buf, size, "%" APR_UINT64_T_FMT,
+                     (apr_uint64_t)json_object_get_uint64(j));
+    else
+        apr_snprintf(buf, size, "%" APR_INT64_T_FMT, v);
+    return buf;
+}
+
+static void walk_leaf(walk_t *w, json_object *j)
+{
+    char buf[64];
+    const char *v;
+    apr_size_t n;
+
+    switch (json_object_get_type(j)) {
+    case json_type_null:
+        v = "";
+        n = 0;
+        break;
+    case json_type_string:
+        v = json_object_get_string(j);
+        n = (apr_size_t)json_object_get_string_len(j);
+        break;
+    case json_type_boolean:
+        v = json_object_get_boolean(j) ? "true" : "false";
+        n = strlen(v);
+        break;
+    default:
+        v = number_text(j, buf, sizeof buf);
+        n = strlen(v);
+    }
+    if (w->leaf(w->ctx, w->path, w->len, v, n) != 0)
+        w->stopped = 1;
+}
+
+static void walk_value(walk_t *w, json_object *j);
+
+/* Appends "_part" to the path for the child's walk, then takes it off. */
+static void walk_child(walk_t *w, json_object *child, const char *part,
+                       apr_size_t n)
+{
+    apr_size_t keep = w->len;
+
+    if (w->stopped || w->len + 1 + n > w->max) {
+        w->skipped += count_leaves(child);
+        return;
+    }
+    w->path[w->len++] = '_';
+    memcpy(w->path + w->len, part, n);
+    w->len += n;
+    w->path[w->len] = '\0';
+    walk_value(w, child);
+    w->len = keep;
+    w->path[keep] = '\0';
+}
+
+static void walk_value(walk_t *w, json_object *j)
+{
+    char num[32];
+    apr_size_t i, n;
+
     switch (json_object_get_type(j)) {
     case json_type_object: {
         json_object_object_foreach(j, key, child)
-            walk(p, child, apr_pstrcat(p, path, "_", key, NULL), leaf, ctx);
+            walk_child(w, child, key, strlen(key));
         break;
     }
-    case json_type_array: {
-        apr_size_t i, n = json_object_array_length(j);
-        for (i = 0; i < n; i++)
-            walk(p, json_object_array_get_idx(j, i),
-                 apr_psprintf(p, "%s_%" APR_SIZE_T_FMT, path, i), leaf, ctx);
+    case json_type_array:
+        n = json_object_array_length(j);
+        for (i = 0; i < n; i++) {
+            apr_snprintf(num, sizeof num, "%" APR_SIZE_T_FMT, i);
+            walk_child(w, json_object_array_get_idx(j, i), num, strlen(num));
+        }
         break;
+    default:
+        walk_leaf(w, j);
     }
-    case json_type_null:
-        leaf(ctx, path, "", 0);
-        break;
-    case json_type_string:
-        leaf(ctx, path, json_object_get_string(j),
-             (apr_size_t)json_object_get_string_len(j));
-        break;
-    default: { /* numbers and booleans: their JSON text */
-        size_t n;
-        const char *s = json_object_to_json_string_length(
-            j, JSON_C_TO_STRING_PLAIN, &n);
-        leaf(ctx, path, s, n);
-    }
-    }
+}
+
+apr_size_t hf_json_flatten(apr_pool_t *p, const hf_json_t *j,
+                           const char *prefix, apr_size_t max_path,
+                           hf_json_flatten_fn *leaf, void *ctx)
+{
+    walk_t w;
+
+    if (!json_object_is_type(j, json_type_object))
+        return 0;
+    memset(&w, 0, sizeof w);
+    w.len = strlen(prefix);
+    w.max = max_path;
+    if (w.len > max_path)
+        return count_leaves((json_object *)j);
+    w.path = apr_palloc(p, max_path + 1);
+    memcpy(w.path, prefix, w.len + 1);
+    w.leaf = leaf;
+    w.ctx = ctx;
+    walk_value(&w, (json_object *)j);
+    return w.skipped;
+}
+
+typedef struct {
+    hf_json_leaf_fn *leaf;
+    void *ctx;
+} every_leaf_t;
+
+static int every_leaf(void *ctx, const char *path, apr_size_t path_len,
+                      const char *value, apr_size_t vlen)
+{
+    every_leaf_t *e = ctx;
+
+    (void)path_len;
+    e->leaf(e->ctx, path, value, vlen);
+    return 0;
 }
 
 void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
                   hf_json_leaf_fn *leaf, void *ctx)
 {
-    if (json_object_is_type(j, json_type_object)) {
-        json_object_object_foreach((json_object *)j, key, child)
-            walk(p, child, apr_pstrcat(p, prefix, "_", key, NULL), leaf, ctx);
-    }
+    every_leaf_t e = {leaf, ctx};
+
+    hf_json_flatten(p, j, prefix, HF_MAX_NAME_BYTES, every_leaf, &e);
 }

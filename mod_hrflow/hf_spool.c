@@ -188,7 +188,12 @@ const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
                               hf_envelope_t *e)
 {
     const char *err = NULL, *start;
-    hf_json_t *o = hf_json_parse(p, text, len, &err);
+    /* The event may nest as deep as a body may, plus the envelope around
+     * it.  Bytes that are not UTF-8 could only come from the configuration
+     * (a handler's path); the event's own text is checked strictly when the
+     * dispatcher parses it. */
+    hf_json_t *o = hf_json_parse_ex(p, text, len, HF_ENVELOPE_DEPTH,
+                                    HF_JSON_RAW_BYTES, &err);
 
     memset(e, 0, sizeof *e);
     if (!o || !hf_json_is_object(o))

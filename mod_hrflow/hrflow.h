@@ -25,8 +25,16 @@
 #define HF_DEFAULT_RETRY 5
 #define HF_DEFAULT_RETRY_DELAY 1      /* seconds before the first retry */
 #define HF_MAX_VARS 512               /* payload variables per event */
-#define HF_MAX_VAR_BYTES 65536        /* bytes of payload variable values */
-#define HF_JSON_MAX_DEPTH 32          /* nesting of JSON arrays and objects */
+#define HF_MAX_VAR_BYTES 65536        /* bytes of payload variable names and
+                                         values: far below the kernel's
+                                         128 KiB per environment string */
+#define HF_MAX_NAME_BYTES 1024        /* bytes of one variable name */
+#define HF_MAX_TYPE_BYTES 255         /* bytes of an event type */
+#define HF_JSON_MAX_DEPTH 32          /* nesting of a body's arrays and
+                                         objects, a batch's array included */
+#define HF_ENVELOPE_DEPTH (HF_JSON_MAX_DEPTH + 1)  /* a spool file: the
+                                         envelope object around the event */
+#define HF_JSON_DEPTH_LIMIT 64        /* the deepest any parse may ask for */
 #define HF_OUTPUT_MAX 8192            /* handler output kept for the log */
 #define HF_KILL_GRACE_MS 2000         /* TERM to KILL, for a late handler */
 #define HF_HANDLER_PATH "/usr/local/bin:/usr/bin:/bin"
@@ -86,8 +94,18 @@ char *hf_base64url_encode(apr_pool_t *p, const unsigned char *src,
 /* ---- JSON (hf_json.c): the only file that sees json-c ------------------- */
 typedef struct json_object hf_json_t;
 
-/* Parses exactly one JSON value filling [text, text+len); NULL and *err on
- * failure.  The tree lives as long as the pool. */
+/* Checks that [text, text+len) is exactly one JSON value as RFC 8259 defines
+ * it (white space around it allowed), nested at most max_depth levels (at
+ * most HF_JSON_DEPTH_LIMIT); NULL, or what is wrong.  Linear time, no
+ * recursion.  Strings must be UTF-8 unless flags has HF_JSON_RAW_BYTES. */
+#define HF_JSON_RAW_BYTES 1
+const char *hf_json_check(const char *text, apr_size_t len, int max_depth,
+                          int flags);
+/* Parses text that hf_json_check accepts (and nothing else); NULL and *err
+ * on failure.  The tree lives as long as the pool. */
+hf_json_t *hf_json_parse_ex(apr_pool_t *p, const char *text, apr_size_t len,
+                            int max_depth, int flags, const char **err);
+/* hf_json_parse_ex at HF_JSON_MAX_DEPTH, UTF-8 strings. */
 hf_json_t *hf_json_parse(apr_pool_t *p, const char *text, apr_size_t len,
                          const char **err);
 hf_json_t *hf_json_new_object(apr_pool_t *p);
@@ -95,11 +113,12 @@ int hf_json_is_object(const hf_json_t *j);
 int hf_json_is_array(const hf_json_t *j);
 apr_size_t hf_json_array_length(const hf_json_t *j);
 hf_json_t *hf_json_array_get(const hf_json_t *j, apr_size_t i);
-/* The member's string value, or NULL when absent or not a string. */
+/* The member's string value, or NULL when absent, not a string, or holding
+ * a NUL character (\u0000) that a C string cannot. */
 const char *hf_json_get_string(const hf_json_t *obj, const char *key);
 /* The member, any type, or NULL. */
 hf_json_t *hf_json_get(const hf_json_t *obj, const char *key);
-/* A string value, or NULL when j is not a string. */
+/* A string value, or NULL when j is not a string or holds a NUL. */
 const char *hf_json_as_string(const hf_json_t *j);
 /* An integer member, or fallback when absent or not an integer. */
 apr_int64_t hf_json_get_int(const hf_json_t *obj, const char *key,
@@ -110,12 +129,24 @@ void hf_json_put_string(hf_json_t *obj, const char *key, const char *val);
 /* Adds child (which stays owned by its own pool) as a member of obj. */
 void hf_json_put(hf_json_t *obj, const char *key, hf_json_t *child);
 const char *hf_json_text(apr_pool_t *p, const hf_json_t *j, apr_size_t *len);
-/* Finds the text of each element of a JSON array as it stands in the input. */
+/* Finds the text of each element of a JSON array as it stands in the input,
+ * with the scanner of hf_json_check: 0, or -1 when text is not an array. */
 int hf_json_array_spans(const char *text, apr_size_t len,
                         apr_array_header_t *starts, apr_array_header_t *lens);
 
-/* Calls leaf() for every scalar under j, with the path joined by '_' after
- * prefix ("HRFLOW_profile_source_key") and the value as SPEC 4 wants it. */
+/* Calls leaf() for the scalars under object j, in order, with the path joined
+ * by '_' after prefix ("HRFLOW_profile_source_key", path_len bytes) and the
+ * value as SPEC 4 wants it.  leaf returns non-zero when it wants no more
+ * leaves.  Returns how many leaves were not passed to leaf: those after that,
+ * and those whose path would be longer than max_path.  The walk allocates
+ * one path buffer, nothing per leaf. */
+typedef int hf_json_flatten_fn(void *ctx, const char *path,
+                               apr_size_t path_len, const char *value,
+                               apr_size_t vlen);
+apr_size_t hf_json_flatten(apr_pool_t *p, const hf_json_t *j,
+                           const char *prefix, apr_size_t max_path,
+                           hf_json_flatten_fn *leaf, void *ctx);
+/* hf_json_flatten without a stop, paths up to HF_MAX_NAME_BYTES. */
 typedef void hf_json_leaf_fn(void *ctx, const char *path, const char *value,
                              apr_size_t vlen);
 void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
@@ -355,6 +386,9 @@ void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
 const hf_handler_t *hf_route_event(apr_pool_t *p, const hf_config_t *cfg,
                                    const hf_event_t *ev, hf_outcome_t *out,
                                    const hf_logger_t *log);
+/* Builds ev->vars (hf_env_build) and logs what the limits left out. */
+void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
+                   const hf_logger_t *log);
 /* Runs one event's handler (its vars built) and logs its output and one
  * result line; attempt 0 leaves the attempt out.  0 on success. */
 int hf_run_event(apr_pool_t *p, const hf_event_t *ev,

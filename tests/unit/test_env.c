@@ -1,4 +1,5 @@
 /* test_env.c - variables of SPEC section 4, and their limits. */
+#include <malloc.h>
 #include "unit.h"
 
 static apr_table_t *vars_of(const char *json, int *dropped)
@@ -113,6 +114,119 @@ START_TEST(value_bytes_limit)
 }
 END_TEST
 
+/* Every environment string stays far below the kernel's 128 KiB limit on
+ * one string (MAX_ARG_STRLEN): the budget counts names too. */
+static void assert_env_fits(const apr_table_t *v)
+{
+    const apr_array_header_t *a = apr_table_elts(v);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)a->elts;
+    apr_size_t total = 0;
+    int i;
+
+    for (i = 0; i < a->nelts; i++) {
+        ck_assert_uint_le(strlen(e[i].key), 1024);
+        total += strlen(e[i].key) + strlen(e[i].val);
+    }
+    ck_assert_uint_le(total, 65536 + 1024);
+}
+
+START_TEST(long_name_left_out)
+{
+    apr_size_t n = 200 * 1024;
+    char *key = apr_palloc(pool, n + 1);
+    int dropped;
+    apr_table_t *v;
+
+    memset(key, 'k', n);
+    key[n] = '\0';
+    v = vars_of(apr_psprintf(pool, "{\"type\":\"a.b.c\",\"%s\":1,"
+                                   "\"nested\":{\"%s\":{\"x\":2}},"
+                                   "\"after\":\"kept\"}",
+                             key, key),
+                &dropped);
+    ck_assert_int_eq(dropped, 2);
+    ck_assert_str_eq(apr_table_get(v, "HRFLOW_AFTER"), "kept");
+    ck_assert_str_eq(apr_table_get(v, "HRFLOW_TYPE"), "a.b.c");
+    assert_env_fits(v);
+}
+END_TEST
+
+START_TEST(names_count_in_the_byte_budget)
+{
+    apr_array_header_t *parts = apr_array_make(pool, 300, sizeof(char *));
+    char *name = apr_palloc(pool, 1001);
+    int i, dropped;
+    apr_table_t *v;
+
+    memset(name, 'n', 1000);
+    name[1000] = '\0';
+    APR_ARRAY_PUSH(parts, char *) = "{\"type\":\"a.b.c\"";
+    for (i = 0; i < 200; i++)
+        APR_ARRAY_PUSH(parts, char *) = apr_psprintf(pool, ",\"%s%d\":1",
+                                                     name, i);
+    APR_ARRAY_PUSH(parts, char *) = "}";
+    v = vars_of(apr_array_pstrcat(pool, parts, 0), &dropped);
+    /* 200 names of about 1 KiB: only some 64 of them fit in 64 KiB. */
+    ck_assert_int_gt(dropped, 100);
+    ck_assert_int_lt(dropped, 150);
+    assert_env_fits(v);
+}
+END_TEST
+
+START_TEST(integers_at_the_edges_as_written)
+{
+    int dropped;
+    apr_table_t *v = vars_of(
+        "{\"type\":\"a.b.c\",\"u\":18446744073709551615,\"max\":9223372036854775807,"
+        "\"min\":-9223372036854775808,\"e\":1e400}",
+        &dropped);
+
+    ck_assert_str_eq(apr_table_get(v, "HRFLOW_U"), "18446744073709551615");
+    ck_assert_str_eq(apr_table_get(v, "HRFLOW_MAX"), "9223372036854775807");
+    ck_assert_str_eq(apr_table_get(v, "HRFLOW_MIN"), "-9223372036854775808");
+    ck_assert_str_eq(apr_table_get(v, "HRFLOW_E"), "1e400");
+}
+END_TEST
+
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 m = mallinfo2();
+
+    return m.uordblks + m.hblkhd;
+}
+
+/* A body of 500k leaves: the variables cost what the caps allow, not what
+ * the leaves past them would.  (Measured as heap growth; the JSON tree is
+ * built before the measure starts.) */
+START_TEST(cost_stops_at_the_caps)
+{
+    apr_size_t n = 500000, i, len = 0;
+    char *body = apr_palloc(pool, 20 + 2 * n + 3);
+    apr_array_header_t *evs;
+    const char *err;
+    hf_batch_t batch = {1, 1, 1};
+    apr_pool_t *sub;
+    size_t before;
+    int dropped;
+
+    len = (apr_size_t)sprintf(body, "{\"type\":\"a.b.c\",\"x\":[");
+    for (i = 0; i < n; i++) {
+        body[len++] = i ? ',' : '0';
+        if (i)
+            body[len++] = '0';
+    }
+    memcpy(body + len, "]}", 3);
+    len += 2;
+    ck_assert_int_eq(hf_events_from_json(pool, body, len, 100, &evs, &err),
+                     HF_OK);
+    apr_pool_create(&sub, pool);
+    before = heap_in_use();
+    hf_env_build(sub, APR_ARRAY_IDX(evs, 0, hf_event_t *), &batch, &dropped);
+    ck_assert_int_eq(dropped, (int)(n + 1 - HF_MAX_VARS));
+    ck_assert_uint_lt(heap_in_use() - before, 1024 * 1024);
+}
+END_TEST
+
 START_TEST(env_block_has_path_first)
 {
     apr_table_t *t = apr_table_make(pool, 2);
@@ -136,6 +250,10 @@ static Suite *env_suite(void)
     tcase_add_test(tc, event_variables_win_a_clash);
     tcase_add_test(tc, variable_count_limit);
     tcase_add_test(tc, value_bytes_limit);
+    tcase_add_test(tc, long_name_left_out);
+    tcase_add_test(tc, names_count_in_the_byte_budget);
+    tcase_add_test(tc, integers_at_the_edges_as_written);
+    tcase_add_test(tc, cost_stops_at_the_caps);
     tcase_add_test(tc, env_block_has_path_first);
     return s;
 }

@@ -145,7 +145,11 @@ START_TEST(json_rejects)
     static const char *bad[] = {
         "", "{", "[]", "3", "\"a.b.c\"", "{\"type\":\"a.b\"}",
         "{\"type\":1}", "[{\"type\":\"a.b.c\"},2]", "{\"type\":\"a.b.c\"} x",
-        "{\"type\":\"a.b.c\",}", "[{\"type\":\"a.b.c\"},{\"type\":\"BAD\"}]"};
+        "{\"type\":\"a.b.c\",}", "[{\"type\":\"a.b.c\"},{\"type\":\"BAD\"}]",
+        /* json-c takes single quotes: the first made the batch splitter
+         * loop for ever, the second ran a handler on a fragment. */
+        "[{'}':1}]", "[{'\"':1,\"m\":\"}]\",\"type\":\"a.b.c\"}]",
+        "{\"type\":\"a.b.c\",\"n\":NaN}", "{\"type\":\"a.b.c\",\"m\":\"\x01\"}"};
     apr_array_header_t *evs;
     const char *err;
     apr_size_t i;
@@ -203,6 +207,62 @@ START_TEST(batch_limit)
 }
 END_TEST
 
+START_TEST(type_length_is_bounded)
+{
+    char *type = apr_palloc(pool, 300 * 1024);
+    apr_size_t n;
+
+    /* a.b. and a last part up to 255 bytes in all. */
+    memcpy(type, "a.b.", 4);
+    memset(type + 4, 'c', 300 * 1024 - 5);
+    type[255] = '\0';
+    ck_assert(hf_event_type_valid(type));
+    type[255] = 'c';
+    type[256] = '\0';
+    ck_assert(!hf_event_type_valid(type));
+    n = 200 * 1024;
+    type[n] = '\0';
+    ck_assert(!hf_event_type_valid(type));
+}
+END_TEST
+
+START_TEST(form_json_fields_nest_within_the_event_limit)
+{
+    /* profile={"a":{"a":...{}}}: the event object adds one level. */
+    apr_array_header_t *evs;
+    const char *err;
+    int levels;
+
+    for (levels = HF_JSON_MAX_DEPTH - 1; levels <= HF_JSON_MAX_DEPTH;
+         levels++) {
+        char *body = apr_pstrdup(pool, "type=a.b.c&profile=");
+        int i;
+        for (i = 1; i < levels; i++)
+            body = apr_pstrcat(pool, body, "%7B%22a%22%3A", NULL);
+        body = apr_pstrcat(pool, body, "%7B%7D", NULL);
+        for (i = 1; i < levels; i++)
+            body = apr_pstrcat(pool, body, "%7D", NULL);
+        ck_assert_int_eq(hf_events_from_form(pool, body, strlen(body), &evs,
+                                             &err),
+                         levels < HF_JSON_MAX_DEPTH ? HF_OK : HF_E_MALFORMED);
+    }
+}
+END_TEST
+
+START_TEST(form_fields_must_be_utf8)
+{
+    apr_array_header_t *evs;
+    const char *err;
+    const char *ok = "type=a.b.c&message=caf%C3%A9";
+    const char *bad = "type=a.b.c&message=caf%E9";
+
+    ck_assert_int_eq(hf_events_from_form(pool, ok, strlen(ok), &evs, &err),
+                     HF_OK);
+    ck_assert_int_eq(hf_events_from_form(pool, bad, strlen(bad), &evs, &err),
+                     HF_E_MALFORMED);
+}
+END_TEST
+
 static Suite *event_suite(void)
 {
     Suite *s = suite_create("event");
@@ -219,6 +279,9 @@ static Suite *event_suite(void)
     tcase_add_test(tc, json_nul_byte_rejected);
     tcase_add_test(tc, depth_limit);
     tcase_add_test(tc, batch_limit);
+    tcase_add_test(tc, type_length_is_bounded);
+    tcase_add_test(tc, form_json_fields_nest_within_the_event_limit);
+    tcase_add_test(tc, form_fields_must_be_utf8);
     return s;
 }
 

@@ -171,6 +171,39 @@ START_TEST(deliver_counts_and_stops_at_failure)
 }
 END_TEST
 
+/* Variables cost what the caps allow: none are built for an event that no
+ * handler runs, except the first (its variables go to the access log). */
+START_TEST(deliver_builds_variables_only_for_events_that_run)
+{
+    hf_config_t *c = config("off");
+    hf_config_ctx_t ctx = {pool, NULL};
+    char *ok[] = {"job.*", "/bin/true", NULL};
+    hf_outcome_t out;
+    int i;
+
+    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 2, ok);
+    receive(c, "POST", "application/json",
+            "[{\"type\":\"x.y.z\",\"a\":1},{\"type\":\"x.y.z\",\"a\":2},"
+            "{\"type\":\"job.a.b\",\"a\":3},{\"type\":\"x.y.z\"}]",
+            &out);
+    ck_assert_int_eq(out.rc, HF_OK);
+    hf_deliver(pool, c, &out, NULL);
+    ck_assert_int_eq(out.rc, HF_OK);
+    ck_assert_int_eq(out.handled, 1);
+    ck_assert_int_eq(out.ignored, 3);
+    for (i = 0; i < 4; i++) {
+        const hf_event_t *ev = APR_ARRAY_IDX(out.events, i, hf_event_t *);
+        if (i == 0 || i == 2)
+            ck_assert_ptr_nonnull(ev->vars);
+        else
+            ck_assert_msg(ev->vars == NULL, "event %d has variables", i);
+    }
+    ck_assert_str_eq(apr_table_get(APR_ARRAY_IDX(out.events, 0,
+                                                 hf_event_t *)->vars,
+                                   "HRFLOW_A"), "1");
+}
+END_TEST
+
 static Suite *receive_suite(void)
 {
     Suite *s = suite_create("receive");
@@ -184,6 +217,7 @@ static Suite *receive_suite(void)
     tcase_add_test(tc, custom_header_only);
     tcase_add_test(tc, size_and_config_errors);
     tcase_add_test(tc, deliver_counts_and_stops_at_failure);
+    tcase_add_test(tc, deliver_builds_variables_only_for_events_that_run);
     return s;
 }
 

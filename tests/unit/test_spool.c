@@ -88,6 +88,56 @@ START_TEST(envelope_parse_refuses_damage)
 }
 END_TEST
 
+/* An event "levels" deep, the event object included. */
+static const char *deep_event(int levels)
+{
+    char *event = apr_pstrdup(pool, "{\"type\":\"a.b.c\",\"x\":");
+    int i;
+
+    for (i = 1; i < levels; i++)
+        event = apr_pstrcat(pool, event, "[", NULL);
+    event = apr_pstrcat(pool, event, "0", NULL);
+    for (i = 1; i < levels; i++)
+        event = apr_pstrcat(pool, event, "]", NULL);
+    return apr_pstrcat(pool, event, "}", NULL);
+}
+
+/* The deepest event a body may carry still parses inside its envelope, and
+ * its own text parses again for the handler. */
+START_TEST(envelope_holds_the_deepest_event)
+{
+    static const char *const argv[] = {"/bin/true", NULL};
+    const char *event = NULL, *err;
+    apr_array_header_t *evs;
+    hf_envelope_t in, out;
+    apr_size_t len;
+    char *text;
+    int levels;
+
+    /* The deepest the receiver accepts, as it stands. */
+    for (levels = 1; levels < 100; levels++) {
+        const char *e = deep_event(levels);
+        if (hf_events_from_json(pool, e, strlen(e), 100, &evs, &err) != HF_OK)
+            break;
+        event = e;
+    }
+    memset(&in, 0, sizeof in);
+    in.delivery_id = "0123456789abcdef0123456789abcdef";
+    in.type = "a.b.c";
+    in.count = 1;
+    in.timeout = 30;
+    in.argv = argv;
+    in.text = event;
+    in.len = strlen(event);
+    text = hf_envelope_encode(pool, &in, &len);
+    err = hf_envelope_parse(pool, text, len, &out);
+    ck_assert_msg(err == NULL, "%s", err);
+    ck_assert_ptr_nonnull(hf_json_parse(pool, out.text, out.len, &err));
+    /* And the README's limit is that depth. */
+    ck_assert_int_eq(levels - 1, HF_JSON_MAX_DEPTH);
+}
+END_TEST
+
 START_TEST(retry_delays_double_up_to_an_hour)
 {
     ck_assert(hf_spool_retry_delay(1, 1) == apr_time_from_sec(1));
@@ -198,6 +248,7 @@ static Suite *spool_suite(void)
 
     tcase_add_test(tc, envelope_round_trip_keeps_event_bytes);
     tcase_add_test(tc, envelope_parse_refuses_damage);
+    tcase_add_test(tc, envelope_holds_the_deepest_event);
     tcase_add_test(tc, retry_delays_double_up_to_an_hour);
     tcase_add_test(tc, order_key_from_profile_or_job);
     tcase_add_test(tc, accept_writes_routed_events_to_new);
