@@ -8,6 +8,7 @@
  * `apachectl configtest` reports them.
  */
 #include <string.h>
+#include <poll.h>
 #include <httpd.h>
 #include <http_config.h>
 #include <http_core.h>
@@ -16,6 +17,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <ap_expr.h>
+#include <apr_portable.h>
 #include <apr_strings.h>
 #include "mod_hrflow.h"
 
@@ -288,6 +290,33 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
     hf_spool_accept(r->pool, cfg, c, out, log);
 }
 
+/* Whether the client has closed its connection: a batch stops starting
+ * handlers for nobody.  The whole body has been read, so the socket only
+ * shows the client's end (a client that only shuts down its sending side
+ * counts as gone too: HTTP clients do not do that and wait). */
+static int client_gone(void *ctx)
+{
+    request_rec *r = ctx;
+    apr_socket_t *sock = ap_get_conn_socket(r->connection);
+    apr_os_sock_t fd;
+    struct pollfd pfd;
+
+    if (r->connection->aborted)
+        return 1;
+    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS)
+        return 0;
+    pfd.fd = fd;
+    pfd.revents = 0;
+#ifdef POLLRDHUP
+    pfd.events = POLLRDHUP;
+    return poll(&pfd, 1, 0) == 1
+           && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+#else
+    pfd.events = 0;
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR));
+#endif
+}
+
 /* A body over LimitRequestBody in chunks, or a broken chunk, is answered by
  * httpd from inside its input filter, with an HTML page: on an endpoint,
  * this error filter puts the JSON answer in its place. */
@@ -353,7 +382,7 @@ static int hrflow_handler(request_rec *r)
     if (out.rc == HF_OK && cfg->spool)
         accept_into_spool(r, cfg, &out, &log);
     else if (out.rc == HF_OK)
-        hf_deliver(r->pool, cfg, &out, &log);
+        hf_deliver_watched(r->pool, cfg, &out, &log, client_gone, r);
     hf_log_refusal(r->pool, cfg, &out, &log);
     if (out.events->nelts > 0) {
         const hf_event_t *first = APR_ARRAY_IDX(out.events, 0, hf_event_t *);
