@@ -44,7 +44,8 @@ def refused(conf, message):
 OK_CONF = "HrflowSignature optional\nHrflowHandler * /bin/true\n"
 
 
-@pytest.mark.parametrize("mode", [0o777, 0o775, 0o1777])
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o1777],
+                         ids=["0777", "0775", "1777-sticky"])
 def test_config_in_a_folder_others_can_write(tmp_path, mode):
     d = folder(tmp_path, "site", mode)
     conf = write(d / "hrflow.conf", OK_CONF)
