@@ -81,7 +81,6 @@ static const char *check_secret_file(apr_pool_t *p, const char *base,
 {
     char *path;
     struct stat st;
-
     const char *why;
 
     if (apr_filepath_merge(&path, base, file, 0, p) != APR_SUCCESS)
