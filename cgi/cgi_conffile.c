@@ -5,12 +5,15 @@
  * Lines are split as httpd splits them: words separated by blanks, "..." or
  * '...' quote a word (a backslash before the quote keeps it), a line ending
  * in a backslash continues on the next, '#' starts a comment line.  Shared
- * hosts are shared: a config others may write, or a secret file others may
- * read, is refused.
+ * hosts are shared: a config, secret file or handler program that others
+ * could replace (see cgi_trust.c), or a secret file others may read, is
+ * refused.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <apr_file_io.h>
 #include <apr_lib.h>
@@ -78,6 +81,7 @@ static const char *check_secret_file(apr_pool_t *p, const char *base,
 {
     char *path;
     struct stat st;
+    const char *why;
 
     if (apr_filepath_merge(&path, base, file, 0, p) != APR_SUCCESS)
         return NULL;                 /* the directive reports it */
@@ -88,7 +92,21 @@ static const char *check_secret_file(apr_pool_t *p, const char *base,
                             "HrflowSecretFile: %s is readable or writable by "
                             "other users (mode %04o); chmod 600 or 640 it",
                             path, (unsigned)(st.st_mode & 07777));
+    if ((why = cgi_trust_path(p, path)))
+        return apr_psprintf(p, "HrflowSecretFile: %s: %s", path, why);
     return NULL;
+}
+
+/* Refuses the handler program just added if others could replace it. */
+static const char *check_handler(apr_pool_t *p, const hf_config_t *cfg)
+{
+    const hf_handler_t *h = &APR_ARRAY_IDX(cfg->handlers,
+                                           cfg->handlers->nelts - 1,
+                                           hf_handler_t);
+    const char *why = cgi_trust_path(p, h->argv[0]);
+
+    return why ? apr_psprintf(p, "HrflowHandler: %s: %s", h->argv[0], why)
+               : NULL;
 }
 
 static const char *server_only(apr_pool_t *p, const hf_directive_t *d)
@@ -128,26 +146,35 @@ static const char *apply_line(apr_pool_t *p, const hf_config_ctx_t *ctx,
         return err;
     if (!strcmp(d->name, "HrflowSecret"))
         *inline_secret = 1;
-    return hf_config_apply(ctx, cfg, d, args->nelts - 1,
-                           (char *const *)args->elts);
+    if ((err = hf_config_apply(ctx, cfg, d, args->nelts - 1,
+                               (char *const *)args->elts)))
+        return err;
+    return strcmp(d->name, "HrflowHandler") ? NULL : check_handler(p, cfg);
 }
 
-/* Opens path, refusing a file that other users could change. */
+/* Opens path, refusing a file that other users could change.  Opened
+ * without following a symbolic link, and without blocking: a FIFO is
+ * refused at once, not waited on. */
 static const char *open_config(apr_pool_t *p, const char *path, FILE **f,
                                struct stat *st)
 {
-    *f = fopen(path, "r");
-    if (!*f)
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY
+                            | O_CLOEXEC);
+    const char *why;
+
+    if (fd < 0 && errno == ELOOP)
+        return apr_psprintf(p, "config %s: it is a symbolic link; name the "
+                            "file itself", path);
+    if (fd < 0)
         return apr_psprintf(p, "cannot read %s: %s", path, strerror(errno));
-    if (fstat(fileno(*f), st) != 0 || !S_ISREG(st->st_mode)) {
-        fclose(*f);
-        return apr_psprintf(p, "%s is not a regular file", path);
+    if ((why = cgi_trust_open(p, path, fd, st))) {
+        close(fd);
+        return apr_psprintf(p, "config %s: %s", path, why);
     }
-    if (others_may(st, S_IWGRP | S_IWOTH)) {
-        fclose(*f);
-        return apr_psprintf(p, "%s is writable by other users (mode %04o); "
-                            "chmod 644 or 600 it", path,
-                            (unsigned)(st->st_mode & 07777));
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0
+        || !(*f = fdopen(fd, "r"))) {
+        close(fd);
+        return apr_psprintf(p, "cannot read %s: %s", path, strerror(errno));
     }
     return NULL;
 }

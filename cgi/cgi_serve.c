@@ -10,14 +10,36 @@
 #include <apr_strings.h>
 #include "hrflow_cgi.h"
 
+/* httpd writes a CGI's standard error to its error log as it comes: each
+ * line is bounded here (httpd bounds its own at 8192 bytes too), and control
+ * characters are escaped so that no one can forge a line. */
+#define LOG_LINE_MAX 8192
+#define LOG_CUT_ROOM 48       /* " [N more bytes not logged]\n" */
+
 static void write_stderr(void *ctx, int level, const char *msg)
 {
     static const char *const names[] = {"emerg", "alert", "crit", "error",
                                         "warn", "notice", "info", "debug"};
+    char line[LOG_LINE_MAX];
+    const char *s = msg;
+    int len;
 
     (void)ctx;
-    fprintf(stderr, HRFLOW_CGI_NAME ": [%s] %s\n",
-            names[level >= 0 && level <= 7 ? level : 3], msg);
+    len = snprintf(line, sizeof line, HRFLOW_CGI_NAME ": [%s] ",
+                   names[level >= 0 && level <= 7 ? level : 3]);
+    for (; *s && len < LOG_LINE_MAX - LOG_CUT_ROOM - 4; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            len += snprintf(line + len, 5, "\\x%02x", c);
+        else
+            line[len++] = (char)c;
+    }
+    if (*s)
+        len += snprintf(line + len, LOG_CUT_ROOM,
+                        " [%" APR_SIZE_T_FMT " more bytes not logged]",
+                        strlen(s));
+    line[len++] = '\n';
+    fwrite(line, 1, (size_t)len, stderr);
 }
 
 const hf_logger_t cgi_stderr_log = {write_stderr, NULL, NULL};
@@ -33,38 +55,66 @@ static const char *request_header(void *ctx, const char *name)
     return getenv(var);
 }
 
-/* Reads and drops the rest of standard input.  httpd's CGI modules write
- * the whole body before they read the answer: one left unread would cut the
- * answer short. */
-static void drain_stdin(void)
+/* Reads and drops the rest of standard input, at most DISCARD_MAX bytes
+ * (limit, when CONTENT_LENGTH tells how many are left).  httpd's CGI modules
+ * write the whole body before they read the answer: a body left unread
+ * makes the server reset the connection instead of sending the answer. */
+#define DISCARD_MAX ((apr_off_t)16 * 1048576)
+
+static void drain_stdin(apr_off_t limit)
 {
     char buf[16384];
+    apr_off_t left = limit >= 0 && limit < DISCARD_MAX ? limit : DISCARD_MAX;
     ssize_t n;
 
-    while ((n = read(STDIN_FILENO, buf, sizeof buf)) != 0)
-        if (n < 0 && errno != EINTR)
+    while (left > 0) {
+        n = read(STDIN_FILENO, buf,
+                 left < (apr_off_t)sizeof buf ? (size_t)left : sizeof buf);
+        if (n == 0 || (n < 0 && errno != EINTR))
             break;
+        if (n > 0)
+            left -= n;
+    }
+}
+
+/* CONTENT_LENGTH: 0 and the value, 0 and -1 when absent (a chunked body:
+ * read to the end), or -1 when it is not a number. */
+static int content_length(apr_off_t *want)
+{
+    const char *cl = getenv("CONTENT_LENGTH");
+    char *end;
+
+    *want = -1;
+    if (!cl || !*cl)
+        return 0;
+    if (apr_strtoff(want, cl, &end, 10) != APR_SUCCESS || *end || *want < 0)
+        return -1;
+    return 0;
+}
+
+/* Drops a body that will not be read (see drain_stdin). */
+static void discard_body(void)
+{
+    apr_off_t want;
+
+    if (content_length(&want) == 0)
+        drain_stdin(want);
 }
 
 /* Reads the body: CONTENT_LENGTH bytes, or to the end when the server sent
  * none (a chunked request).  Stops past max. 0, or -1 on a short read. */
 static int read_body(apr_pool_t *p, apr_off_t max, hf_request_t *req)
 {
-    const char *cl = getenv("CONTENT_LENGTH");
-    apr_off_t want = -1;
+    apr_off_t want;
     apr_size_t cap, len = 0;
     char *buf;
     ssize_t n;
 
-    if (cl && *cl) {
-        char *end;
-        if (apr_strtoff(&want, cl, &end, 10) != APR_SUCCESS || *end
-            || want < 0)
-            return -1;
-        if (want > max) {
-            drain_stdin();
-            return req->body_too_large = 1, 0;
-        }
+    if (content_length(&want) != 0)
+        return -1;
+    if (want > max) {
+        drain_stdin(want);
+        return req->body_too_large = 1, 0;
     }
     cap = (apr_size_t)(want >= 0 ? want : max) + 2;
     buf = apr_palloc(p, cap);
@@ -79,7 +129,7 @@ static int read_body(apr_pool_t *p, apr_off_t max, hf_request_t *req)
     if (want >= 0 && (apr_off_t)len < want)
         return -1;
     if ((apr_off_t)len > max) {
-        drain_stdin();
+        drain_stdin(want < 0 ? -1 : want - (apr_off_t)len);
         req->body_too_large = 1;
     }
     buf[len] = '\0';
@@ -133,6 +183,7 @@ int cgi_serve(apr_pool_t *p, const char *argv0)
     hf_outcome_t out;
 
     if ((err = cgi_config_read(p, path, &cfg, &cgi_stderr_log))) {
+        discard_body();
         hf_log(&cgi_stderr_log, HF_LOG_ERR, p, "%s", err);
         refuse(p, HF_E_CONFIG, "server_misconfigured");
         return 0;
@@ -142,8 +193,9 @@ int cgi_serve(apr_pool_t *p, const char *argv0)
     req.header = request_header;
     req.header_ctx = p;
     req.body = "";
-    if (req.method && !strcmp(req.method, "POST")
-        && read_body(p, hf_config_max_body(cfg), &req) != 0) {
+    if (!req.method || strcmp(req.method, "POST") != 0)
+        discard_body();           /* answered 405, but read first */
+    else if (read_body(p, hf_config_max_body(cfg), &req) != 0) {
         hf_log(&cgi_stderr_log, HF_LOG_INFO, p,
                "refused with 400: the body is shorter than CONTENT_LENGTH");
         refuse(p, HF_E_MALFORMED, "incomplete_body");

@@ -27,6 +27,18 @@ const char *cgi_config_path(apr_pool_t *p, const char *argv0);
 const char *cgi_config_read(apr_pool_t *p, const char *path,
                             hf_config_t **cfg, const hf_logger_t *log);
 
+/* Whether a file may be trusted (cgi_trust.c): NULL, or the rule it
+ * breaks, as "it is writable by others (mode 0666)" or "its folder /x is
+ * owned by uid 1001, not ...".  _folder: the folder that holds path.
+ * _open: the file open as fd (its stat in *st) and its folder.  _path: a
+ * file by name, symbolic links followed (the name's folder, the file and
+ * its real folder); NULL also when there is no such file. */
+struct stat;
+const char *cgi_trust_folder(apr_pool_t *p, const char *path);
+const char *cgi_trust_open(apr_pool_t *p, const char *path, int fd,
+                           struct stat *st);
+const char *cgi_trust_path(apr_pool_t *p, const char *path);
+
 /* Serves the CGI/1.1 request described by the environment; exit status. */
 int cgi_serve(apr_pool_t *p, const char *argv0);
 

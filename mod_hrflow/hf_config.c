@@ -7,6 +7,8 @@
  * works as in httpd's own modules; defaults are applied when read.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -141,35 +143,90 @@ static const char *set_secret(const hf_config_ctx_t *ctx, hf_config_t *cfg,
     return NULL;
 }
 
+/* A secret file is read whole, at startup; each line is one secret, however
+ * long, up to SECRET_LINE_MAX bytes: a longer line is refused, never split
+ * into several secrets.  Memory that held secrets is wiped. */
+#define SECRET_LINE_MAX 65536
+#define SECRET_FILE_MAX (16 * SECRET_LINE_MAX)
+
+/* The file's bytes in a malloc'ed buffer, NUL-terminated; NULL or why not.
+ * Opened without blocking, so that a FIFO is refused and not waited for. */
+static const char *read_secret_file(apr_pool_t *p, const char *path,
+                                    char **text, apr_size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    ssize_t n = 0;
+
+    if (fd < 0)
+        return apr_psprintf(p, "cannot read %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return apr_psprintf(p, "cannot read %s: not a regular file", path);
+    }
+    if (st.st_size > SECRET_FILE_MAX) {
+        close(fd);
+        return apr_psprintf(p, "cannot read %s: larger than %d bytes", path,
+                            SECRET_FILE_MAX);
+    }
+    *text = calloc(1, (size_t)st.st_size + 2);
+    for (*len = 0; *text && *len <= (apr_size_t)st.st_size; *len += (size_t)n)
+        if ((n = read(fd, *text + *len, (size_t)st.st_size + 1 - *len)) <= 0)
+            break;
+    close(fd);
+    if (!*text || n < 0 || *len > (apr_size_t)st.st_size) {
+        if (*text)
+            free(memset(*text, 0, (size_t)st.st_size + 2));
+        return apr_psprintf(p, "cannot read %s: %s", path,
+                            n < 0 ? strerror(errno) : "it changed while read");
+    }
+    return NULL;
+}
+
+/* Adds the secret of one line (blanks around it dropped); NULL or why not. */
+static const char *add_secret_line(const hf_config_ctx_t *ctx,
+                                   hf_config_t *cfg, char *s, apr_size_t len,
+                                   int *found)
+{
+    char *e = s + len;
+
+    if (len > SECRET_LINE_MAX)
+        return "longer than " APR_STRINGIFY(SECRET_LINE_MAX) " bytes";
+    if (memchr(s, '\0', len))
+        return "a NUL byte in it";
+    while (s < e && (*s == ' ' || *s == '\t'))
+        s++;
+    while (e > s && strchr(" \t\r", e[-1]))
+        e--;
+    if (s == e || *s == '#')
+        return NULL;
+    add_secret(ctx, cfg, apr_pstrmemdup(ctx->pool, s, (apr_size_t)(e - s)));
+    (*found)++;
+    return NULL;
+}
+
 static const char *set_secret_file(const hf_config_ctx_t *ctx,
                                    hf_config_t *cfg, int argc,
                                    char *const *argv)
 {
-    const char *path = resolve(ctx, argv[0]);
-    apr_file_t *f;
-    char line[4096], ebuf[120];
-    apr_status_t rv;
-    int found = 0;
+    const char *path = resolve(ctx, argv[0]), *why = NULL;
+    char *text = NULL, *line, *nl;
+    apr_size_t len = 0;
+    int found = 0, line_no = 0;
 
-    rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT,
-                       ctx->pool);
-    if (rv != APR_SUCCESS)
-        return apr_psprintf(ctx->pool, "cannot read %s: %s", path,
-                            apr_strerror(rv, ebuf, sizeof ebuf));
-    while (apr_file_gets(line, sizeof line, f) == APR_SUCCESS) {
-        char *s = line, *e;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        e = s + strlen(s);
-        while (e > s && strchr(" \t\r\n", e[-1]))
-            *--e = '\0';
-        if (!*s || *s == '#')
-            continue;
-        add_secret(ctx, cfg, apr_pstrdup(ctx->pool, s));
-        found++;
+    if ((why = read_secret_file(ctx->pool, path, &text, &len)))
+        return why;
+    for (line = text; !why && line < text + len; line = nl + 1) {
+        nl = memchr(line, '\n', (size_t)(text + len - line));
+        if (!nl)
+            nl = text + len;
+        line_no++;
+        why = add_secret_line(ctx, cfg, line, (apr_size_t)(nl - line), &found);
     }
-    memset(line, 0, sizeof line);
-    apr_file_close(f);
+    free(memset(text, 0, len + 2));
+    if (why)
+        return apr_psprintf(ctx->pool, "line %d of %s: %s", line_no, path,
+                            why);
     return found ? NULL
                  : apr_psprintf(ctx->pool, "no secret in %s", path);
 }

@@ -4,6 +4,11 @@
  *
  * Delivery stops at the first failure: the sender, answered 500, sends the
  * batch again, and the events after the failed one must not overtake it.
+ *
+ * One request must not hold a server worker for MaxEvents handler timeouts:
+ * the whole batch gets HrflowTimeout seconds (then the kill grace of the
+ * handler that is running), and no handler starts for a client that has
+ * gone.  The events left are counted in the answer and logged.
  */
 #include <string.h>
 #include <apr_strings.h>
@@ -41,16 +46,14 @@ const hf_handler_t *hf_route_event(apr_pool_t *p, const hf_config_t *cfg,
     return h;
 }
 
-int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
-                 const char *const *argv, int timeout, int attempt,
-                 volatile int *cancel, const hf_logger_t *log,
-                 hf_run_result_t *res)
+/* Runs spec's handler for ev and logs its output and result; 0 on success. */
+static int run_logged(apr_pool_t *p, const hf_event_t *ev,
+                      const hf_run_spec_t *spec, int attempt,
+                      const hf_logger_t *log, hf_run_result_t *res)
 {
-    hf_run_spec_t spec = {argv, hf_env_block(p, ev->vars), ev->text,
-                          ev->len, timeout, HF_OUTPUT_MAX, cancel};
     int ok;
 
-    hf_run(p, &spec, res);
+    hf_run(p, spec, res);
     ok = hf_run_succeeded(res);
     if (!res->started)
         hf_log(log, HF_LOG_ERR, p, "event %.12s: %s", ev->id, res->error);
@@ -59,9 +62,21 @@ int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
            "event %s type=%s delivery=%s%s handler=%s result=%s ms=%"
            APR_TIME_T_FMT,
            ev->id, ev->type, ev->delivery_id,
-           attempt ? apr_psprintf(p, " attempt=%d", attempt) : "", argv[0],
-           hf_run_describe(p, res), apr_time_as_msec(res->elapsed));
+           attempt ? apr_psprintf(p, " attempt=%d", attempt) : "",
+           spec->argv[0], hf_run_describe(p, res),
+           apr_time_as_msec(res->elapsed));
     return ok ? 0 : -1;
+}
+
+int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
+                 const char *const *argv, int timeout, int attempt,
+                 volatile int *cancel, const hf_logger_t *log,
+                 hf_run_result_t *res)
+{
+    hf_run_spec_t spec = {argv, hf_env_block(p, ev->vars), ev->text,
+                          ev->len, timeout, HF_OUTPUT_MAX, cancel, 0};
+
+    return run_logged(p, ev, &spec, attempt, log, res);
 }
 
 void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
@@ -79,29 +94,69 @@ void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
                HF_MAX_NAME_BYTES);
 }
 
-void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
-                const hf_logger_t *log)
+/* Ends delivery with a 500: the events from index i on are not run. */
+static void stop_batch(apr_pool_t *p, hf_outcome_t *out, int i,
+                       const char *error, const char *why,
+                       const hf_logger_t *log)
+{
+    out->rc = HF_E_HANDLER;
+    out->error = error;
+    out->not_run = out->events->nelts - i;
+    if (out->not_run > 0)
+        hf_log(log, HF_LOG_ERR, p, "%s: %d events not run", why,
+               out->not_run);
+}
+
+void hf_deliver_watched(apr_pool_t *p, const hf_config_t *cfg,
+                        hf_outcome_t *out, const hf_logger_t *log,
+                        hf_gone_fn *gone, void *gone_ctx)
 {
     hf_batch_t batch = {out->events->nelts, out->verified, 1};
+    int timeout = hf_config_timeout(cfg);
+    apr_time_t budget_end = apr_time_now() + apr_time_from_sec(timeout);
     int i;
 
+    /* The first event's variables are also the request's, for the access
+     * log, whether or not it runs. */
+    if (out->events->nelts > 0)
+        hf_event_vars(p, APR_ARRAY_IDX(out->events, 0, hf_event_t *), &batch,
+                      log);
     for (i = 0; i < out->events->nelts; i++) {
         hf_event_t *ev = APR_ARRAY_IDX(out->events, i, hf_event_t *);
-        const hf_handler_t *h = hf_route_event(p, cfg, ev, out, log);
+        const hf_handler_t *h;
         hf_run_result_t res;
-        /* Variables only for an event that runs, and for the first one,
-         * whose variables the front end also sets for the access log. */
-        if (h || i == 0)
-            hf_event_vars(p, ev, &batch, log);
-        if (!h)
+        hf_run_spec_t spec = {NULL, NULL, ev->text, ev->len, timeout,
+                              HF_OUTPUT_MAX, NULL, budget_end};
+        if (gone && gone(gone_ctx)) {
+            stop_batch(p, out, i, "client_gone", "client gone", log);
+            return;
+        }
+        if (!(h = hf_route_event(p, cfg, ev, out, log)))
             continue;
-        if (hf_run_event(p, ev, h->argv, hf_config_timeout(cfg), 0, NULL, log,
-                         &res) != 0) {
+        /* Variables only for an event that runs: ignored ones cost none. */
+        if (!ev->vars)
+            hf_event_vars(p, ev, &batch, log);
+        if (apr_time_now() >= budget_end) {
+            stop_batch(p, out, i, "time_budget_spent",
+                       apr_psprintf(p, "the batch's time budget "
+                                    "(HrflowTimeout %d s) is spent", timeout),
+                       log);
+            return;
+        }
+        spec.argv = h->argv;
+        spec.envp = hf_env_block(p, ev->vars);
+        if (run_logged(p, ev, &spec, 0, log, &res) != 0) {
             out->failed++;
-            out->rc = HF_E_HANDLER;
-            out->error = "handler_failed";
+            stop_batch(p, out, i + 1, "handler_failed",
+                       apr_psprintf(p, "event %.12s failed", ev->id), log);
             return;
         }
         out->handled++;
     }
+}
+
+void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
+                const hf_logger_t *log)
+{
+    hf_deliver_watched(p, cfg, out, log, NULL, NULL);
 }

@@ -137,9 +137,9 @@ const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out)
         return apr_psprintf(p,
                             "{\"status\":\"error\",\"error\":\"%s\","
                             "\"events\":%d,\"handled\":%d,\"ignored\":%d,"
-                            "\"failed\":%d}\n",
+                            "\"failed\":%d,\"not_run\":%d}\n",
                             out->error, n, out->handled, out->ignored,
-                            out->failed);
+                            out->failed, out->not_run);
     return apr_psprintf(p, "{\"status\":\"error\",\"error\":\"%s\"}\n",
                         out->error ? out->error : "internal");
 }

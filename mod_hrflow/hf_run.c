@@ -259,7 +259,7 @@ static void supervise(const hf_run_spec_t *spec, child_t *c,
 void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res)
 {
     child_t c = {0, -1, -1, -1, 0, 0, 0};
-    apr_time_t start = apr_time_now();
+    apr_time_t start = apr_time_now(), deadline;
 
     memset(res, 0, sizeof *res);
     res->output = apr_palloc(p, spec->output_max + 1);
@@ -270,7 +270,10 @@ void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res)
     res->started = 1;
     if (spec->input_len == 0)
         close_fd(&c.in_fd);
-    supervise(spec, &c, res, start + apr_time_from_sec(spec->timeout));
+    deadline = start + apr_time_from_sec(spec->timeout);
+    if (spec->deadline && spec->deadline < deadline)
+        deadline = spec->deadline;
+    supervise(spec, &c, res, deadline);
     close_fd(&c.in_fd);
     close_fd(&c.out_fd);
     close_fd(&c.pid_fd);

@@ -337,6 +337,7 @@ typedef struct {
     int timeout;                 /* seconds */
     apr_size_t output_max;       /* bytes of output kept */
     volatile int *cancel;        /* when set becomes non-zero: stop it */
+    apr_time_t deadline;         /* 0, or stopped by then as by timeout */
 } hf_run_spec_t;
 
 typedef struct {
@@ -375,13 +376,26 @@ typedef struct hf_outcome_t {
     apr_array_header_t *events;  /* hf_event_t * */
     int verified;
     int handled, ignored, failed;
+    int not_run;                 /* left after a failure, a spent time
+                                    budget or a client gone */
     int queued;                  /* written to the spool: answer 202 */
 } hf_outcome_t;
 
 void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
                 const hf_request_t *req, hf_outcome_t *out);
+/* Runs each event's handler in order, stopping at the first failure.  The
+ * batch has one time budget, HrflowTimeout seconds from the start:
+ * a handler still running then is stopped as by its timeout, and no other
+ * starts. */
 void hf_deliver(apr_pool_t *p, const hf_config_t *cfg, hf_outcome_t *out,
                 const hf_logger_t *log);
+/* Asked before each handler starts: non-zero when nobody waits for the
+ * answer any more. */
+typedef int hf_gone_fn(void *ctx);
+/* hf_deliver that also stops starting handlers once gone(ctx). */
+void hf_deliver_watched(apr_pool_t *p, const hf_config_t *cfg,
+                        hf_outcome_t *out, const hf_logger_t *log,
+                        hf_gone_fn *gone, void *gone_ctx);
 /* ev's handler; none: counted in out->ignored and logged. */
 const hf_handler_t *hf_route_event(apr_pool_t *p, const hf_config_t *cfg,
                                    const hf_event_t *ev, hf_outcome_t *out,

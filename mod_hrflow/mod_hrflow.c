@@ -8,6 +8,7 @@
  * `apachectl configtest` reports them.
  */
 #include <string.h>
+#include <poll.h>
 #include <httpd.h>
 #include <http_config.h>
 #include <http_core.h>
@@ -16,6 +17,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <ap_expr.h>
+#include <apr_portable.h>
 #include <apr_strings.h>
 #include "mod_hrflow.h"
 
@@ -184,46 +186,81 @@ static const char *request_header(void *ctx, const char *name)
     return apr_table_get(((request_rec *)ctx)->headers_in, name);
 }
 
-/* Reads at most max bytes of body; 0, or -1 for a read error. */
+/* httpd's own limit (LimitRequestBody) is ours too: its 413 becomes the
+ * JSON one, not httpd's HTML page. */
+static int too_large(request_rec *r, hf_request_t *req)
+{
+    req->body_too_large = 1;
+    r->connection->keepalive = AP_CONN_CLOSE;
+    return OK;
+}
+
+/* Appends a bucket's data to the body, stopping past max. */
+static int add_bytes(request_rec *r, apr_bucket *b, apr_off_t max,
+                     apr_bucket_brigade *body, apr_off_t *have,
+                     hf_request_t *req)
+{
+    const char *data;
+    apr_size_t n;
+
+    if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS)
+        return HTTP_BAD_REQUEST;
+    if (*have + (apr_off_t)n > max)
+        return too_large(r, req);
+    *have += (apr_off_t)n;
+    apr_brigade_write(body, NULL, NULL, data, n);
+    return OK;
+}
+
+/* Reads at most max bytes of body into req (body_too_large past it, or past
+ * LimitRequestBody); OK, or the HTTP status of a broken body. */
 static int read_body(request_rec *r, apr_off_t max, hf_request_t *req)
 {
-    apr_size_t cap = 8192, len = 0;
+    apr_bucket_brigade *bb, *body;
+    apr_off_t have = 0;
+    apr_size_t len;
     char *buf;
-    long n;
+    int rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK), done = 0;
 
-    if (ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK) != OK)
-        return -1;
-    if (r->remaining > max) {
-        req->body_too_large = 1;
-        return 0;
-    }
-    if (!ap_should_client_block(r))
-        return req->body = "", 0;
-    if (r->remaining > 0)
-        cap = (apr_size_t)r->remaining + 1;
-    buf = apr_palloc(r->pool, cap);
-    for (;;) {
-        if (len + 1 >= cap) {
-            char *bigger = apr_palloc(r->pool, cap * 2);
-            memcpy(bigger, buf, len);
-            buf = bigger;
-            cap *= 2;
+    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE || r->remaining > max)
+        return too_large(r, req);
+    if (rc != OK)
+        return rc;
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    body = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    while (!done) {
+        apr_bucket *b;
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb,
+                                         AP_MODE_READBYTES, APR_BLOCK_READ,
+                                         HUGE_STRING_LEN);
+        if (rv != APR_SUCCESS) {
+            rc = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+            return rc == HTTP_REQUEST_ENTITY_TOO_LARGE ? too_large(r, req)
+                                                       : rc;
         }
-        n = ap_get_client_block(r, buf + len, cap - len - 1);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        len += (apr_size_t)n;
-        if ((apr_off_t)len > max) {
-            req->body_too_large = 1;
-            return 0;
+        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+             b = APR_BUCKET_NEXT(b)) {
+            if (AP_BUCKET_IS_ERROR(b))
+                rc = ((ap_bucket_error *)b->data)->status;
+            else if (APR_BUCKET_IS_EOS(b))
+                done = 1;
+            else if (!APR_BUCKET_IS_METADATA(b))
+                rc = add_bytes(r, b, max, body, &have, req);
+            if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE)
+                return too_large(r, req);
+            if (rc != OK || req->body_too_large)
+                return rc;
         }
+        apr_brigade_cleanup(bb);
     }
+    len = (apr_size_t)have;
+    buf = apr_palloc(r->pool, len + 1);
+    if (apr_brigade_flatten(body, buf, &len) != APR_SUCCESS)
+        return HTTP_INTERNAL_SERVER_ERROR;
     buf[len] = '\0';
     req->body = buf;
     req->body_len = len;
-    return 0;
+    return OK;
 }
 
 static int respond(request_rec *r, const hf_outcome_t *out)
@@ -253,12 +290,79 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
     hf_spool_accept(r->pool, cfg, c, out, log);
 }
 
+/* Whether the client has closed its connection: a batch stops starting
+ * handlers for nobody.  The whole body has been read, so the socket only
+ * shows the client's end (a client that only shuts down its sending side
+ * counts as gone too: HTTP clients do not do that and wait). */
+static int client_gone(void *ctx)
+{
+    request_rec *r = ctx;
+    apr_socket_t *sock = ap_get_conn_socket(r->connection);
+    apr_os_sock_t fd;
+    struct pollfd pfd;
+
+    if (r->connection->aborted)
+        return 1;
+    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS)
+        return 0;
+    pfd.fd = fd;
+    pfd.revents = 0;
+#ifdef POLLRDHUP
+    pfd.events = POLLRDHUP;
+    return poll(&pfd, 1, 0) == 1
+           && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+#else
+    pfd.events = 0;
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR));
+#endif
+}
+
+/* A body over LimitRequestBody in chunks, or a broken chunk, is answered by
+ * httpd from inside its input filter, with an HTML page: on an endpoint,
+ * this error filter puts the JSON answer in its place. */
+#define JSON_ERROR_FILTER "HRFLOW_JSON_ERROR"
+
+static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    hf_outcome_t out;
+    apr_bucket *b, *next;
+
+    memset(&out, 0, sizeof out);
+    out.rc = r->status == HTTP_REQUEST_ENTITY_TOO_LARGE ? HF_E_TOO_LARGE
+                                                        : HF_E_MALFORMED;
+    out.error = out.rc == HF_E_TOO_LARGE ? "body_too_large" : "unreadable_body";
+    ap_set_content_type(r, "application/json");
+    for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb); b = next) {
+        next = APR_BUCKET_NEXT(b);
+        if (APR_BUCKET_IS_EOS(b)) {
+            const char *json = hf_response_body(r->pool, &out);
+            APR_BUCKET_INSERT_BEFORE(
+                b, apr_bucket_pool_create(json, strlen(json), r->pool,
+                                          f->c->bucket_alloc));
+            ap_remove_output_filter(f);
+        }
+        else if (!APR_BUCKET_IS_METADATA(b))
+            apr_bucket_delete(b);
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+static void hrflow_insert_error_filter(request_rec *r)
+{
+    if (r->handler && !strcmp(r->handler, HRFLOW_HANDLER)
+        && (r->status == HTTP_REQUEST_ENTITY_TOO_LARGE
+            || r->status == HTTP_BAD_REQUEST))
+        ap_add_output_filter(JSON_ERROR_FILTER, NULL, r, r->connection);
+}
+
 static int hrflow_handler(request_rec *r)
 {
     const hf_config_t *cfg;
     hf_request_t req = {0};
     hf_outcome_t out;
     hf_logger_t log = {log_to_request, r, request_wants};
+    int rc;
 
     if (!r->handler || strcmp(r->handler, HRFLOW_HANDLER) != 0)
         return DECLINED;
@@ -269,15 +373,16 @@ static int hrflow_handler(request_rec *r)
     req.header_ctx = r;
     req.body = "";
     if (r->method_number == M_POST
-        && read_body(r, hf_config_max_body(cfg), &req) != 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "cannot read the body");
-        return HTTP_BAD_REQUEST;
+        && (rc = read_body(r, hf_config_max_body(cfg), &req)) != OK) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "cannot read the body (%d)", rc);
+        return rc;
     }
     hf_receive(r->pool, cfg, &req, &out);
     if (out.rc == HF_OK && cfg->spool)
         accept_into_spool(r, cfg, &out, &log);
     else if (out.rc == HF_OK)
-        hf_deliver(r->pool, cfg, &out, &log);
+        hf_deliver_watched(r->pool, cfg, &out, &log, client_gone, r);
     hf_log_refusal(r->pool, cfg, &out, &log);
     if (out.events->nelts > 0) {
         const hf_event_t *first = APR_ARRAY_IDX(out.events, 0, hf_event_t *);
@@ -292,6 +397,10 @@ static void register_hooks(apr_pool_t *p)
 {
     ap_hook_check_config(hrflow_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(hrflow_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(hrflow_insert_error_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
+    ap_register_output_filter(JSON_ERROR_FILTER, json_error_filter, NULL,
+                              AP_FTYPE_CONTENT_SET);
     hrflow_spool_register_hooks(p);
 }
 

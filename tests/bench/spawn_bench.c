@@ -46,7 +46,7 @@ static int run_fork(apr_pool_t *p)
 static int run_spawn(apr_pool_t *p)
 {
     hf_run_spec_t spec = {argv_true, envp, input, sizeof input - 1, 10, 4096,
-                          NULL};
+                          NULL, 0};
     hf_run_result_t res;
 
     hf_run(p, &spec, &res);

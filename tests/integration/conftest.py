@@ -142,6 +142,10 @@ def scratch():
     d = tempfile.mkdtemp(prefix="hrflow-it-")
     os.chmod(d, 0o755)
     shutil.copytree(os.path.join(HERE, "handlers"), os.path.join(d, "handlers"))
+    # hrflow.cgi refuses handlers others could replace (a checkout made with
+    # umask 002 is group-writable).
+    for name in [""] + os.listdir(os.path.join(d, "handlers")):
+        os.chmod(os.path.join(d, "handlers", name), 0o755)
     os.makedirs(os.path.join(d, "htdocs"))
     with open(os.path.join(d, "htdocs", "static.txt"), "w") as f:
         f.write("ok\n")

@@ -144,7 +144,8 @@ def test_config_writable_by_others_refused(cgi_dir):
     conf = write_conf(cgi_dir, "HrflowSecret s\n", mode=0o666)
     r = tool("--check", conf)
     assert r.returncode == 1
-    assert "is writable by other users (mode 0666)" in r.stderr.decode()
+    assert (f"config {conf}: it is writable by others (mode 0666)"
+            in r.stderr.decode())
 
 
 def test_secret_file_readable_by_others_refused(cgi_dir):

@@ -129,7 +129,7 @@ def test_500_failing_handler_stops_the_batch(httpd, out):
     assert r.status == 500
     assert answer(data) == {"status": "error", "error": "handler_failed",
                             "events": 3, "handled": 1, "ignored": 0,
-                            "failed": 1}
+                            "failed": 1, "not_run": 1}
     assert len(records(out)) == 1
     log = httpd.error_log(wait_for="result=exit 3")
     assert "cannot process profile.parsing.error" in log

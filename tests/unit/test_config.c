@@ -115,6 +115,39 @@ START_TEST(secret_file)
 }
 END_TEST
 
+/* A line is one secret however long, up to 65536 bytes; a longer one is a
+ * startup error, never several secrets.  A FIFO is refused, not waited on. */
+START_TEST(secret_file_long_lines)
+{
+    hf_config_t *c = hf_config_create(pool);
+    char *big = apr_palloc(pool, 70001), *fifo;
+    const char *f, *err;
+
+    memset(big, 'a', 70000);
+    big[5000] = '\0';
+    f = write_file(apr_pstrcat(pool, big, "\nshort\n", NULL), 0600);
+    ck_assert_ptr_null(apply(c, apr_pstrcat(pool, "HrflowSecretFile ", f, NULL)));
+    ck_assert_int_eq(c->secrets->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(c->secrets, 0, const char *), big);
+    unlink(f);
+
+    big[5000] = 'a';
+    big[70000] = '\0';
+    f = write_file(apr_pstrcat(pool, "ok\n", big, "\n", NULL), 0600);
+    err = apply(c, apr_pstrcat(pool, "HrflowSecretFile ", f, NULL));
+    ck_assert_str_eq(err, apr_pstrcat(pool, "HrflowSecretFile: line 2 of ", f,
+                                      ": longer than 65536 bytes", NULL));
+    unlink(f);
+
+    fifo = apr_pstrcat(pool, f, ".fifo", NULL);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_ptr_nonnull(strstr(apply(c, apr_pstrcat(pool, "HrflowSecretFile ",
+                                                      fifo, NULL)),
+                                 "not a regular file"));
+    unlink(fifo);
+}
+END_TEST
+
 START_TEST(merge_inherits_and_overrides)
 {
     hf_config_t *server = hf_config_create(pool);
@@ -223,6 +256,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, values_and_errors);
     tcase_add_test(tc, handlers_checked_at_startup);
     tcase_add_test(tc, secret_file);
+    tcase_add_test(tc, secret_file_long_lines);
     tcase_add_test(tc, merge_inherits_and_overrides);
     tcase_add_test(tc, relative_paths_from_base_dir);
     tcase_add_test(tc, kept_strings_outlive_the_words);

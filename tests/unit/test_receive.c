@@ -167,7 +167,59 @@ START_TEST(deliver_counts_and_stops_at_failure)
     ck_assert_int_eq(out.failed, 1);
     ck_assert_str_eq(hf_response_body(pool, &out),
                      "{\"status\":\"error\",\"error\":\"handler_failed\","
-                     "\"events\":4,\"handled\":1,\"ignored\":1,\"failed\":1}\n");
+                     "\"events\":4,\"handled\":1,\"ignored\":1,\"failed\":1,"
+                     "\"not_run\":1}\n");
+}
+END_TEST
+
+static int always_gone(void *ctx)
+{
+    return ++*(int *)ctx > 1;   /* there for the first event, then gone */
+}
+
+START_TEST(deliver_stops_for_a_client_gone)
+{
+    hf_config_t *c = config("off");
+    hf_config_ctx_t ctx = {pool, NULL};
+    char *ok[] = {"*", "/bin/true", NULL};
+    hf_outcome_t out;
+    int asked = 0;
+
+    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 2, ok);
+    receive(c, "POST", "application/json",
+            "[{\"type\":\"job.a.b\"},{\"type\":\"job.a.c\"},"
+            "{\"type\":\"job.a.d\"}]",
+            &out);
+    hf_deliver_watched(pool, c, &out, NULL, always_gone, &asked);
+    ck_assert_int_eq(out.rc, HF_E_HANDLER);
+    ck_assert_int_eq(hf_rc_http_status(out.rc), 500);
+    ck_assert_int_eq(out.handled, 1);
+    ck_assert_int_eq(out.not_run, 2);
+    ck_assert_str_eq(out.error, "client_gone");
+}
+END_TEST
+
+/* HrflowTimeout 1 bounds the batch, not each handler: the first handler is
+ * stopped at the budget and the two after it never start. */
+START_TEST(deliver_batch_has_one_time_budget)
+{
+    hf_config_t *c = config("off");
+    hf_config_ctx_t ctx = {pool, NULL};
+    char *slow[] = {"*", "/bin/sleep", "30", NULL};
+    char *one[] = {"1", NULL};
+    hf_outcome_t out;
+
+    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 3, slow);
+    hf_config_apply(&ctx, c, hf_directive_find("HrflowTimeout"), 1, one);
+    receive(c, "POST", "application/json",
+            "[{\"type\":\"job.a.b\"},{\"type\":\"job.a.c\"},"
+            "{\"type\":\"job.a.d\"}]",
+            &out);
+    hf_deliver(pool, c, &out, NULL);
+    ck_assert_int_eq(out.rc, HF_E_HANDLER);
+    ck_assert_int_eq(out.failed, 1);
+    ck_assert_int_eq(out.handled, 0);
+    ck_assert_int_eq(out.not_run, 2);
 }
 END_TEST
 
@@ -218,6 +270,8 @@ static Suite *receive_suite(void)
     tcase_add_test(tc, size_and_config_errors);
     tcase_add_test(tc, deliver_counts_and_stops_at_failure);
     tcase_add_test(tc, deliver_builds_variables_only_for_events_that_run);
+    tcase_add_test(tc, deliver_stops_for_a_client_gone);
+    tcase_add_test(tc, deliver_batch_has_one_time_budget);
     return s;
 }
 

@@ -11,7 +11,7 @@ static void run(const char *script, const char *input, int timeout)
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
     const char *envp[] = {"PATH=/usr/bin:/bin", "HRFLOW_TYPE=a.b.c", NULL};
     hf_run_spec_t spec = {argv, envp, input, input ? strlen(input) : 0,
-                          timeout, 64, NULL};
+                          timeout, 64, NULL, 0};
 
     hf_run(pool, &spec, &res);
 }
@@ -43,7 +43,7 @@ START_TEST(large_input_does_not_deadlock)
     char *big = apr_palloc(pool, n + 1);
     const char *argv[] = {"/bin/sh", "-c", "wc -c; cat >/dev/null", NULL};
     const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-    hf_run_spec_t spec = {argv, envp, big, n, 10, 64, NULL};
+    hf_run_spec_t spec = {argv, envp, big, n, 10, 64, NULL, 0};
 
     memset(big, 'x', n);
     big[n] = '\0';
@@ -59,7 +59,7 @@ START_TEST(handler_ignoring_input)
     char *big = apr_pcalloc(pool, n);
     const char *argv[] = {"/bin/true", NULL};
     const char *envp[] = {NULL};
-    hf_run_spec_t spec = {argv, envp, big, n, 10, 64, NULL};
+    hf_run_spec_t spec = {argv, envp, big, n, 10, 64, NULL, 0};
 
     /* A caller that does not ignore SIGPIPE must survive it too. */
     signal(SIGPIPE, SIG_DFL);
@@ -122,7 +122,7 @@ START_TEST(missing_program)
 {
     const char *argv[] = {"/nonexistent/handler", NULL};
     const char *envp[] = {NULL};
-    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64, NULL};
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64, NULL, 0};
 
     hf_run(pool, &spec, &res);
     ck_assert(!res.started);
@@ -136,7 +136,7 @@ START_TEST(runs_in_program_directory_without_our_fds)
     const char *argv[] = {"/bin/sh", "-c", "pwd; ls /proc/self/fd | wc -l",
                           NULL};
     const char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64, NULL};
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64, NULL, 0};
 
     char bin[4096];
 
@@ -153,13 +153,27 @@ START_TEST(cancel_stops_the_handler)
     const char *argv[] = {"/bin/sleep", "30", NULL};
     const char *envp[] = {NULL};
     volatile int stop = 1;
-    hf_run_spec_t spec = {argv, envp, NULL, 0, 60, 64, &stop};
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 60, 64, &stop, 0};
 
     hf_run(pool, &spec, &res);
     ck_assert(res.started);
     ck_assert(res.cancelled && !res.timed_out);
     ck_assert(!hf_run_succeeded(&res));
     ck_assert_str_eq(hf_run_describe(pool, &res), "stopped");
+}
+END_TEST
+
+START_TEST(deadline_stops_the_handler_like_its_timeout)
+{
+    const char *argv[] = {"/bin/sleep", "30", NULL};
+    const char *envp[] = {NULL};
+    hf_run_spec_t spec = {argv, envp, NULL, 0, 60, 64, NULL,
+                          apr_time_now() - 1};
+
+    hf_run(pool, &spec, &res);
+    ck_assert(res.started);
+    ck_assert(res.timed_out);
+    ck_assert_str_eq(hf_run_describe(pool, &res), "timeout");
 }
 END_TEST
 
@@ -180,6 +194,7 @@ static Suite *run_suite(void)
     tcase_add_test(tc, missing_program);
     tcase_add_test(tc, runs_in_program_directory_without_our_fds);
     tcase_add_test(tc, cancel_stops_the_handler);
+    tcase_add_test(tc, deadline_stops_the_handler_like_its_timeout);
     return s;
 }
 
