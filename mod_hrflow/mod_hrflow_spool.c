@@ -60,13 +60,17 @@ hf_committer_t *hrflow_spool_committer(const char *dir)
 const char *hrflow_spool_check(apr_pool_t *p, const char *dir)
 {
     char *parent = apr_pstrdup(p, dir), *slash = strrchr(parent, '/');
+    const char *err;
 
     if (slash && slash != parent)
         *slash = '\0';
     if (access(dir, F_OK) != 0 && access(parent, W_OK) != 0)
         return apr_psprintf(p, "HrflowSpool: cannot create %s: %s is not "
                             "a writable directory", dir, parent);
-    return NULL;
+    /* What post_config would refuse, said by configtest too. */
+    err = hf_spool_inspect(p, dir, geteuid() == 0
+                                       ? (int)ap_unixd_config.user_id : -1);
+    return err ? apr_pstrcat(p, "HrflowSpool: ", err, NULL) : NULL;
 }
 
 /* ---- the dispatcher process -------------------------------------------- */
