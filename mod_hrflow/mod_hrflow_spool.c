@@ -117,6 +117,9 @@ static void dispatcher_main(dispatcher_rec *d)
     sigset_t none;
 
     prctl(PR_SET_PDEATHSIG, SIGTERM);   /* a parent killed with -9 */
+    /* A session of its own, which every handler joins: if this process is
+     * killed, the next dispatcher ends what is left of it (hf_dispatch). */
+    setsid();
     /* Answering HrFlow comes first: handlers (which inherit this) run in
      * the CPU time that requests leave over. */
     setpriority(PRIO_PROCESS, 0, HRFLOW_DISPATCHER_NICE);
