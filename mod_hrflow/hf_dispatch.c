@@ -711,6 +711,7 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
     if (lock_spool(p, s, &lock_fd) != 0)
         return -1;
     end_old_session(p, s);
+    hf_run_die_with_us();
     write_pid(p, s->dir);
     if (setup(p, &d) != 0)
         return -1;

@@ -322,6 +322,10 @@ typedef struct {
 } hf_run_result_t;
 
 void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res);
+/* From now on, this process's handlers are killed when it dies (the
+ * dispatcher's: fork and exec with a parent-death signal, instead of
+ * posix_spawn). */
+void hf_run_die_with_us(void);
 int hf_run_succeeded(const hf_run_result_t *res);
 /* "exit 3", "signal 9", "timeout", "stopped", "not started" */
 const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res);
