@@ -149,7 +149,16 @@ static void dispatcher_main(dispatcher_rec *d)
     spec.log = &log;
     spec.stop = &stop_requested;
     spec.wake_fd = stop_pipe[0];
-    _exit(hf_dispatch_run(p, &spec) == 0 ? 0 : 1);
+    if (hf_dispatch_run(p, &spec) != 0) {
+        /* It could not start (the spool cannot be read or locked): the
+         * parent starts another at once, so wait a little first rather
+         * than spin; a stop ends the wait. */
+        int i;
+        for (i = 0; i < 50 && !stop_requested; i++)
+            apr_sleep(apr_time_from_msec(100));
+        _exit(1);
+    }
+    _exit(0);
 }
 
 static void dispatcher_maint(int reason, void *data, apr_wait_t status);
