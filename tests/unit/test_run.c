@@ -164,43 +164,55 @@ START_TEST(cancel_stops_the_handler)
 }
 END_TEST
 
-/* State of a process from /proc ('Z' for a zombie), or 0 once it is gone. */
-static char proc_state(pid_t pid)
+/* Whether a process still lives and is not on its way out: not gone, not
+ * a zombie, not running or in the kernel with SIGKILL pending.  A sleeping
+ * process without SIGKILL pending stays as it is. */
+static int lives_on(pid_t pid)
 {
-    char path[64], text[512], *end;
+    char path[64], text[2048], *state, *pending;
+    unsigned long long shared = 0, own = 0;
     FILE *f;
     size_t n;
 
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
     if (!(f = fopen(path, "r")))
         return 0;
     n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = '\0';
-    end = strrchr(text, ')');
-    return end && end[1] ? end[2] : 0;
+    state = strstr(text, "State:\t");
+    if (!state || state[7] == 'Z' || state[7] == 'X')
+        return 0;
+    if ((pending = strstr(text, "ShdPnd:\t")))
+        shared = strtoull(pending + 8, NULL, 16);
+    if ((pending = strstr(text, "SigPnd:\t")))
+        own = strtoull(pending + 8, NULL, 16);
+    if ((shared | own) & (1ULL << (SIGKILL - 1)))
+        return -1;                      /* dying */
+    return state[7] == 'R' || state[7] == 'D' ? -1 : 1;
 }
 
 /* A dispatcher (a child here) killed with -9 mid-handler: the handler must
- * not outlive it.  Polls until it is gone: Check's own timeout is the
- * bound. */
+ * not outlive it.  Its parent-death signal is sent before the dispatcher
+ * can be reaped, so from then on the handler is dying or gone: wait while
+ * it is dying, fail if it just sleeps on. */
 START_TEST(handler_dies_with_its_dispatcher)
 {
     char file[] = "/tmp/hrflow-unit-pid-XXXXXX";
-    int fd = mkstemp(file);
+    int fd = mkstemp(file), state;
     pid_t dispatcher, handler = 0;
     char buf[32] = "";
 
     ck_assert_int_ge(fd, 0);
     dispatcher = fork();
     if (dispatcher == 0) {
-        const char *script = apr_psprintf(pool, "echo $$ > %s; exec sleep 60",
-                                          file);
+        const char *script = apr_psprintf(pool, "echo $$ > %s; "
+                                          "exec sleep 3600", file);
         hf_run_die_with_us();
-        run(script, NULL, 120);
+        run(script, NULL, 7200);
         _exit(0);
     }
-    while (handler <= 0) {
+    while (handler <= 0 || lives_on(handler) != 1) {
         ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
         buf[n > 0 ? n : 0] = '\0';
         handler = atoi(buf);
@@ -208,8 +220,12 @@ START_TEST(handler_dies_with_its_dispatcher)
     }
     kill(dispatcher, SIGKILL);
     waitpid(dispatcher, NULL, 0);
-    while (proc_state(handler) != 0 && proc_state(handler) != 'Z')
-        usleep(10000);
+    while ((state = lives_on(handler)) < 0)
+        usleep(1000);
+    if (state > 0)
+        kill(handler, SIGKILL);         /* the test fails: clean up */
+    ck_assert_msg(state == 0, "handler %ld outlived its dispatcher",
+                  (long)handler);
     close(fd);
     unlink(file);
 }
