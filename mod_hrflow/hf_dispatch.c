@@ -649,8 +649,8 @@ static void end_old_session(apr_pool_t *p, const hf_dispatch_spec_t *s)
     if (hf_spool_read_file(p, apr_pstrcat(p, s->dir, "/dispatcher.pid",
                                           NULL), &text, &len) != NULL
         || (old = strtol(text, NULL, 10)) <= 1 || old == (long)getpid()
-        || (kill((pid_t)old, 0) != 0 && errno != ESRCH)
-        || kill((pid_t)old, 0) == 0 || !(proc = opendir("/proc")))
+        || kill((pid_t)old, 0) == 0 || errno != ESRCH  /* it lives on */
+        || !(proc = opendir("/proc")))
         return;
     while ((de = readdir(proc)))
         if (de->d_name[0] >= '1' && de->d_name[0] <= '9'
