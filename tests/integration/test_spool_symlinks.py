@@ -141,8 +141,10 @@ def test_graceful_restart_does_not_follow_a_linked_state_folder(
             server, f"{server.spool}/{state}", "is a symbolic link", decoy,
             before)
     finally:
-        server.stop()
+        # Without the link apachectl's own check passes and it can stop a
+        # server that is still up.
         shutil.rmtree(server.spool, ignore_errors=True)
+        server.stop()
 
 
 @pytest.mark.parametrize("state", ("failed", "tmp", "new"))
@@ -156,8 +158,10 @@ def test_graceful_restart_refuses_a_linked_file_in_the_spool(
         refuses_and_restarts_without_following(
             server, link, "is not a regular file", decoy, before)
     finally:
-        server.stop()
+        # Without the link apachectl's own check passes and it can stop a
+        # server that is still up.
         shutil.rmtree(server.spool, ignore_errors=True)
+        server.stop()
 
 
 def test_start_refuses_a_spool_its_user_can_replace(scratch, decoy):
@@ -184,8 +188,8 @@ def test_start_refuses_a_spool_its_user_can_replace(scratch, decoy):
         check = server.apachectl("-t")
         assert check.returncode != 0 and reason in check.stderr
     finally:
-        server.stop()
         shutil.rmtree(parent, ignore_errors=True)
+        server.stop()
 
 
 # ---- hrflowctl, run as root ---------------------------------------------
