@@ -45,8 +45,8 @@ const char *hf_spool_path(apr_pool_t *p, const char *dir, const char *state,
  * descriptor with O_NOFOLLOW, examined and given away through that
  * descriptor, and whatever is not a real folder (or, inside a state
  * folder, a real file) is refused with its path.  The folders above DIR
- * must not be writable by the server's user either, or it could put a
- * link in DIR's place between two starts. */
+ * must be root's alone: a user who can change one (the server's user or
+ * any other) could put a link in DIR's place between two starts. */
 
 typedef struct {
     apr_pool_t *p;
@@ -54,20 +54,18 @@ typedef struct {
     int fix;                     /* create and give away (else only look) */
 } prepare_t;
 
-/* Could the server's user rename or replace entries of this folder?  A
- * group other than root's may be the server's.  A sticky folder protects
- * entries the user does not own. */
+/* Could a user other than root rename or replace entries of this folder?
+ * A sticky folder of root's protects the entries root owns. */
 static int replaceable(const prepare_t *c, const struct stat *folder,
                        const struct stat *entry)
 {
-    int writable = folder->st_uid == (uid_t)c->uid
-                   || (folder->st_mode & S_IWOTH)
+    int writable = folder->st_uid != 0 || (folder->st_mode & S_IWOTH)
                    || ((folder->st_mode & S_IWGRP) && folder->st_gid != 0);
 
     if (!writable || c->uid < 0)
         return 0;
-    return folder->st_uid == (uid_t)c->uid || !(folder->st_mode & S_ISVTX)
-           || !entry || entry->st_uid == (uid_t)c->uid;
+    return folder->st_uid != 0 || !(folder->st_mode & S_ISVTX) || !entry
+           || entry->st_uid != 0;
 }
 
 /* The descriptor of the folder that holds DIR, reached from / one name at
@@ -108,9 +106,9 @@ static int open_parent(const prepare_t *c, const char *parent,
             break;
         }
         if (replaceable(c, &st, &next)) {
-            *err = apr_psprintf(c->p, "%s is writable by the server's user: "
-                                "it could put a link in place of %s", above,
-                                walked);
+            *err = apr_psprintf(c->p, "%s is writable by a user other than "
+                                "root: it could put a link in place of %s",
+                                above, walked);
             close(sub);
             break;
         }
@@ -119,8 +117,8 @@ static int open_parent(const prepare_t *c, const char *parent,
         st = next;
     }
     if (!name && replaceable(c, &st, NULL))
-        *err = apr_psprintf(c->p, "%s is writable by the server's user: it "
-                            "could put a link in place of the spool",
+        *err = apr_psprintf(c->p, "%s is writable by a user other than root: "
+                            "it could put a link in place of the spool",
                             *walked ? walked : "/");
     if (name || *err) {
         close(fd);

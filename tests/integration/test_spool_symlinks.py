@@ -164,20 +164,23 @@ def test_graceful_restart_refuses_a_linked_file_in_the_spool(
         server.stop()
 
 
-def test_start_refuses_a_spool_its_user_can_replace(scratch, decoy):
-    """DIR's parent belongs to the server's user: DIR itself can become a
-    link, so the spool is refused even before one is planted."""
+@pytest.mark.parametrize("owner", ("server", "nobody"))
+def test_start_refuses_a_spool_its_user_can_replace(scratch, decoy, owner):
+    """DIR's parent belongs to the server's user (or another user than
+    root): DIR itself can become a link, so the spool is refused even
+    before one is planted."""
     parent = os.path.join(scratch, "spool-parent")
     shutil.rmtree(parent, ignore_errors=True)
     os.makedirs(parent)
-    pw = server_user()
+    pw = server_user() if owner == "server" else pwd.getpwnam("nobody")
     os.chown(parent, pw.pw_uid, pw.pw_gid)
     spool = os.path.join(parent, "spool")
     before = everything(decoy)
     plant(spool, decoy)
     server = spool_server(scratch, "spool-parent", spool)
     try:
-        reason = f"HrflowSpool: {parent} is writable by the server's user"
+        reason = (f"HrflowSpool: {parent} is writable by a user other than "
+                  "root")
         start = server.apachectl("-k", "start")
         time.sleep(1)
         assert unchanged(decoy, before)
