@@ -587,7 +587,7 @@ static int lock_spool(apr_pool_t *p, const hf_dispatch_spec_t *s, int *fd)
     const char *path = apr_pstrcat(p, s->dir, "/dispatcher.lock", NULL);
     int waited = 0;
 
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    *fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
     if (*fd < 0) {
         hf_log(s->log, HF_LOG_ERR, p, "spool: cannot open %s: %s", path,
                strerror(errno));
