@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,8 +36,15 @@
 #define DONE_KEEP_SEC 600    /* succeeded events stay in done/ this long */
 #define PURGE_EVERY_SEC 60
 
+#define BACKOFF_MAX_SEC 60     /* longest wait after a storage error */
+
 typedef enum { WAITING, RUNNING } entry_state_t;
-typedef enum { DONE, RETRY, FAILED, STOPPED } entry_result_t;
+/* What a worker hands back.  BLOCKED: the spool refused to move the event
+ * into run/ (try again later).  UNSTORED: the try's outcome is known but
+ * could not be stored: the main thread stores it later (the event never
+ * runs again meanwhile). */
+typedef enum { DONE, RETRY, FAILED, STOPPED, BLOCKED, UNSTORED }
+    entry_result_t;
 
 typedef struct entry_t {
     char *name;
@@ -46,6 +54,14 @@ typedef struct entry_t {
     apr_time_t due;
     entry_result_t result;      /* set by the worker */
     struct entry_t *next;       /* in the job or done list */
+    int attempt;                /* tries made, as known here (the file may
+                                 * lag behind when storage fails) */
+    int interrupted;            /* found in run/ at start: a try was cut */
+    const char *store_to;       /* UNSTORED: "done" or "failed" */
+    char *status;               /* failed: the last try's result */
+    char *output;               /* and its output */
+    apr_size_t output_len;
+    apr_interval_time_t backoff;    /* after a storage error */
 } entry_t;
 
 typedef struct {
@@ -57,6 +73,7 @@ typedef struct {
     apr_thread_mutex_t *lock;
     apr_thread_cond_t *work;
     entry_t *jobs, *done;           /* handed out / handed back */
+    entry_t *unstored;              /* outcomes still to store */
     int wake[2];                    /* workers to main thread */
     int notify_fd;
 } dispatcher_t;
@@ -65,7 +82,18 @@ static void entry_free(entry_t *e)
 {
     free(e->name);
     free(e->key);
+    free(e->status);
+    free(e->output);
     free(e);
+}
+
+/* The next wait after a storage error: 1 s, doubling, at most a minute. */
+static apr_time_t backoff(entry_t *e)
+{
+    e->backoff = e->backoff ? e->backoff * 2 : apr_time_from_sec(1);
+    if (e->backoff > apr_time_from_sec(BACKOFF_MAX_SEC))
+        e->backoff = apr_time_from_sec(BACKOFF_MAX_SEC);
+    return apr_time_now() + e->backoff;
 }
 
 /* Keeps pending in arrival order: events mostly come last, so the search
@@ -98,6 +126,7 @@ static void add_event(dispatcher_t *d, const char *folder, const char *name)
     apr_pool_t *p;
     const char *key;
     hf_envelope_t env;
+    struct stat st;
     entry_t *e;
 
     if (!hf_spool_is_event_name(name)
@@ -109,6 +138,18 @@ static void add_event(dispatcher_t *d, const char *folder, const char *name)
     key = hf_spool_name_key(p, name);
     e->key = key ? strdup(key) : NULL;
     e->folder = folder;
+    e->interrupted = !strcmp(folder, "run");
+    if (e->interrupted
+        && lstat(hf_spool_path(p, d->spec->dir, "done", name), &st) == 0) {
+        /* It succeeded, and a link in done/ says so: its file could not
+         * leave run/ then.  Never run again: only remove it. */
+        apr_pool_destroy(p);
+        e->store_to = "done";
+        e->next = d->unstored;
+        d->unstored = e;
+        apr_hash_set(d->known, e->name, APR_HASH_KEY_STRING, e);
+        return;
+    }
     if (!strcmp(folder, "retry")
         && !hf_envelope_read(p, hf_spool_path(p, d->spec->dir, folder, name),
                              &env))
@@ -144,8 +185,11 @@ static void purge(apr_pool_t *p, const char *dir, const char *folder,
 
     while (dh && (de = readdir(dh))) {
         const char *file = apr_pstrcat(p, path, "/", de->d_name, NULL);
-        if (de->d_name[0] != '.' && stat(file, &st) == 0
-            && now - st.st_ctime > age)
+        if (de->d_name[0] != '.' && lstat(file, &st) == 0
+            && now - st.st_ctime > age
+            /* a success mark whose file could not leave run/ yet */
+            && (strcmp(folder, "done") != 0
+                || lstat(hf_spool_path(p, dir, "run", de->d_name), &st) != 0))
             unlink(file);
     }
     if (dh)
@@ -175,19 +219,111 @@ static const char *event_of(apr_pool_t *p, const hf_envelope_t *env,
     return NULL;
 }
 
-/* Keeps the last try's status and output beside a failed event. */
-static void write_failure(apr_pool_t *p, const char *dir, const char *name,
-                          const char *status, const hf_run_result_t *res)
+/* Keeps the last try's status and output beside a failed event; 0 or -1. */
+static int write_failure(apr_pool_t *p, const char *dir, const entry_t *e)
 {
-    const char *base = apr_pstrmemdup(p, name, strlen(name) - 5);
+    const char *base = apr_pstrmemdup(p, e->name, strlen(e->name) - 5);
+    const char *status = apr_pstrcat(p, e->status, "\n", NULL);
 
-    hf_spool_write(hf_spool_path(p, dir, "failed",
-                                 apr_pstrcat(p, base, ".status", NULL)),
-                   apr_pstrcat(p, status, "\n", NULL), strlen(status) + 1, 0);
-    hf_spool_write(hf_spool_path(p, dir, "failed",
-                                 apr_pstrcat(p, base, ".output", NULL)),
-                   res && res->output ? res->output : "",
-                   res && res->output ? res->output_len : 0, 0);
+    if (hf_spool_write(hf_spool_path(p, dir, "failed",
+                                     apr_pstrcat(p, base, ".status", NULL)),
+                       status, strlen(status), 0) != 0
+        || hf_spool_write(hf_spool_path(p, dir, "failed",
+                                        apr_pstrcat(p, base, ".output",
+                                                    NULL)),
+                          e->output ? e->output : "", e->output_len, 0) != 0)
+        return -1;
+    return 0;
+}
+
+/* Stores a success: run/NAME to done/.  When run/ cannot change, a link
+ * in done/ records the success durably (a restart then removes the file
+ * instead of running it) and the removal is tried again later.  NULL, or
+ * what failed. */
+static const char *store_done(apr_pool_t *p, const char *dir, const char *name)
+{
+    const char *run = hf_spool_path(p, dir, "run", name);
+    const char *done = hf_spool_path(p, dir, "done", name);
+    struct stat st;
+
+    if (lstat(done, &st) == 0)          /* the mark is there already */
+        return unlink(run) == 0 || errno == ENOENT
+                   ? NULL : apr_psprintf(p, "cannot remove %s: %s", run,
+                                         strerror(errno));
+    /* Kept a while for the administrator; deleting at once would also slow
+     * the creation of new event files during a burst. */
+    if (rename(run, done) == 0 || errno == ENOENT)
+        return NULL;
+    if (link(run, done) != 0)
+        return apr_psprintf(p, "cannot move %s to done/: %s", run,
+                            strerror(errno));
+    hf_spool_sync_dir(hf_spool_path(p, dir, "done", NULL));
+    return unlink(run) == 0 ? NULL
+                            : apr_psprintf(p, "cannot remove %s: %s", run,
+                                           strerror(errno));
+}
+
+/* Stores a final failure: the status files, then run/NAME to failed/ with
+ * its tries and last result written in.  NULL, or what failed. */
+static const char *store_failed(apr_pool_t *p, const char *dir, entry_t *e)
+{
+    const char *run = hf_spool_path(p, dir, "run", e->name);
+    hf_envelope_t env;
+    struct stat st;
+
+    if (lstat(run, &st) != 0 && errno == ENOENT)
+        return NULL;                    /* removed by the administrator */
+    if (write_failure(p, dir, e) != 0)
+        return apr_psprintf(p, "cannot write the status of %s in failed/: "
+                            "%s", e->name, strerror(errno));
+    if (hf_envelope_read(p, run, &env) != NULL) {
+        /* Unreadable: moved as it is, the status says why. */
+        if (rename(run, hf_spool_path(p, dir, "failed", e->name)) != 0)
+            return apr_psprintf(p, "cannot move %s to failed/: %s", run,
+                                strerror(errno));
+        hf_spool_sync_dir(hf_spool_path(p, dir, "failed", NULL));
+        return NULL;
+    }
+    env.name = e->name;
+    env.attempt = e->attempt;
+    env.last_result = e->status;
+    return hf_spool_rewrite(p, dir, &env, "run", "failed");
+}
+
+static void keep_outcome(entry_t *e, const char *status,
+                         const hf_run_result_t *res)
+{
+    free(e->status);
+    free(e->output);
+    e->status = strdup(status);
+    e->output = NULL;
+    e->output_len = 0;
+    if (res && res->output && res->output_len) {
+        e->output = malloc(res->output_len);
+        if (e->output) {
+            memcpy(e->output, res->output, res->output_len);
+            e->output_len = res->output_len;
+        }
+    }
+}
+
+/* Gives up on an event: into failed/, or UNSTORED when that cannot be
+ * written now. */
+static entry_result_t give_up(apr_pool_t *p, const dispatcher_t *d,
+                              entry_t *e, const char *status,
+                              const hf_run_result_t *res, const char *what)
+{
+    const hf_dispatch_spec_t *s = d->spec;
+    const char *err;
+
+    keep_outcome(e, status, res);
+    hf_log(s->log, HF_LOG_ERR, p, "%s: moved to %s", what,
+           hf_spool_path(p, s->dir, "failed", e->name));
+    if (!(err = store_failed(p, s->dir, e)))
+        return FAILED;
+    hf_log(s->log, HF_LOG_ERR, p, "spool: %s (tried again later)", err);
+    e->store_to = "failed";
+    return UNSTORED;
 }
 
 /* After a failed try: wait and retry, or give up into failed/. */
@@ -204,21 +340,22 @@ static entry_result_t after_failure(apr_pool_t *p, const dispatcher_t *d,
         env->next_attempt = apr_time_now()
                             + hf_spool_retry_delay(env->attempt,
                                                    s->retry_delay);
-        if ((err = hf_spool_rewrite(p, s->dir, env, "run", "retry")))
-            hf_log(s->log, HF_LOG_ERR, p, "spool: %s", err);
         e->due = env->next_attempt;
         e->folder = "retry";
+        if ((err = hf_spool_rewrite(p, s->dir, env, "run", "retry"))) {
+            /* The file stays in run/ as it was; the retry is kept here
+             * and runs from there, its tries counted here. */
+            hf_log(s->log, HF_LOG_ERR, p, "spool: %s (retried from run/)",
+                   err);
+            e->folder = "run";
+        }
         return RETRY;
     }
-    write_failure(p, s->dir, env->name, result, res);
-    if ((err = hf_spool_rewrite(p, s->dir, env, "run", "failed")))
-        hf_log(s->log, HF_LOG_ERR, p, "spool: %s", err);
-    hf_log(s->log, HF_LOG_ERR, p,
-           "event %s type=%s delivery=%s failed %d time%s: moved to %s",
-           env->event_id ? env->event_id : "?", env->type, env->delivery_id,
-           env->attempt, env->attempt == 1 ? "" : "s",
-           hf_spool_path(p, s->dir, "failed", env->name));
-    return FAILED;
+    return give_up(p, d, e, result, res,
+                   apr_psprintf(p, "event %s type=%s delivery=%s failed %d "
+                                "time%s", env->event_id ? env->event_id : "?",
+                                env->type, env->delivery_id, env->attempt,
+                                env->attempt == 1 ? "" : "s"));
 }
 
 static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
@@ -231,19 +368,28 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
     hf_run_result_t res;
 
     if (strcmp(e->folder, "run") != 0
-        && rename(hf_spool_path(p, s->dir, e->folder, e->name), path) != 0)
-        return errno == ENOENT ? DONE : STOPPED;  /* requeued or removed */
+        && rename(hf_spool_path(p, s->dir, e->folder, e->name), path) != 0) {
+        if (errno == ENOENT)
+            return DONE;                /* requeued or removed */
+        hf_log(s->log, HF_LOG_ERR, p, "spool: cannot move %s to run/: %s "
+               "(tried again later)",
+               hf_spool_path(p, s->dir, e->folder, e->name), strerror(errno));
+        return BLOCKED;
+    }
     e->folder = "run";
     if ((err = hf_envelope_read(p, path, &env))
         || (err = event_of(p, &env, &ev))) {
-        env.name = e->name;
-        hf_log(s->log, HF_LOG_ERR, p, "spool: %s: %s", e->name, err);
-        write_failure(p, s->dir, e->name, err, NULL);
-        rename(path, hf_spool_path(p, s->dir, "failed", e->name));
-        return FAILED;
+        e->attempt = 0;
+        return give_up(p, d, e, apr_pstrcat(p, "unreadable: ", err, NULL),
+                       NULL, apr_psprintf(p, "spool: %s: %s", e->name, err));
     }
     env.name = e->name;
-    env.attempt++;
+    /* A try cut short by a crash or a restart counts. */
+    if (env.attempt < e->attempt)
+        env.attempt = e->attempt;
+    env.attempt += 1 + e->interrupted;
+    e->interrupted = 0;
+    e->attempt = env.attempt;
     batch.count = env.count;
     batch.verified = env.verified;
     batch.attempt = env.attempt;
@@ -253,13 +399,17 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
     if (res.cancelled)
         return STOPPED;       /* stays in run/: runs again at next start */
     if (hf_run_succeeded(&res)) {
-        /* Kept a while for the administrator; deleting at once would also
-         * slow the creation of new event files during a burst. */
-        if (rename(path, hf_spool_path(p, s->dir, "done", e->name)) != 0)
-            unlink(path);
-        return DONE;
+        if (!(err = store_done(p, s->dir, e->name)))
+            return DONE;
+        hf_log(s->log, HF_LOG_ERR, p, "spool: %s (tried again later)", err);
+        e->store_to = "done";
+        return UNSTORED;
     }
-    return after_failure(p, d, &env, e, hf_run_describe(p, &res), &res);
+    return after_failure(p, d, &env, e,
+                         res.started ? hf_run_describe(p, &res)
+                             : apr_pstrcat(p, "not started: ", res.error,
+                                           NULL),
+                         &res);
 }
 
 static void *APR_THREAD_FUNC worker(apr_thread_t *t, void *data)
@@ -296,7 +446,8 @@ static void *APR_THREAD_FUNC worker(apr_thread_t *t, void *data)
 
 /* ---- the main thread --------------------------------------------------- */
 
-static void remove_entry(dispatcher_t *d, entry_t *e)
+/* Takes e out of the schedule (it stays known). */
+static void unlist_entry(dispatcher_t *d, entry_t *e)
 {
     entry_t **v = (entry_t **)d->pending->elts;
     int i, n = d->pending->nelts;
@@ -307,6 +458,11 @@ static void remove_entry(dispatcher_t *d, entry_t *e)
         memmove(v + i, v + i + 1, (size_t)(n - i - 1) * sizeof *v);
         d->pending->nelts--;
     }
+}
+
+static void remove_entry(dispatcher_t *d, entry_t *e)
+{
+    unlist_entry(d, e);
     apr_hash_set(d->known, e->name, APR_HASH_KEY_STRING, NULL);
     entry_free(e);
 }
@@ -326,11 +482,51 @@ static void collect(dispatcher_t *d)
     for (; e; e = next) {
         next = e->next;
         d->running--;
-        if (e->result == RETRY || e->result == STOPPED)
-            e->state = WAITING;
+        e->state = WAITING;
+        if (e->result == BLOCKED)
+            e->due = backoff(e);
         else
+            e->backoff = 0;
+        if (e->result == UNSTORED) {
+            unlist_entry(d, e);
+            e->due = backoff(e);
+            e->next = d->unstored;
+            d->unstored = e;
+        }
+        else if (e->result != RETRY && e->result != STOPPED
+                 && e->result != BLOCKED)
             remove_entry(d, e);
     }
+}
+
+/* Tries again to store the outcomes that could not be stored, each after
+ * its backoff; returns whether some are left. */
+static int store_outcomes(dispatcher_t *d, apr_pool_t *p)
+{
+    const hf_dispatch_spec_t *s = d->spec;
+    apr_time_t now = apr_time_now();
+    entry_t **at = &d->unstored;
+
+    while (*at) {
+        entry_t *e = *at;
+        const char *err;
+        if (e->due > now) {
+            at = &e->next;
+            continue;
+        }
+        err = !strcmp(e->store_to, "done") ? store_done(p, s->dir, e->name)
+                                           : store_failed(p, s->dir, e);
+        if (!err) {
+            *at = e->next;
+            apr_hash_set(d->known, e->name, APR_HASH_KEY_STRING, NULL);
+            entry_free(e);
+            continue;
+        }
+        hf_log(s->log, HF_LOG_ERR, p, "spool: %s (tried again later)", err);
+        e->due = backoff(e);
+        at = &e->next;
+    }
+    return d->unstored != NULL;
 }
 
 /* Starts what may run now; returns whether some event waits for a time. */
@@ -390,7 +586,7 @@ static int lock_spool(apr_pool_t *p, const hf_dispatch_spec_t *s, int *fd)
     const char *path = apr_pstrcat(p, s->dir, "/dispatcher.lock", NULL);
     int waited = 0;
 
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    *fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
     if (*fd < 0) {
         hf_log(s->log, HF_LOG_ERR, p, "spool: cannot open %s: %s", path,
                strerror(errno));
@@ -405,6 +601,66 @@ static int lock_spool(apr_pool_t *p, const hf_dispatch_spec_t *s, int *fd)
         apr_sleep(apr_time_from_msec(100));
     }
     return 0;
+}
+
+/* The session of a process, from /proc/PID/stat: "PID (COMM) STATE PPID
+ * PGRP SESSION ..."; COMM may hold anything, so read after its last
+ * parenthesis.  -1 when it cannot be read. */
+static long session_of(const char *pid)
+{
+    char path[300], text[1024], *end;
+    long ppid, pgrp, sid;
+    char state;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    text[n] = '\0';
+    if (!(end = strrchr(text, ')'))
+        || sscanf(end + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &sid) != 4)
+        return -1;
+    return sid;
+}
+
+/* Handlers must not outlive their dispatcher.  Each dispatcher leads a
+ * session of its own, which its handlers and everything they start join
+ * (each handler leading a process group in it); a dispatcher killed with
+ * -9 leaves them running.  The next one, once it holds the lock (the old
+ * one is gone), kills what remains of the old session before it runs the
+ * events of run/ again.  A session id stays reserved while any member
+ * lives, so when no process has the old dispatcher's pid, every process of
+ * that session is one of its leftovers. */
+static void end_old_session(apr_pool_t *p, const hf_dispatch_spec_t *s)
+{
+    char *text;
+    apr_size_t len;
+    long old;
+    DIR *proc;
+    struct dirent *de;
+    int killed = 0;
+
+    if (hf_spool_read_file(p, apr_pstrcat(p, s->dir, "/dispatcher.pid",
+                                          NULL), &text, &len) != NULL
+        || (old = strtol(text, NULL, 10)) <= 1 || old == (long)getpid()
+        || kill((pid_t)old, 0) == 0 || errno != ESRCH  /* it lives on */
+        || !(proc = opendir("/proc")))
+        return;
+    while ((de = readdir(proc)))
+        if (de->d_name[0] >= '1' && de->d_name[0] <= '9'
+            && session_of(de->d_name) == old
+            && kill((pid_t)strtol(de->d_name, NULL, 10), SIGKILL) == 0)
+            killed++;
+    closedir(proc);
+    if (killed)
+        hf_log(s->log, HF_LOG_WARNING, p, "spool %s: killed %d process%s "
+               "left by dispatcher %ld", s->dir, killed,
+               killed == 1 ? "" : "es", old);
 }
 
 static void write_pid(apr_pool_t *p, const char *dir)
@@ -453,6 +709,8 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
     d.spec = s;
     if (lock_spool(p, s, &lock_fd) != 0)
         return -1;
+    end_old_session(p, s);
+    hf_run_die_with_us();
     write_pid(p, s->dir);
     if (setup(p, &d) != 0)
         return -1;
@@ -479,6 +737,11 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
         if (d.running < s->concurrency) {
             apr_pool_create(&pass, p);
             timed = schedule(&d, pass);
+            apr_pool_destroy(pass);
+        }
+        if (d.unstored) {
+            apr_pool_create(&pass, p);
+            timed |= store_outcomes(&d, pass);
             apr_pool_destroy(pass);
         }
         poll(fds, s->wake_fd >= 0 ? 3 : 2, timed ? 250 : 1000);

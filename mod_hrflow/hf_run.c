@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/close_range.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <apr_strings.h>
@@ -59,6 +61,76 @@ static const char *program_dir(apr_pool_t *p, const char *program)
     return apr_pstrmemdup(p, program, (apr_size_t)(slash - program));
 }
 
+/* Set in the dispatcher: its handlers die with it (see fork_tied). */
+static int tied_to_us;
+
+void hf_run_die_with_us(void)
+{
+    tied_to_us = 1;
+}
+
+/* fork and exec, for a process whose handlers must not outlive it: posix_spawn
+ * cannot set a parent-death signal.  Only async-signal-safe calls between
+ * fork and exec.  The handler leads its own process group and is killed
+ * when this thread's process dies; a failed exec is reported through a
+ * pipe.  0, or an errno value. */
+static int fork_tied(const hf_run_spec_t *spec, const char *dir, int in_fd,
+                     int out_fd, pid_t *pid)
+{
+    pid_t parent = getpid();
+    int report[2], err = 0;
+    ssize_t n;
+
+    if (pipe2(report, O_CLOEXEC) != 0)
+        return errno;
+    *pid = fork();
+    if (*pid == 0) {
+        struct sigaction dfl;
+        sigset_t none;
+        int sig;
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);                 /* it died before we could ask */
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (sig = 1; sig < NSIG; sig++)
+            sigaction(sig, &dfl, NULL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0
+            || chdir(dir) != 0)
+            err = errno;
+        if (!err) {
+            int fd;
+            if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+                for (fd = 3; fd < 1024; fd++)
+                    fcntl(fd, F_SETFD, FD_CLOEXEC);
+            execve(spec->argv[0], (char *const *)spec->argv,
+                   (char *const *)spec->envp);
+            err = errno;
+        }
+        if (write(report[1], &err, sizeof err) < 0) {
+            /* nothing more to do */
+        }
+        _exit(127);
+    }
+    close(report[1]);
+    if (*pid < 0) {
+        close(report[0]);
+        return errno;
+    }
+    setpgid(*pid, *pid);                /* whichever runs first */
+    while ((n = read(report[0], &err, sizeof err)) < 0 && errno == EINTR)
+        ;
+    close(report[0]);
+    if (n == (ssize_t)sizeof err && err) {
+        waitpid(*pid, NULL, 0);
+        return err;
+    }
+    return 0;
+}
+
 static int spawn(apr_pool_t *p, const hf_run_spec_t *spec, child_t *c,
                  const char **error)
 {
@@ -80,6 +152,11 @@ static int spawn(apr_pool_t *p, const hf_run_spec_t *spec, child_t *c,
         close(in[0]);
         close(in[1]);
         return *error = "cannot create a pipe", -1;
+    }
+    if (tied_to_us) {
+        rc = fork_tied(spec, program_dir(p, spec->argv[0]), in[0], out[1],
+                       &c->pid);
+        goto spawned;
     }
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
@@ -103,6 +180,7 @@ static int spawn(apr_pool_t *p, const hf_run_spec_t *spec, child_t *c,
                      (char *const *)spec->argv, (char *const *)spec->envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
+spawned:
     close(in[0]);
     close(out[1]);
     if (rc != 0) {

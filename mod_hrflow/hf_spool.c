@@ -36,32 +36,233 @@ const char *hf_spool_path(apr_pool_t *p, const char *dir, const char *state,
     return apr_pstrcat(p, dir, "/", state, name ? "/" : "", name, NULL);
 }
 
-/* A folder of the spool, created when missing, owned by uid:gid. */
-static const char *prepare_folder(apr_pool_t *p, const char *path, int uid,
-                                  int gid)
+/* ---- the folders, as root sees them ------------------------------------
+ *
+ * Apache's parent runs as root and prepares the spool at every start and
+ * graceful restart, while everything below DIR belongs to the server's
+ * user, who may have put a symbolic link where a folder was.  So nothing
+ * here follows a link: each folder is opened relative to its parent's
+ * descriptor with O_NOFOLLOW, examined and given away through that
+ * descriptor, and whatever is not a real folder (or, inside a state
+ * folder, a real file) is refused with its path.  The folders above DIR
+ * must be root's alone: a user who can change one (the server's user or
+ * any other) could put a link in DIR's place between two starts. */
+
+typedef struct {
+    apr_pool_t *p;
+    int uid, gid;                /* the server's user; -1: not root */
+    int fix;                     /* create and give away (else only look) */
+} prepare_t;
+
+/* Could a user other than root rename or replace entries of this folder?
+ * A sticky folder of root's protects the entries root owns. */
+static int replaceable(const prepare_t *c, const struct stat *folder,
+                       const struct stat *entry)
+{
+    int writable = folder->st_uid != 0 || (folder->st_mode & S_IWOTH)
+                   || ((folder->st_mode & S_IWGRP) && folder->st_gid != 0);
+
+    if (!writable || c->uid < 0)
+        return 0;
+    return folder->st_uid != 0 || !(folder->st_mode & S_ISVTX) || !entry
+           || entry->st_uid != 0;
+}
+
+/* The descriptor of the folder that holds DIR, reached from / one name at
+ * a time without following a link (the administrator's links in the path
+ * are resolved first); -1 and *err. */
+static int open_parent(const prepare_t *c, const char *parent,
+                       const char **err)
+{
+    char *real = realpath(parent, NULL), *name, *state;
+    const char *walked = "";
+    struct stat st, next;
+    int fd;
+
+    *err = NULL;
+    if (!real) {
+        *err = apr_psprintf(c->p, "cannot create %s: %s", parent,
+                            strerror(errno));
+        return -1;
+    }
+    name = apr_pstrdup(c->p, real);
+    free(real);
+    fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        *err = apr_psprintf(c->p, "cannot open /: %s", strerror(errno));
+        return -1;
+    }
+    for (name = apr_strtok(name, "/", &state); name;
+         name = apr_strtok(NULL, "/", &state)) {
+        int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+                                       | O_CLOEXEC);
+        const char *above = *walked ? walked : "/";
+        walked = apr_pstrcat(c->p, walked, "/", name, NULL);
+        if (sub < 0 || fstat(sub, &next) != 0) {
+            *err = apr_psprintf(c->p, "cannot open %s: %s", walked,
+                                strerror(errno));
+            if (sub >= 0)
+                close(sub);
+            break;
+        }
+        if (replaceable(c, &st, &next)) {
+            *err = apr_psprintf(c->p, "%s is writable by a user other than "
+                                "root: it could put a link in place of %s",
+                                above, walked);
+            close(sub);
+            break;
+        }
+        close(fd);
+        fd = sub;
+        st = next;
+    }
+    if (!name && replaceable(c, &st, NULL))
+        *err = apr_psprintf(c->p, "%s is writable by a user other than root: "
+                            "it could put a link in place of the spool",
+                            *walked ? walked : "/");
+    if (name || *err) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Folder name under the folder at fd (path, for messages): created when
+ * missing, a real folder, owned by the server's user.  Its fd, or -1. */
+static int prepare_folder(const prepare_t *c, int at, const char *name,
+                          const char *path, const char **err)
 {
     struct stat st;
+    int fd;
 
-    if (mkdir(path, 0750) != 0 && errno != EEXIST)
-        return apr_psprintf(p, "cannot create %s: %s", path, strerror(errno));
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return apr_psprintf(p, "%s is not a directory", path);
-    if (uid >= 0 && st.st_uid != (uid_t)uid
-        && chown(path, (uid_t)uid, (gid_t)gid) != 0)
-        return apr_psprintf(p, "cannot give %s to the server's user: %s",
+    if (c->fix && mkdirat(at, name, 0750) != 0 && errno != EEXIST) {
+        *err = apr_psprintf(c->p, "cannot create %s: %s", path,
+                            strerror(errno));
+        return -1;
+    }
+    if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT && !c->fix)
+            return -1;           /* made at start */
+        *err = apr_psprintf(c->p, "cannot open %s: %s", path,
+                            strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        *err = apr_psprintf(c->p, "%s is %s, not a directory: refused (remove "
+                            "it)", path, S_ISLNK(st.st_mode)
+                                ? "a symbolic link" : "a file");
+        return -1;
+    }
+    fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        *err = apr_psprintf(c->p, "cannot open %s: %s", path,
+                            strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (c->fix && c->uid >= 0
+        && (st.st_uid != (uid_t)c->uid || st.st_gid != (gid_t)c->gid)
+        && fchown(fd, (uid_t)c->uid, (gid_t)c->gid) != 0) {
+        *err = apr_psprintf(c->p, "cannot give %s to the server's user: %s",
                             path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Everything in a state folder must be a regular file. */
+static const char *check_files(const prepare_t *c, int fd, const char *path)
+{
+    int dup_fd = dup(fd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    const char *err = NULL;
+    struct dirent *de;
+    struct stat st;
+
+    if (!d) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        return apr_psprintf(c->p, "cannot read %s: %s", path,
+                            strerror(errno));
+    }
+    while (!err && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (de->d_type == DT_REG)
+            continue;
+        if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
+            && S_ISREG(st.st_mode))
+            continue;
+        err = apr_psprintf(c->p, "%s/%s is not a regular file: refused "
+                           "(remove it)", path, de->d_name);
+    }
+    closedir(d);
+    return err;
+}
+
+/* DIR's own files, when present, must be regular files. */
+static const char *check_own_files(const prepare_t *c, int fd,
+                                   const char *dir)
+{
+    static const char *const names[] = {"dispatcher.pid", "dispatcher.lock",
+                                        NULL};
+    struct stat st;
+    int i;
+
+    for (i = 0; names[i]; i++)
+        if (fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0
+            && !S_ISREG(st.st_mode))
+            return apr_psprintf(c->p, "%s/%s is not a regular file: refused "
+                                "(remove it)", dir, names[i]);
     return NULL;
+}
+
+static const char *prepare(const prepare_t *c, const char *dir)
+{
+    char *parent = apr_pstrdup(c->p, dir), *base;
+    const char *err = NULL;
+    int at, top, i;
+
+    while (strlen(parent) > 1 && parent[strlen(parent) - 1] == '/')
+        parent[strlen(parent) - 1] = '\0';
+    base = strrchr(parent, '/');
+    if (!base || !base[1] || !strcmp(base + 1, ".") || !strcmp(base + 1, ".."))
+        return apr_psprintf(c->p, "%s: give the spool as an absolute path "
+                            "naming a folder", dir);
+    *base++ = '\0';
+    if ((at = open_parent(c, *parent ? parent : "/", &err)) < 0)
+        return err;
+    top = prepare_folder(c, at, base, dir, &err);
+    close(at);
+    if (top < 0)
+        return err;
+    err = check_own_files(c, top, dir);
+    for (i = 0; !err && hf_spool_states[i]; i++) {
+        const char *path = hf_spool_path(c->p, dir, hf_spool_states[i], NULL);
+        int fd = prepare_folder(c, top, hf_spool_states[i], path, &err);
+        if (fd >= 0) {
+            err = check_files(c, fd, path);
+            close(fd);
+        }
+    }
+    close(top);
+    return err;
 }
 
 const char *hf_spool_prepare(apr_pool_t *p, const char *dir, int uid, int gid)
 {
-    const char *err = prepare_folder(p, dir, uid, gid);
-    int i;
+    prepare_t c = {p, uid, gid, 1};
 
-    for (i = 0; !err && hf_spool_states[i]; i++)
-        err = prepare_folder(p, hf_spool_path(p, dir, hf_spool_states[i],
-                                              NULL), uid, gid);
-    return err;
+    return prepare(&c, dir);
+}
+
+const char *hf_spool_inspect(apr_pool_t *p, const char *dir, int uid)
+{
+    prepare_t c = {p, uid, -1, 0};
+
+    return prepare(&c, dir);
 }
 
 const char *hf_spool_order_key(apr_pool_t *p, const hf_event_t *ev)
@@ -215,13 +416,18 @@ const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
 const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
                                apr_size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* The spool's user may have left a link or a FIFO here: never follow
+     * one, never wait on one. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     apr_size_t got = 0;
 
     if (fd < 0)
-        return apr_psprintf(p, "cannot read %s: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || st.st_size > 64 * 1024 * 1024) {
+        return apr_psprintf(p, "cannot read %s: %s", path,
+                            errno == ELOOP ? "a symbolic link"
+                                           : strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
+        || st.st_size > 64 * 1024 * 1024) {
         close(fd);
         return apr_psprintf(p, "%s: not a spool file", path);
     }
@@ -281,8 +487,14 @@ int hf_write_all(int fd, const void *data, apr_size_t len)
 int hf_spool_write(const char *path, const void *data, apr_size_t len,
                    int keep_open)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    /* A new file, always: what is there (a link planted by the spool's
+     * user, a leftover) is removed, never written through. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0640);
 
+    if (fd < 0 && errno == EEXIST && unlink(path) == 0)
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0640);
     if (fd < 0)
         return -1;
     if (hf_write_all(fd, data, len) != 0) {

@@ -354,6 +354,10 @@ typedef struct {
 } hf_run_result_t;
 
 void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res);
+/* From now on, this process's handlers are killed when it dies (the
+ * dispatcher's: fork and exec with a parent-death signal, instead of
+ * posix_spawn). */
+void hf_run_die_with_us(void);
 int hf_run_succeeded(const hf_run_result_t *res);
 /* "exit 3", "signal 9", "timeout", "stopped", "not started" */
 const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res);
@@ -436,8 +440,14 @@ typedef struct {
 
 const char *hf_spool_path(apr_pool_t *p, const char *dir, const char *state,
                           const char *name);
-/* Creates DIR and its state folders, owned by uid:gid (-1: leave). */
+/* Creates DIR and its state folders, owned by uid:gid (-1: leave), never
+ * following a link; refuses (with the path) a link or anything else that
+ * is not a folder where a folder belongs, a non-regular file in a state
+ * folder, and (uid >= 0) a folder above DIR that uid could write to.
+ * NULL or the reason. */
 const char *hf_spool_prepare(apr_pool_t *p, const char *dir, int uid, int gid);
+/* The same checks, creating and changing nothing (configtest). */
+const char *hf_spool_inspect(apr_pool_t *p, const char *dir, int uid);
 const char *hf_spool_order_key(apr_pool_t *p, const hf_event_t *ev);
 /* TIME-INDEX-DELIVERY[-KEYTAG].json: arrival order sorts by name, and the
  * tag (a hash of the order key) lets the dispatcher order events without

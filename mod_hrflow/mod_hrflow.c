@@ -288,6 +288,15 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
         return;
     }
     hf_spool_accept(r->pool, cfg, c, out, log);
+    /* The access log's HRFLOW_* variables, as in synchronous mode: the
+     * first event's (no try made yet, so no HRFLOW_ATTEMPT). */
+    if (out->events->nelts > 0) {
+        hf_event_t *first = APR_ARRAY_IDX(out->events, 0, hf_event_t *);
+        hf_batch_t batch = {out->events->nelts, out->verified, 0};
+        int dropped;
+        first->vars = hf_env_build(r->pool, first, &batch, &dropped);
+        apr_table_unset(first->vars, "HRFLOW_ATTEMPT");
+    }
 }
 
 /* Whether the client has closed its connection: a batch stops starting

@@ -60,13 +60,17 @@ hf_committer_t *hrflow_spool_committer(const char *dir)
 const char *hrflow_spool_check(apr_pool_t *p, const char *dir)
 {
     char *parent = apr_pstrdup(p, dir), *slash = strrchr(parent, '/');
+    const char *err;
 
     if (slash && slash != parent)
         *slash = '\0';
     if (access(dir, F_OK) != 0 && access(parent, W_OK) != 0)
         return apr_psprintf(p, "HrflowSpool: cannot create %s: %s is not "
                             "a writable directory", dir, parent);
-    return NULL;
+    /* What post_config would refuse, said by configtest too. */
+    err = hf_spool_inspect(p, dir, geteuid() == 0
+                                       ? (int)ap_unixd_config.user_id : -1);
+    return err ? apr_pstrcat(p, "HrflowSpool: ", err, NULL) : NULL;
 }
 
 /* ---- the dispatcher process -------------------------------------------- */
@@ -113,6 +117,9 @@ static void dispatcher_main(dispatcher_rec *d)
     sigset_t none;
 
     prctl(PR_SET_PDEATHSIG, SIGTERM);   /* a parent killed with -9 */
+    /* A session of its own, which every handler joins: if this process is
+     * killed, the next dispatcher ends what is left of it (hf_dispatch). */
+    setsid();
     /* Answering HrFlow comes first: handlers (which inherit this) run in
      * the CPU time that requests leave over. */
     setpriority(PRIO_PROCESS, 0, HRFLOW_DISPATCHER_NICE);
@@ -142,7 +149,16 @@ static void dispatcher_main(dispatcher_rec *d)
     spec.log = &log;
     spec.stop = &stop_requested;
     spec.wake_fd = stop_pipe[0];
-    _exit(hf_dispatch_run(p, &spec) == 0 ? 0 : 1);
+    if (hf_dispatch_run(p, &spec) != 0) {
+        /* It could not start (the spool cannot be read or locked): the
+         * parent starts another at once, so wait a little first rather
+         * than spin; a stop ends the wait. */
+        int i;
+        for (i = 0; i < 50 && !stop_requested; i++)
+            apr_sleep(apr_time_from_msec(100));
+        _exit(1);
+    }
+    _exit(0);
 }
 
 static void dispatcher_maint(int reason, void *data, apr_wait_t status);

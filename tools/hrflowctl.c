@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <apr_general.h>
@@ -46,6 +48,12 @@ static int matches(const char *name, const char *id)
            || (delivery && !strncmp(delivery + 1, id, strlen(id)));
 }
 
+/* qsort hands us pointers to the array's elements, each a char *. */
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static void list_state(apr_pool_t *p, const char *dir, const char *state)
 {
     apr_array_header_t *names = hf_spool_list(p, dir, state);
@@ -53,8 +61,7 @@ static void list_state(apr_pool_t *p, const char *dir, const char *state)
 
     if (!names)
         names = apr_array_make(p, 1, sizeof(char *));
-    qsort(names->elts, (size_t)names->nelts, sizeof(char *),
-          (int (*)(const void *, const void *))strcmp);
+    qsort(names->elts, (size_t)names->nelts, sizeof(char *), by_name);
     printf("%s: %d\n", state, names->nelts);
     for (i = 0; i < names->nelts; i++) {
         const char *name = APR_ARRAY_IDX(names, i, char *);
@@ -179,16 +186,27 @@ static int requeue(apr_pool_t *p, const char *dir, int argc,
     return rc;
 }
 
-/* Root acts as the spool's owner: the dispatcher must read what we write. */
+/* Root acts as the spool's owner, entirely: its user, its group, and only
+ * its supplementary groups, so that the dispatcher can read what we write
+ * and so that nothing in the spool (which that user controls) can make us
+ * read or write what that user could not. */
 static int become_owner(const char *dir)
 {
     struct stat st;
+    struct passwd *pw;
+    gid_t gid;
 
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return fprintf(stderr, "hrflowctl: %s is not a spool directory\n",
                        dir), -1;
-    if (geteuid() == 0 && st.st_uid != 0
-        && (setegid(st.st_gid) != 0 || seteuid(st.st_uid) != 0))
+    if (geteuid() != 0 || st.st_uid == 0)
+        return 0;
+    gid = st.st_gid;
+    pw = getpwuid(st.st_uid);
+    if ((pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid)) != 0
+        || setgid(gid) != 0 || setuid(st.st_uid) != 0
+        || getuid() != st.st_uid || geteuid() != st.st_uid
+        || getegid() != gid || setuid(0) == 0)
         return fprintf(stderr, "hrflowctl: cannot act as the owner of %s: "
                        "%s\n", dir, strerror(errno)), -1;
     return 0;

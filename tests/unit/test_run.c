@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include "unit.h"
 
 static hf_run_result_t res;
@@ -177,6 +178,108 @@ START_TEST(deadline_stops_the_handler_like_its_timeout)
 }
 END_TEST
 
+/* Whether a process still lives and is not on its way out: not gone, not
+ * a zombie, not running or in the kernel with SIGKILL pending.  A sleeping
+ * process without SIGKILL pending stays as it is. */
+static int lives_on(pid_t pid)
+{
+    char path[64], text[2048], *state, *pending;
+    unsigned long long shared = 0, own = 0;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    state = strstr(text, "State:\t");
+    if (!state || state[7] == 'Z' || state[7] == 'X')
+        return 0;
+    if ((pending = strstr(text, "ShdPnd:\t")))
+        shared = strtoull(pending + 8, NULL, 16);
+    if ((pending = strstr(text, "SigPnd:\t")))
+        own = strtoull(pending + 8, NULL, 16);
+    if ((shared | own) & (1ULL << (SIGKILL - 1)))
+        return -1;                      /* dying */
+    return state[7] == 'R' || state[7] == 'D' ? -1 : 1;
+}
+
+/* A dispatcher (a child here) killed with -9 mid-handler: the handler must
+ * not outlive it.  Its parent-death signal is sent before the dispatcher
+ * can be reaped, so from then on the handler is dying or gone: wait while
+ * it is dying, fail if it just sleeps on. */
+START_TEST(handler_dies_with_its_dispatcher)
+{
+    char file[] = "/tmp/hrflow-unit-pid-XXXXXX";
+    int fd = mkstemp(file), state;
+    pid_t dispatcher, handler = 0;
+    char buf[32] = "";
+
+    ck_assert_int_ge(fd, 0);
+    dispatcher = fork();
+    if (dispatcher == 0) {
+        const char *script = apr_psprintf(pool, "echo $$ > %s; "
+                                          "exec sleep 3600", file);
+        hf_run_die_with_us();
+        run(script, NULL, 7200);
+        _exit(0);
+    }
+    while (handler <= 0 || lives_on(handler) != 1) {
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        handler = atoi(buf);
+        usleep(10000);
+    }
+    kill(dispatcher, SIGKILL);
+    waitpid(dispatcher, NULL, 0);
+    while ((state = lives_on(handler)) < 0)
+        usleep(1000);
+    if (state > 0)
+        kill(handler, SIGKILL);         /* the test fails: clean up */
+    ck_assert_msg(state == 0, "handler %ld outlived its dispatcher",
+                  (long)handler);
+    close(fd);
+    unlink(file);
+}
+END_TEST
+
+/* The dispatcher's way of starting a handler keeps the contract: exit
+ * status, output, a failed exec reported, a process group of its own. */
+START_TEST(tied_handlers_run_as_spawned_ones)
+{
+    pid_t child = fork();
+    int status;
+
+    if (child == 0) {
+        const char *argv[] = {"/nonexistent/handler", NULL};
+        const char *envp[] = {NULL};
+        hf_run_spec_t spec = {argv, envp, NULL, 0, 10, 64, NULL, 0};
+        hf_run_die_with_us();
+        run("read x; echo \"$x $HRFLOW_TYPE\"; ps -o pgid= -p $$ | tr -d ' ';"
+            " echo $$; exit 3", "in\n", 10);
+        if (!res.started || res.exit_code != 3)
+            _exit(1);
+        {
+            char *line2 = strchr(res.output, '\n');
+            if (strncmp(res.output, "in a.b.c\n", 9) != 0 || !line2)
+                _exit(2);
+            /* pgid equals the handler's pid */
+            line2++;
+            if (strncmp(line2, strchr(line2, '\n') + 1,
+                        (size_t)(strchr(line2, '\n') - line2)) != 0)
+                _exit(3);
+        }
+        hf_run(pool, &spec, &res);
+        _exit(res.started ? 4 : 0);
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
 static Suite *run_suite(void)
 {
     Suite *s = suite_create("run");
@@ -195,6 +298,8 @@ static Suite *run_suite(void)
     tcase_add_test(tc, runs_in_program_directory_without_our_fds);
     tcase_add_test(tc, cancel_stops_the_handler);
     tcase_add_test(tc, deadline_stops_the_handler_like_its_timeout);
+    tcase_add_test(tc, handler_dies_with_its_dispatcher);
+    tcase_add_test(tc, tied_handlers_run_as_spawned_ones);
     return s;
 }
 

@@ -2,6 +2,7 @@
  * retry delays, and accepting a batch with group commit. */
 #include <dirent.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "unit.h"
 
 static const char *make_dir(void)
@@ -241,6 +242,96 @@ START_TEST(accept_into_missing_spool_is_503)
 }
 END_TEST
 
+/* A folder outside the spool, and a file in it: where a link would lead. */
+static const char *make_decoy(void)
+{
+    char *tmpl = apr_pstrdup(pool, "/tmp/hrflow-decoy-XXXXXX");
+    FILE *f;
+
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    f = fopen(apr_pstrcat(pool, tmpl, "/file", NULL), "w");
+    fputs("original\n", f);
+    fclose(f);
+    return tmpl;
+}
+
+static void remove_decoy(const char *decoy)
+{
+    unlink(apr_pstrcat(pool, decoy, "/file", NULL));
+    rmdir(decoy);
+}
+
+static int contains(const char *s, const char *part)
+{
+    return s && strstr(s, part) != NULL;
+}
+
+START_TEST(prepare_refuses_a_linked_state_folder)
+{
+    const char *dir = make_dir(), *decoy = make_decoy();
+    const char *done = hf_spool_path(pool, dir, "done", NULL);
+    const char *err;
+
+    ck_assert_int_eq(rmdir(done), 0);
+    ck_assert_int_eq(symlink(decoy, done), 0);
+    err = hf_spool_prepare(pool, dir, -1, -1);
+    ck_assert_msg(contains(err, apr_pstrcat(pool, done, " is a symbolic link",
+                                            NULL)), "%s", err);
+    err = hf_spool_inspect(pool, dir, -1);
+    ck_assert_msg(contains(err, "is a symbolic link"), "%s", err);
+    unlink(done);
+    ck_assert_ptr_null(hf_spool_prepare(pool, dir, -1, -1));
+    remove_dir(dir);
+    remove_decoy(decoy);
+}
+END_TEST
+
+START_TEST(prepare_refuses_a_link_or_fifo_in_a_state_folder)
+{
+    const char *dir = make_dir(), *decoy = make_decoy();
+    const char *link = hf_spool_path(pool, dir, "failed", "x.status");
+    const char *fifo = hf_spool_path(pool, dir, "tmp", "y.json");
+    const char *err;
+
+    ck_assert_int_eq(symlink(apr_pstrcat(pool, decoy, "/file", NULL), link),
+                     0);
+    err = hf_spool_prepare(pool, dir, -1, -1);
+    ck_assert_msg(contains(err, apr_pstrcat(pool, link, " is not a regular "
+                                            "file", NULL)), "%s", err);
+    unlink(link);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    err = hf_spool_prepare(pool, dir, -1, -1);
+    ck_assert_msg(contains(err, "y.json is not a regular file"), "%s", err);
+    remove_dir(dir);
+    remove_decoy(decoy);
+}
+END_TEST
+
+START_TEST(spool_files_are_never_read_or_written_through_a_link)
+{
+    const char *dir = make_dir(), *decoy = make_decoy();
+    const char *target = apr_pstrcat(pool, decoy, "/file", NULL);
+    const char *link = hf_spool_path(pool, dir, "tmp", "x.json");
+    const char *fifo = hf_spool_path(pool, dir, "failed", "y.output");
+    char *text;
+    apr_size_t len;
+    struct stat st;
+
+    ck_assert_int_eq(symlink(target, link), 0);
+    ck_assert_ptr_nonnull(hf_spool_read_file(pool, link, &text, &len));
+    ck_assert_int_eq(hf_spool_write(link, "new\n", 4, 0), 0);
+    ck_assert_ptr_null(hf_spool_read_file(pool, target, &text, &len));
+    ck_assert_str_eq(text, "original\n");
+    ck_assert_int_eq(lstat(link, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    /* A FIFO is refused at once, not waited on. */
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_ptr_nonnull(hf_spool_read_file(pool, fifo, &text, &len));
+    remove_dir(dir);
+    remove_decoy(decoy);
+}
+END_TEST
+
 static Suite *spool_suite(void)
 {
     Suite *s = suite_create("spool");
@@ -253,6 +344,9 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, order_key_from_profile_or_job);
     tcase_add_test(tc, accept_writes_routed_events_to_new);
     tcase_add_test(tc, accept_into_missing_spool_is_503);
+    tcase_add_test(tc, prepare_refuses_a_linked_state_folder);
+    tcase_add_test(tc, prepare_refuses_a_link_or_fifo_in_a_state_folder);
+    tcase_add_test(tc, spool_files_are_never_read_or_written_through_a_link);
     return s;
 }
 
