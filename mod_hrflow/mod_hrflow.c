@@ -150,7 +150,9 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         core_server_config *sconf = ap_get_core_module_config(s->module_config);
         const hf_config_t *defaults =
             ap_get_module_config(s->lookup_defaults, &hrflow_module);
-        if (defaults->spool) {
+        /* At a restart the spool's post_config refuses a bad spool on its
+         * own, keeping the server up: see spool_post_config. */
+        if (defaults->spool && ap_state_query(AP_SQ_CONFIG_GEN) <= 1) {
             const char *err = hrflow_spool_check(ptemp, defaults->spool);
             if (err) {
                 ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,

@@ -44,6 +44,7 @@ typedef struct {
     server_rec *server;
     apr_pool_t *pool;            /* the configuration's */
     apr_proc_t proc;
+    int refused;                 /* failed its checks at a restart: 503 */
 } dispatcher_rec;
 
 static apr_array_header_t *dispatchers;  /* dispatcher_rec *, one per spool */
@@ -237,6 +238,8 @@ static int spool_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *main_server)
 {
     int i, uid = -1, gid = -1;
+    /* Generation 1 is the first start after the dry run. */
+    int restart = ap_state_query(AP_SQ_CONFIG_GEN) > 1;
 
     collect_spools(pconf, main_server);
     /* httpd runs post_config twice at startup; the first is a dry run. */
@@ -249,6 +252,17 @@ static int spool_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     for (i = 0; i < dispatchers->nelts; i++) {
         dispatcher_rec *d = APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *);
         const char *err = hf_spool_prepare(ptemp, d->dir, uid, gid);
+        if (err && restart) {
+            /* The server user can plant what fails these checks, and a
+             * restart signalled straight to the parent (no configtest
+             * first) must not let it stop the whole server: this spool
+             * alone answers 503 until it is repaired. */
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, main_server,
+                         "HrflowSpool: %s; its endpoints answer 503 until "
+                         "it is repaired and the server restarted", err);
+            d->refused = 1;
+            continue;
+        }
         if (err) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
                          "HrflowSpool: %s", err);
@@ -267,8 +281,9 @@ static void spool_child_init(apr_pool_t *pchild, server_rec *s)
     committers = apr_hash_make(pchild);
     for (i = 0; dispatchers && i < dispatchers->nelts; i++) {
         dispatcher_rec *d = APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *);
-        apr_hash_set(committers, d->dir, APR_HASH_KEY_STRING,
-                     hf_committer_create(pchild, d->dir));
+        if (!d->refused)
+            apr_hash_set(committers, d->dir, APR_HASH_KEY_STRING,
+                         hf_committer_create(pchild, d->dir));
     }
 }
 

@@ -103,28 +103,34 @@ def gone(pid):
 def spool_server(scratch, name, spool):
     server = Httpd(name, scratch)
     server.spool = spool
-    server.write_config(f"HrflowSpool {spool}\n")
+    server.write_config(f"HrflowSpool {spool}\n<Location /q>\n"
+                        "    SetHandler hrflow-webhook\n"
+                        "    HrflowSignature optional\n"
+                        "    HrflowHandler * /bin/true\n</Location>\n")
     return server
 
 
 def refused(server, path):
-    """The server's parent said which path it refused, and stopped."""
-    text = server.error_log(wait_for=path)
+    """The server's parent said which path it refused and kept serving:
+    the server's user must not be able to stop the server by planting a
+    link before a restart.  That spool alone answers 503."""
+    text = server.error_log(wait_for="answer 503 until")
     assert f"HrflowSpool: {path} " in text, text[-2000:]
-    pidfile = os.path.join(server.root, "httpd.pid")
-    try:
-        pid = int(open(pidfile).read())
-    except (OSError, ValueError):
-        return
-    assert wait_for(lambda: gone(pid))
+    pid = int(open(os.path.join(server.root, "httpd.pid")).read())
+    assert not gone(pid)
+    r, body = server.request("POST", "/q", b'{"type":"a.b.c"}',
+                             {"Content-Type": "application/json"})
+    assert r.status == 503, body
+    assert json.loads(body)["error"] == "spool_unavailable"
 
 
 def refuses_and_restarts_without_following(server, path, reason, decoy,
                                            before):
     """A graceful restart leaves the decoy alone: apachectl refuses (it
     checks the configuration first), and a restart signalled straight to
-    the parent (as logrotate may) stops the server with the reason in its
-    log.  configtest names the path too."""
+    the parent (as logrotate may) keeps the server up, with the reason in
+    its log and that spool refusing events.  configtest names the path
+    too."""
     graceful = server.apachectl("-k", "graceful")
     pid = int(open(os.path.join(server.root, "httpd.pid")).read())
     os.kill(pid, signal.SIGUSR1)
