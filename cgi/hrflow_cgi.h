@@ -27,6 +27,14 @@ const char *cgi_config_path(apr_pool_t *p, const char *argv0);
 const char *cgi_config_read(apr_pool_t *p, const char *path,
                             hf_config_t **cfg, const hf_logger_t *log);
 
+/* Parses the text of a config file (named path in messages; relative paths
+ * taken from base_dir) into *cfg, as cgi_config_read does once the file is
+ * read.  *inline_secret: whether it holds an HrflowSecret line. */
+const char *cgi_config_parse(apr_pool_t *p, const char *path,
+                             const char *text, apr_size_t len,
+                             const char *base_dir, hf_config_t **cfg,
+                             int *inline_secret);
+
 /* Serves the CGI/1.1 request described by the environment; exit status. */
 int cgi_serve(apr_pool_t *p, const char *argv0);
 

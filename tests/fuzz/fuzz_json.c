@@ -1,0 +1,295 @@
+/*
+ * fuzz_json.c - libFuzzer target for the JSON wrapper and events from JSON:
+ * hf_json_parse, hf_json_array_spans, hf_json_walk, hf_json_quote and
+ * hf_events_from_json, called directly on the input.
+ *
+ * Invariants: what hf_json_parse accepts is JSON as RFC 8259 defines it
+ * (checked against the grammar below); hf_json_array_spans ends on any
+ * input, and on an array finds each element's own text; an event's type has
+ * no NUL in it; a quoted string parses back to itself.
+ */
+#include <string.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include "hrflow.h"
+#include "fuzz.h"
+
+#define GRAMMAR_MAX_DEPTH 512
+
+/* ---- RFC 8259's grammar, as a recognizer: the oracle ------------------ */
+
+typedef struct {
+    const unsigned char *s, *end;
+    int depth;
+    int too_deep;
+} rfc_t;
+
+static int rfc_value(rfc_t *r);
+
+static void rfc_ws(rfc_t *r)
+{
+    while (r->s < r->end && *r->s && strchr(" \t\r\n", *r->s))
+        r->s++;
+}
+
+static int rfc_literal(rfc_t *r, const char *word)
+{
+    apr_size_t n = strlen(word);
+
+    if ((apr_size_t)(r->end - r->s) < n || memcmp(r->s, word, n) != 0)
+        return 0;
+    r->s += n;
+    return 1;
+}
+
+static int rfc_digits(rfc_t *r)
+{
+    const unsigned char *start = r->s;
+
+    while (r->s < r->end && *r->s >= '0' && *r->s <= '9')
+        r->s++;
+    return r->s > start;
+}
+
+static int rfc_number(rfc_t *r)
+{
+    if (r->s < r->end && *r->s == '-')
+        r->s++;
+    if (r->s < r->end && *r->s == '0')
+        r->s++;
+    else if (r->s >= r->end || *r->s < '1' || *r->s > '9' || !rfc_digits(r))
+        return 0;
+    if (r->s < r->end && *r->s == '.') {
+        r->s++;
+        if (!rfc_digits(r))
+            return 0;
+    }
+    if (r->s < r->end && (*r->s == 'e' || *r->s == 'E')) {
+        r->s++;
+        if (r->s < r->end && (*r->s == '+' || *r->s == '-'))
+            r->s++;
+        if (!rfc_digits(r))
+            return 0;
+    }
+    return 1;
+}
+
+static int rfc_string(rfc_t *r)
+{
+    int i;
+
+    r->s++;                               /* the opening quote */
+    while (r->s < r->end && *r->s != '"') {
+        if (*r->s < 0x20)
+            return 0;
+        if (*r->s++ != '\\')
+            continue;
+        if (r->s >= r->end)
+            return 0;
+        if (*r->s == 'u') {
+            for (i = 1; i <= 4; i++)
+                if (r->s + i >= r->end || !apr_isxdigit(r->s[i]))
+                    return 0;
+            r->s += 5;
+        } else if (*r->s && strchr("\"\\/bfnrt", *r->s)) {
+            r->s++;
+        } else {
+            return 0;
+        }
+    }
+    if (r->s >= r->end)
+        return 0;
+    r->s++;
+    return 1;
+}
+
+/* Members or elements up to the closing bracket. */
+static int rfc_container(rfc_t *r, unsigned char close, int object)
+{
+    if (++r->depth > GRAMMAR_MAX_DEPTH) {
+        r->too_deep = 1;
+        return 0;
+    }
+    r->s++;
+    rfc_ws(r);
+    if (r->s < r->end && *r->s == close) {
+        r->s++;
+        r->depth--;
+        return 1;
+    }
+    for (;;) {
+        if (object) {
+            rfc_ws(r);
+            if (r->s >= r->end || *r->s != '"' || !rfc_string(r))
+                return 0;
+            rfc_ws(r);
+            if (r->s >= r->end || *r->s++ != ':')
+                return 0;
+        }
+        if (!rfc_value(r))
+            return 0;
+        if (r->s >= r->end)
+            return 0;
+        if (*r->s == close)
+            break;
+        if (*r->s++ != ',')
+            return 0;
+    }
+    r->s++;
+    r->depth--;
+    return 1;
+}
+
+/* ws value ws */
+static int rfc_value(rfc_t *r)
+{
+    int ok;
+
+    rfc_ws(r);
+    if (r->s >= r->end)
+        return 0;
+    switch (*r->s) {
+    case '{': ok = rfc_container(r, '}', 1); break;
+    case '[': ok = rfc_container(r, ']', 0); break;
+    case '"': ok = rfc_string(r); break;
+    case 't': ok = rfc_literal(r, "true"); break;
+    case 'f': ok = rfc_literal(r, "false"); break;
+    case 'n': ok = rfc_literal(r, "null"); break;
+    default: ok = rfc_number(r);
+    }
+    rfc_ws(r);
+    return ok;
+}
+
+/* 1: JSON text; 0: not; -1: nested past what the recognizer follows. */
+static int rfc_json_text(const char *text, apr_size_t len)
+{
+    rfc_t r = {(const unsigned char *)text, (const unsigned char *)text + len,
+               0, 0};
+    int ok = rfc_value(&r) && r.s == r.end;
+
+    return r.too_deep ? -1 : ok;
+}
+
+/* ---- the checks ------------------------------------------------------- */
+
+static int same_json(apr_pool_t *p, const hf_json_t *a, const hf_json_t *b)
+{
+    apr_size_t alen, blen;
+    const char *at = hf_json_text(p, a, &alen);
+    const char *bt = hf_json_text(p, b, &blen);
+
+    return alen == blen && memcmp(at, bt, alen) == 0;
+}
+
+/* text as the only element of an array: scalars parse there too. */
+static hf_json_t *parse_in_array(apr_pool_t *p, const char *text,
+                                 apr_size_t len)
+{
+    const char *err;
+    char *s = apr_pstrcat(p, "[", apr_pstrmemdup(p, text, len), "]", NULL);
+
+    return hf_json_parse(p, s, len + 2, &err);
+}
+
+/* Each element's span is that element's own text. */
+static void check_spans(apr_pool_t *p, const char *text, apr_size_t len,
+                        const hf_json_t *arr)
+{
+    apr_array_header_t *starts = apr_array_make(p, 4, sizeof(apr_size_t));
+    apr_array_header_t *lens = apr_array_make(p, 4, sizeof(apr_size_t));
+    apr_size_t i;
+
+    FUZZ_CHECK(hf_json_array_spans(text, len, starts, lens) == 0);
+    FUZZ_CHECK((apr_size_t)starts->nelts == hf_json_array_length(arr));
+    for (i = 0; i < hf_json_array_length(arr); i++) {
+        apr_size_t at = APR_ARRAY_IDX(starts, i, apr_size_t);
+        apr_size_t n = APR_ARRAY_IDX(lens, i, apr_size_t);
+        apr_size_t elen;
+        const char *el = hf_json_text(p, hf_json_array_get(arr, i), &elen);
+        hf_json_t *span, *expected;
+
+        FUZZ_CHECK(at + n <= len);
+        span = parse_in_array(p, text + at, n);
+        expected = parse_in_array(p, el, elen);
+        FUZZ_CHECK(span != NULL && expected != NULL);
+        FUZZ_CHECK(same_json(p, span, expected));
+    }
+}
+
+typedef struct {
+    apr_size_t leaves;
+} walk_ctx_t;
+
+static void leaf(void *ctx, const char *path, const char *value,
+                 apr_size_t vlen)
+{
+    walk_ctx_t *w = ctx;
+
+    FUZZ_CHECK(strncmp(path, "HRFLOW_", 7) == 0);
+    FUZZ_CHECK(value[vlen] == '\0');
+    w->leaves++;
+}
+
+static void check_events(apr_pool_t *p, const char *text, apr_size_t len)
+{
+    apr_array_header_t *events;
+    const char *err;
+    int i;
+
+    if (hf_events_from_json(p, text, len, 100, &events, &err) != HF_OK) {
+        FUZZ_CHECK(err != NULL);
+        return;
+    }
+    for (i = 0; i < events->nelts; i++) {
+        hf_event_t *ev = APR_ARRAY_IDX(events, i, hf_event_t *);
+        apr_size_t n;
+        const char *quoted, *why;
+        hf_json_t *again = hf_json_parse(p, ev->text, ev->len, &why);
+
+        FUZZ_CHECK(again && same_json(p, again, ev->json));
+        FUZZ_CHECK(hf_event_type_valid(ev->type));
+        /* The type as JSON holds no more than the C string shows. */
+        quoted = hf_json_text(p, hf_json_get(ev->json, "type"), &n);
+        FUZZ_CHECK(strcmp(quoted, hf_json_quote(p, ev->type)) == 0);
+    }
+}
+
+/* A string quoted as JSON parses back to the same string. */
+static void check_quote(apr_pool_t *p, const char *s)
+{
+    const char *q = hf_json_quote(p, s), *err;
+    hf_json_t *j = hf_json_parse(p, q, strlen(q), &err);
+
+    FUZZ_CHECK(j != NULL);
+    FUZZ_CHECK(hf_json_as_string(j) && strcmp(hf_json_as_string(j), s) == 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    apr_pool_t *p;
+    const char *text, *err;
+    apr_array_header_t *starts, *lens;
+    hf_json_t *j;
+    walk_ctx_t w = {0};
+
+    apr_pool_create(&p, fuzz_pool());
+    text = apr_pstrmemdup(p, (const char *)data, size);
+    /* Whatever the input, the span finder ends. */
+    starts = apr_array_make(p, 4, sizeof(apr_size_t));
+    lens = apr_array_make(p, 4, sizeof(apr_size_t));
+    hf_json_array_spans(text, size, starts, lens);
+    j = hf_json_parse(p, text, size, &err);
+    if (j) {
+        FUZZ_CHECK(rfc_json_text(text, size) != 0);
+        if (hf_json_is_array(j))
+            check_spans(p, text, size, j);
+        hf_json_walk(p, j, "HRFLOW", leaf, &w);
+    } else {
+        FUZZ_CHECK(err != NULL);
+    }
+    check_events(p, text, size);
+    check_quote(p, text);
+    apr_pool_destroy(p);
+    return 0;
+}
