@@ -130,12 +130,14 @@ char *hf_envelope_encode(apr_pool_t *p, const hf_envelope_t *e,
                            NULL);
     text = apr_psprintf(
         p,
-        "{\"delivery_id\":\"%s\",\"event_id\":\"%s\",\"type\":%s,"
+        "{\"delivery_id\":%s,\"event_id\":%s,\"type\":%s,"
         "\"order_key\":%s,\"received\":%" APR_TIME_T_FMT ",\"attempt\":%d,"
         "\"next_attempt\":%" APR_TIME_T_FMT ",\"last_result\":%s,"
         "\"index\":%d,\"count\":%d,\"signature\":\"%s\",\"timeout\":%d,"
         "\"handler\":[%s],\n" EVENT_MEMBER "%.*s}\n",
-        e->delivery_id, e->event_id, hf_json_quote(p, e->type),
+        hf_json_quote(p, e->delivery_id),
+        e->event_id ? hf_json_quote(p, e->event_id) : "null",
+        hf_json_quote(p, e->type),
         e->order_key ? hf_json_quote(p, e->order_key) : "null", e->received,
         e->attempt, e->next_attempt,
         e->last_result ? hf_json_quote(p, e->last_result) : "null", e->index,

@@ -73,6 +73,31 @@ START_TEST(envelope_round_trip_keeps_event_bytes)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_envelope.c: a file the dispatcher parsed must
+ * read back the same once rewritten for a retry, whatever its ids hold. */
+START_TEST(envelope_rewrite_keeps_odd_ids)
+{
+    static const char *const argv[] = {"/bin/true", NULL};
+    hf_envelope_t in, out;
+    apr_size_t len;
+    char *text;
+
+    memset(&in, 0, sizeof in);
+    in.delivery_id = "0123\",\"x\":\"y";
+    in.event_id = NULL;
+    in.type = "job.storing.update";
+    in.count = 1;
+    in.timeout = 30;
+    in.argv = argv;
+    in.text = "{\"type\":\"job.storing.update\"}";
+    in.len = strlen(in.text);
+    text = hf_envelope_encode(pool, &in, &len);
+    ck_assert_ptr_null(hf_envelope_parse(pool, text, len, &out));
+    ck_assert_str_eq(out.delivery_id, in.delivery_id);
+    ck_assert_ptr_null(out.event_id);
+}
+END_TEST
+
 START_TEST(envelope_parse_refuses_damage)
 {
     hf_envelope_t e;
@@ -197,6 +222,7 @@ static Suite *spool_suite(void)
     TCase *tc = unit_case(s, "spool");
 
     tcase_add_test(tc, envelope_round_trip_keeps_event_bytes);
+    tcase_add_test(tc, envelope_rewrite_keeps_odd_ids);
     tcase_add_test(tc, envelope_parse_refuses_damage);
     tcase_add_test(tc, retry_delays_double_up_to_an_hour);
     tcase_add_test(tc, order_key_from_profile_or_job);
