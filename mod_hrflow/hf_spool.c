@@ -186,6 +186,25 @@ static const char *envelope_fields(apr_pool_t *p, const hf_json_t *o,
     return NULL;
 }
 
+/* Whether text is the JSON of member, so that a file cannot pass off
+ * something else (a nested "event": of another member) as its event. */
+static int is_member_text(apr_pool_t *p, const hf_json_t *member,
+                          const char *text, apr_size_t len)
+{
+    const char *err, *a, *b;
+    apr_size_t alen, blen;
+    hf_json_t *j;
+
+    if (!member || !hf_json_is_object(member))
+        return 0;
+    j = hf_json_parse(p, text, len, &err);
+    if (!j || !hf_json_is_object(j))
+        return 0;
+    a = hf_json_text(p, j, &alen);
+    b = hf_json_text(p, member, &blen);
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
 const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
                               hf_envelope_t *e)
 {
@@ -206,6 +225,8 @@ const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
     start += strlen(EVENT_MEMBER);
     e->text = start;
     e->len = (apr_size_t)(text + len - 2 - start);
+    if (!is_member_text(p, hf_json_get(o, "event"), e->text, e->len))
+        return "no event member at the end";
     return NULL;
 }
 

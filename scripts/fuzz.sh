@@ -9,8 +9,9 @@
 #
 #   scripts/fuzz.sh replay [TARGET...]        run every saved input once
 #   scripts/fuzz.sh run [SECONDS [TARGET...]] fuzz each for SECONDS (1800)
-#   scripts/fuzz.sh minimize [TARGET...]      merge build/fuzz/TARGET/corpus
-#                                             into tests/fuzz/corpus/TARGET
+#   scripts/fuzz.sh minimize [TARGET...]      add to tests/fuzz/corpus/TARGET
+#                                             what build/fuzz/TARGET/corpus
+#                                             covers beyond it
 #   scripts/fuzz.sh build
 #
 # Saved inputs: tests/fuzz/corpus/TARGET (seeds and coverage) and
@@ -165,18 +166,17 @@ run_target() {
     return 1
 }
 
-# Keeps the smallest set of inputs that covers what seeds and the working
-# corpus cover, in tests/fuzz/corpus/$1.
+# Adds to tests/fuzz/corpus/$1 the inputs of build/fuzz/$1/corpus that
+# reach code or paths its inputs do not (the seeds stay as they are).
 minimize_target() {
-    local t=$1 new="$out/$1/minimized"
-    rm -rf "$new"
-    mkdir -p "$new" "$out/$t/corpus" "$top/tests/fuzz/corpus/$t"
-    "$out/fuzz_$t" -merge=1 -max_len="$(max_len "$t")" $limits "$new" \
+    local t=$1 before
+    mkdir -p "$out/$t/corpus" "$top/tests/fuzz/corpus/$t"
+    before=$(find "$top/tests/fuzz/corpus/$t" -type f | wc -l)
+    # shellcheck disable=SC2086
+    "$out/fuzz_$t" -merge=1 -max_len="$(max_len "$t")" $limits \
         "$top/tests/fuzz/corpus/$t" "$out/$t/corpus" >"$out/$t/merge.log" 2>&1
-    rm -rf "$top/tests/fuzz/corpus/$t"
-    mv "$new" "$top/tests/fuzz/corpus/$t"
     echo "fuzz_$t: $(find "$top/tests/fuzz/corpus/$t" -type f | wc -l)" \
-        "inputs in tests/fuzz/corpus/$t"
+        "inputs in tests/fuzz/corpus/$t (were $before)"
 }
 
 mode=${1:-replay}

@@ -75,6 +75,26 @@ END_TEST
 
 /* Found by tests/fuzz/fuzz_envelope.c: a file the dispatcher parsed must
  * read back the same once rewritten for a retry, whatever its ids hold. */
+/* Found by tests/fuzz/fuzz_envelope.c: an "event": nested in another
+ * member is not the event. */
+START_TEST(envelope_nested_event_key_refused)
+{
+    static const char *const files[] = {
+        "{\"delivery_id\":\"d\",\"type\":\"a.b.c\",\"handler\":[\"x\"],\n"
+        "\"evenT\":{\"event\": \"a\"}}\n",
+        "{\"delivery_id\":\"d\",\"type\":\"a.b.c\",\"x\":{\"event\":1},"
+        "\"handler\":[\"x\"],\n\"event\":{\"type\":\"a.b.c\"}}\n",
+        NULL};
+    hf_envelope_t e;
+    int i;
+
+    for (i = 0; files[i]; i++)
+        ck_assert_str_eq(hf_envelope_parse(pool, files[i], strlen(files[i]),
+                                           &e),
+                         "no event member at the end");
+}
+END_TEST
+
 START_TEST(envelope_rewrite_keeps_odd_ids)
 {
     static const char *const argv[] = {"/bin/true", NULL};
@@ -223,6 +243,7 @@ static Suite *spool_suite(void)
 
     tcase_add_test(tc, envelope_round_trip_keeps_event_bytes);
     tcase_add_test(tc, envelope_rewrite_keeps_odd_ids);
+    tcase_add_test(tc, envelope_nested_event_key_refused);
     tcase_add_test(tc, envelope_parse_refuses_damage);
     tcase_add_test(tc, retry_delays_double_up_to_an_hour);
     tcase_add_test(tc, order_key_from_profile_or_job);
