@@ -114,23 +114,43 @@ dict_opt() {
     [ -f "$top/tests/fuzz/$1.dict" ] && echo "-dict=$top/tests/fuzz/$1.dict"
 }
 
-# Runs every saved input of target $1 once; one line of result.
+# Why the run logged in $1 failed, in one line.
+failure_reason() {
+    grep -Eo 'broken invariant: .*|runtime error: .*|ERROR: [A-Za-z]+: [a-z-]+.*' \
+        "$1" | head -n 1
+}
+
+# Runs every saved input of target $1 once; one line of result, then one
+# indented line per failing input.  libFuzzer stops at a failure, so the
+# inputs after it are run again in a new process.
 replay_target() {
-    local t=$1 log="$out/replay_$1.log" files
+    local t=$1 log="$out/replay_$1.log" files rest bad i failed=() why
     mapfile -t files < <(find $(saved_dirs "$t") -type f | sort)
     if [ "${#files[@]}" -eq 0 ]; then
         echo "fuzz_$t: FAILED: no saved input"
         return 1
     fi
-    # shellcheck disable=SC2086
-    if "$out/fuzz_$t" $limits "${files[@]}" >"$log" 2>&1; then
+    rest=("${files[@]}")
+    while [ "${#rest[@]}" -gt 0 ]; do
+        # shellcheck disable=SC2086
+        "$out/fuzz_$t" $limits "${rest[@]}" >"$log" 2>&1 && break
+        cp "$log" "$log.${#failed[@]}"
+        bad=$(sed -n 's/^Running: //p' "$log" | tail -n 1)
+        why=$(failure_reason "$log")
+        failed+=("  ${bad#"$top"/}: ${why:-see $log.${#failed[@]}}")
+        for i in "${!rest[@]}"; do
+            [ "${rest[$i]}" = "$bad" ] && break
+        done
+        [ "${rest[$i]}" = "$bad" ] || break
+        rest=("${rest[@]:$((i + 1))}")
+    done
+    if [ "${#failed[@]}" -eq 0 ]; then
         echo "fuzz_$t: ${#files[@]} inputs, no failure"
         return 0
     fi
-    echo "fuzz_$t: FAILED on $(grep -E '^Running: ' "$log" | tail -n 1 \
-        | sed "s|^Running: $top/||")"
-    grep -E 'ERROR|SUMMARY|runtime error|broken invariant|#[0-9]+ 0x.* in [^_]' \
-        "$log" | grep -v -e 'in fuzzer::' -e 'in __' | head -n 20
+    echo "fuzz_$t: FAILED on ${#failed[@]} of ${#files[@]} inputs" \
+        "(logs: build/fuzz/replay_$t.log.N)"
+    printf '%s\n' "${failed[@]}"
     return 1
 }
 
@@ -156,7 +176,7 @@ run_target() {
     found=$(ls -t "$dir"/crash-* "$dir"/timeout-* "$dir"/oom-* \
         "$dir"/leak-* "$dir"/slow-unit-* 2>/dev/null | head -n 1 || true)
     echo "fuzz_$t: FAILED after ${runs:-?} runs ($cov); log: build/fuzz/$t/fuzz.log"
-    grep -E 'ERROR|SUMMARY|runtime error|broken invariant' "$log" | head -n 5
+    failure_reason "$log"
     if [ -n "$found" ]; then
         echo "  input: ${found#"$top"/}"
         echo "  keep it as a regression input once understood:"

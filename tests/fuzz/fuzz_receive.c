@@ -9,15 +9,17 @@
  * begins with a signature header value up to the first '\n' (bit 2), and
  * the endpoint's configuration (bits 3-4); the rest is the body.
  *
- * Invariants checked on every accepted event: its text as received parses
- * by itself to the same JSON as the event (a batch element's span is the
- * element, never a fragment), and the spool file written for it parses
- * back to the same bytes (what is accepted can be run).
+ * Invariants checked on every accepted event: its type has no NUL in it,
+ * its text is RFC 8259 JSON
+ * and parses by itself to the same JSON as the event (a batch element's
+ * span is the element, never a fragment), and the spool file written for
+ * it parses back to the same bytes (what is accepted can be run).
  */
 #include <string.h>
 #include <apr_strings.h>
 #include "hrflow.h"
 #include "fuzz.h"
+#include "rfc8259.h"
 
 #define SECRET "fuzz-secret"
 #define CUSTOM_HEADER "X-Hook-Signature"
@@ -72,6 +74,7 @@ static void check_text(apr_pool_t *p, const hf_event_t *ev)
     apr_size_t alen, blen;
     hf_json_t *again = hf_json_parse(p, ev->text, ev->len, &err);
 
+    FUZZ_CHECK(rfc_json_text(ev->text, ev->len) != 0);
     FUZZ_CHECK(again != NULL);
     FUZZ_CHECK(hf_json_is_object(again));
     a = hf_json_text(p, ev->json, &alen);
@@ -118,6 +121,7 @@ static void check_events(apr_pool_t *p, const hf_config_t *cfg,
                          const hf_outcome_t *out)
 {
     hf_batch_t batch = {out->events->nelts, out->verified, 1};
+    apr_size_t n;
     int i, dropped;
 
     FUZZ_CHECK(out->events->nelts > 0);
@@ -126,6 +130,9 @@ static void check_events(apr_pool_t *p, const hf_config_t *cfg,
         hf_event_t *ev = APR_ARRAY_IDX(out->events, i, hf_event_t *);
         FUZZ_CHECK(ev->index == i);
         FUZZ_CHECK(hf_event_type_valid(ev->type));
+        /* The type as JSON holds no more than the C string shows. */
+        FUZZ_CHECK(strcmp(hf_json_text(p, hf_json_get(ev->json, "type"), &n),
+                          hf_json_quote(p, ev->type)) == 0);
         check_text(p, ev);
         hf_route(cfg->handlers, ev->type);
         ev->vars = hf_env_build(p, ev, &batch, &dropped);
