@@ -110,9 +110,6 @@ saved_dirs() {
     done
 }
 
-dict_opt() {
-    [ -f "$top/tests/fuzz/$1.dict" ] && echo "-dict=$top/tests/fuzz/$1.dict"
-}
 
 # Why the run logged in $1 failed, in one line.
 failure_reason() {
@@ -124,8 +121,10 @@ failure_reason() {
 # indented line per failing input.  libFuzzer stops at a failure, so the
 # inputs after it are run again in a new process.
 replay_target() {
-    local t=$1 log="$out/replay_$1.log" files rest bad i failed=() why
-    mapfile -t files < <(find $(saved_dirs "$t") -type f | sort)
+    local t=$1 log="$out/replay_$1.log" dirs files=() rest bad i why
+    local failed_inputs=()
+    mapfile -t dirs < <(saved_dirs "$t")
+    [ "${#dirs[@]}" -eq 0 ] || mapfile -t files < <(find "${dirs[@]}" -type f | sort)
     if [ "${#files[@]}" -eq 0 ]; then
         echo "fuzz_$t: FAILED: no saved input"
         return 1
@@ -134,35 +133,38 @@ replay_target() {
     while [ "${#rest[@]}" -gt 0 ]; do
         # shellcheck disable=SC2086
         "$out/fuzz_$t" $limits "${rest[@]}" >"$log" 2>&1 && break
-        cp "$log" "$log.${#failed[@]}"
+        cp "$log" "$log.${#failed_inputs[@]}"
         bad=$(sed -n 's/^Running: //p' "$log" | tail -n 1)
         why=$(failure_reason "$log")
-        failed+=("  ${bad#"$top"/}: ${why:-see $log.${#failed[@]}}")
+        failed_inputs+=("  ${bad#"$top"/}: ${why:-see $log.${#failed_inputs[@]}}")
         for i in "${!rest[@]}"; do
             [ "${rest[$i]}" = "$bad" ] && break
         done
         [ "${rest[$i]}" = "$bad" ] || break
         rest=("${rest[@]:$((i + 1))}")
     done
-    if [ "${#failed[@]}" -eq 0 ]; then
+    if [ "${#failed_inputs[@]}" -eq 0 ]; then
         echo "fuzz_$t: ${#files[@]} inputs, no failure"
         return 0
     fi
-    echo "fuzz_$t: FAILED on ${#failed[@]} of ${#files[@]} inputs" \
+    echo "fuzz_$t: FAILED on ${#failed_inputs[@]} of ${#files[@]} inputs" \
         "(logs: build/fuzz/replay_$t.log.N)"
-    printf '%s\n' "${failed[@]}"
+    printf '%s\n' "${failed_inputs[@]}"
     return 1
 }
 
 # Fuzzes target $1 for $2 seconds; one line of result.
 run_target() {
     local t=$1 seconds=$2 dir="$out/$1" log="$out/$1/fuzz.log" status=0
+    local args dirs
     mkdir -p "$dir/corpus"
-    # shellcheck disable=SC2046,SC2086
-    (cd "$dir" && "$out/fuzz_$t" $limits -max_len="$(max_len "$t")" \
-        -max_total_time="$seconds" -print_final_stats=1 \
-        -artifact_prefix="$dir/" $(dict_opt "$t") \
-        corpus $(saved_dirs "$t")) >"$log" 2>&1 || status=$?
+    mapfile -t dirs < <(saved_dirs "$t")
+    args=(-max_len="$(max_len "$t")" -max_total_time="$seconds"
+        -print_final_stats=1 -artifact_prefix="$dir/")
+    [ -f "$top/tests/fuzz/$t.dict" ] && args+=(-dict="$top/tests/fuzz/$t.dict")
+    # shellcheck disable=SC2086
+    (cd "$dir" && "$out/fuzz_$t" $limits "${args[@]}" corpus "${dirs[@]}") \
+        >"$log" 2>&1 || status=$?
     local runs speed cov
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
@@ -173,6 +175,7 @@ run_target() {
         return 0
     fi
     local found
+    # shellcheck disable=SC2012
     found=$(ls -t "$dir"/crash-* "$dir"/timeout-* "$dir"/oom-* \
         "$dir"/leak-* "$dir"/slow-unit-* 2>/dev/null | head -n 1 || true)
     echo "fuzz_$t: FAILED after ${runs:-?} runs ($cov); log: build/fuzz/$t/fuzz.log"
