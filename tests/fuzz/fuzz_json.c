@@ -99,12 +99,50 @@ static void check_events(apr_pool_t *p, const char *text, apr_size_t len)
     }
 }
 
-/* A string quoted as JSON parses back to the same string. */
+/* Whether s is UTF-8: no overlong form, no surrogate, nothing past
+ * U+10FFFF. */
+static int is_utf8(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned long cp, min;
+    int n, k;
+
+    while (*u) {
+        if (*u < 0x80) {
+            u++;
+            continue;
+        }
+        if (*u >= 0xC2 && *u <= 0xDF)
+            n = 2, cp = *u & 0x1Fu, min = 0x80;
+        else if ((*u & 0xF0) == 0xE0)
+            n = 3, cp = *u & 0x0Fu, min = 0x800;
+        else if (*u >= 0xF0 && *u <= 0xF4)
+            n = 4, cp = *u & 0x07u, min = 0x10000;
+        else
+            return 0;
+        for (k = 1; k < n; k++) {
+            if ((u[k] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (u[k] & 0x3Fu);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        u += n;
+    }
+    return 1;
+}
+
+/* A UTF-8 string quoted as JSON parses back to the same string.  (What a
+ * string that is not UTF-8 becomes is the caller's concern: JSON text is
+ * UTF-8, RFC 8259 section 8.1.) */
 static void check_quote(apr_pool_t *p, const char *s)
 {
     const char *q = hf_json_quote(p, s), *err;
-    hf_json_t *j = hf_json_parse(p, q, strlen(q), &err);
+    hf_json_t *j;
 
+    if (!is_utf8(s))
+        return;
+    j = hf_json_parse(p, q, strlen(q), &err);
     FUZZ_CHECK(j != NULL);
     FUZZ_CHECK(hf_json_as_string(j) && strcmp(hf_json_as_string(j), s) == 0);
 }
