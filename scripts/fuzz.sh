@@ -39,17 +39,18 @@ max_len() {
     esac
 }
 
-# Sources a target needs beyond the core library.
-extra_sources() {
+# Libraries a target needs beyond the core.
+extra_libs() {
     case $1 in
-    conffile) echo cgi/cgi_conffile.c ;;
+    conffile) echo "$out/libcgi.a" ;;
     esac
 }
 
-# The core's sources, as Makefile.am lists them for libhrflow.
-core_sources() {
-    sed -n '/^mod_hrflow_libhrflow_la_SOURCES/,/^[^[:space:]]/p' Makefile.am \
-        | grep -o 'mod_hrflow/[a-z0-9_]*\.c'
+# The sources of a program or library as Makefile.am lists them ($1: its
+# variable's prefix, as mod_hrflow_libhrflow_la).
+am_sources() {
+    sed -n "/^$1_SOURCES/,/^[^[:space:]]/p" Makefile.am \
+        | grep -Eo '[a-z_]+/[a-z0-9_]+\.c'
 }
 
 # Compiles $1 into $2 unless $2 is newer than it and every header.
@@ -65,38 +66,40 @@ compile() {
     clang $cflags -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
 }
 
-# The core as one archive, so each target links only what it uses.
-build_core() {
-    local src obj objs="" stale=0
+# Sources $2... as the archive $1, from which a target links only what it
+# uses.
+build_lib() {
+    local lib=$1 src obj objs="" stale=0
+    shift
     mkdir -p "$out/obj"
-    for src in $(core_sources); do
+    for src in "$@"; do
         obj="$out/obj/$(basename "$src" .c).o"
         compile "$src" "$obj"
-        [ "$out/libhrflow.a" -nt "$obj" ] || stale=1
+        [ "$lib" -nt "$obj" ] || stale=1
         objs="$objs $obj"
     done
     if [ "$stale" = 1 ]; then
-        rm -f "$out/libhrflow.a"
+        rm -f "$lib"
         # shellcheck disable=SC2086
-        ar rcs "$out/libhrflow.a" $objs
+        ar rcs "$lib" $objs
     fi
 }
 
 build_target() {
-    local t=$1 src objs="" obj
-    for src in tests/fuzz/fuzz_"$t".c $(extra_sources "$t"); do
-        obj="$out/obj/$(basename "$src" .c).o"
-        compile "$src" "$obj"
-        objs="$objs $obj"
-    done
-    # shellcheck disable=SC2086
-    clang $sanitize -fsanitize=fuzzer $objs "$out/libhrflow.a" $libs \
-        -o "$out/fuzz_$t"
+    local t=$1 obj="$out/obj/fuzz_$1.o"
+    compile "tests/fuzz/fuzz_$t.c" "$obj"
+    # shellcheck disable=SC2046,SC2086
+    clang $sanitize -fsanitize=fuzzer "$obj" $(extra_libs "$t") \
+        "$out/libhrflow.a" $libs -o "$out/fuzz_$t"
 }
 
 build() {
     local t
-    build_core
+    # shellcheck disable=SC2046
+    build_lib "$out/libhrflow.a" $(am_sources mod_hrflow_libhrflow_la)
+    # The CGI but its main().
+    # shellcheck disable=SC2046
+    build_lib "$out/libcgi.a" $(am_sources cgi_hrflow_cgi | grep -v cgi_main)
     for t in "$@"; do
         build_target "$t"
     done
