@@ -132,10 +132,12 @@ replay_target() {
         echo "fuzz_$t: FAILED: no saved input"
         return 1
     fi
+    rm -f "$log".* "$out/replay_$t"-*
     rest=("${files[@]}")
     while [ "${#rest[@]}" -gt 0 ]; do
         # shellcheck disable=SC2086
-        "$out/fuzz_$t" $limits "${rest[@]}" >"$log" 2>&1 && break
+        "$out/fuzz_$t" $limits -artifact_prefix="$out/replay_$t-" \
+            "${rest[@]}" >"$log" 2>&1 && break
         cp "$log" "$log.${#failed_inputs[@]}"
         bad=$(sed -n 's/^Running: //p' "$log" | tail -n 1)
         why=$(failure_reason "$log")
@@ -200,6 +202,7 @@ minimize_target() {
     before=$(find "$top/tests/fuzz/corpus/$t" -type f | wc -l)
     # shellcheck disable=SC2086
     "$out/fuzz_$t" -merge=1 -max_len="$(max_len "$t")" $limits \
+        -artifact_prefix="$out/$t/merge-" \
         "$top/tests/fuzz/corpus/$t" "$out/$t/corpus" >"$out/$t/merge.log" 2>&1
     echo "fuzz_$t: $(find "$top/tests/fuzz/corpus/$t" -type f | wc -l)" \
         "inputs in tests/fuzz/corpus/$t (were $before)"
