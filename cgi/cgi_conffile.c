@@ -21,6 +21,7 @@
 #include "hrflow_cgi.h"
 
 #define LINE_MAX_BYTES 16384
+#define CONFIG_MAX_BYTES (1024 * 1024)
 
 const char *cgi_config_path(apr_pool_t *p, const char *argv0)
 {
@@ -179,16 +180,31 @@ static const char *open_config(apr_pool_t *p, const char *path, FILE **f,
     return NULL;
 }
 
-/* Reads one logical line (continuations joined); 0 at the end. */
-static int read_line(FILE *f, char *buf, apr_size_t size, int *line_no)
+/* A config's text, read one logical line at a time. */
+typedef struct {
+    const char *pos, *end;
+} conf_text_t;
+
+/* Reads one logical line (continuations joined) into buf: 1, or 0 at the
+ * end, or -1 when it does not fit (never split: the rest would be read as
+ * a directive of its own). */
+static int read_line(conf_text_t *t, char *buf, apr_size_t size, int *line_no)
 {
     apr_size_t len = 0;
 
     buf[0] = '\0';
-    while (fgets(buf + len, (int)(size - len), f)) {
+    while (t->pos < t->end) {
+        const char *nl = memchr(t->pos, '\n', (apr_size_t)(t->end - t->pos));
+        apr_size_t n = (apr_size_t)((nl ? nl : t->end) - t->pos);
+
+        if (n >= size - len)
+            return -1;
+        memcpy(buf + len, t->pos, n);
+        buf[len + n] = '\0';
+        t->pos += n + (nl != NULL);
         (*line_no)++;
-        len += strlen(buf + len);
-        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len += strlen(buf + len);    /* a NUL byte ends the line there */
+        while (len > 0 && buf[len - 1] == '\r')
             buf[--len] = '\0';
         if (len == 0 || buf[len - 1] != '\\')
             return 1;
@@ -197,35 +213,76 @@ static int read_line(FILE *f, char *buf, apr_size_t size, int *line_no)
     return len > 0;
 }
 
+const char *cgi_config_parse(apr_pool_t *p, const char *path,
+                             const char *text, apr_size_t len,
+                             const char *base_dir, hf_config_t **cfg,
+                             int *inline_secret)
+{
+    char *line = apr_palloc(p, LINE_MAX_BYTES);
+    hf_config_ctx_t ctx = {p, base_dir};
+    conf_text_t t = {text, text + len};
+    const char *err = NULL;
+    int line_no = 0, got;
+
+    *cfg = hf_config_create(p);
+    *inline_secret = 0;
+    while (!err && (got = read_line(&t, line, LINE_MAX_BYTES, &line_no))) {
+        char *s = line;
+        if (got < 0) {
+            err = apr_psprintf(p, "%s line %d: longer than %d bytes", path,
+                               line_no + 1, LINE_MAX_BYTES - 1);
+            break;
+        }
+        while (apr_isspace(*s))
+            s++;
+        if (*s && *s != '#' && (err = apply_line(p, &ctx, *cfg, s,
+                                                 inline_secret)))
+            err = apr_psprintf(p, "%s line %d: %s", path, line_no, err);
+    }
+    memset(line, 0, LINE_MAX_BYTES);  /* it may have held a secret */
+    if (!err && (err = hf_config_check_endpoint(p, *cfg)))
+        err = apr_psprintf(p, "%s: %s", path, err);
+    return err;
+}
+
+/* Reads the whole file, which may hold a secret (cleared by the caller). */
+static const char *read_all(apr_pool_t *p, const char *path, FILE *f,
+                            const struct stat *st, char **text,
+                            apr_size_t *len)
+{
+    if (st->st_size > CONFIG_MAX_BYTES)
+        return apr_psprintf(p, "%s is over %d bytes", path, CONFIG_MAX_BYTES);
+    *text = apr_palloc(p, (apr_size_t)st->st_size + 1);
+    *len = fread(*text, 1, (apr_size_t)st->st_size + 1, f);
+    if (ferror(f) || *len > (apr_size_t)st->st_size)
+        return apr_psprintf(p, "cannot read %s: %s", path,
+                            ferror(f) ? strerror(errno) : "it grew");
+    return NULL;
+}
+
 const char *cgi_config_read(apr_pool_t *p, const char *path,
                             hf_config_t **cfg, const hf_logger_t *log)
 {
-    char *line = apr_palloc(p, LINE_MAX_BYTES), *dir, *slash;
-    hf_config_ctx_t ctx = {p, NULL};
+    char *text = NULL, *dir, *slash;
+    const char *base_dir;
+    apr_size_t len = 0;
     struct stat st;
     FILE *f;
     const char *err;
-    int line_no = 0, inline_secret = 0;
+    int inline_secret = 0;
 
     if ((err = open_config(p, path, &f, &st)))
         return err;
     dir = apr_pstrdup(p, path);
     slash = strrchr(dir, '/');
-    ctx.base_dir = slash ? (*slash = '\0', *dir ? dir : "/") : ".";
-    *cfg = hf_config_create(p);
-    err = NULL;
-    while (!err && read_line(f, line, LINE_MAX_BYTES, &line_no)) {
-        char *s = line;
-        while (apr_isspace(*s))
-            s++;
-        if (*s && *s != '#' && (err = apply_line(p, &ctx, *cfg, s,
-                                                 &inline_secret)))
-            err = apr_psprintf(p, "%s line %d: %s", path, line_no, err);
-    }
-    memset(line, 0, LINE_MAX_BYTES);  /* it may have held a secret */
+    base_dir = slash ? (*slash = '\0', *dir ? dir : "/") : ".";
+    err = read_all(p, path, f, &st, &text, &len);
     fclose(f);
-    if (!err && (err = hf_config_check_endpoint(p, *cfg)))
-        err = apr_psprintf(p, "%s: %s", path, err);
+    if (!err)
+        err = cgi_config_parse(p, path, text, len, base_dir, cfg,
+                               &inline_secret);
+    if (text)
+        memset(text, 0, len);
     if (!err && inline_secret && others_may(&st, S_IROTH))
         hf_log(log, HF_LOG_WARNING, p,
                "%s holds HrflowSecret and other users may read it: move the "

@@ -27,6 +27,14 @@ const char *cgi_config_path(apr_pool_t *p, const char *argv0);
 const char *cgi_config_read(apr_pool_t *p, const char *path,
                             hf_config_t **cfg, const hf_logger_t *log);
 
+/* Parses the text of a config file (named path in messages; relative paths
+ * taken from base_dir) into *cfg, as cgi_config_read does once the file is
+ * read.  *inline_secret: whether it holds an HrflowSecret line. */
+const char *cgi_config_parse(apr_pool_t *p, const char *path,
+                             const char *text, apr_size_t len,
+                             const char *base_dir, hf_config_t **cfg,
+                             int *inline_secret);
+
 /* Whether a file may be trusted (cgi_trust.c): NULL, or the rule it
  * breaks, as "it is writable by others (mode 0666)" or "its folder /x is
  * owned by uid 1001, not ...".  _folder: the folder that holds path.

@@ -253,6 +253,8 @@ static const char *set_signature_header(const hf_config_ctx_t *ctx,
 {
     const char *c;
 
+    if (!*argv[0])
+        return "an empty name is not a header name";
     for (c = argv[0]; *c; c++)
         if (!(apr_isalnum(*c) || *c == '-' || *c == '_'))
             return apr_psprintf(ctx->pool, "'%s' is not a header name",

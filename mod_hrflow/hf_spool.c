@@ -331,12 +331,14 @@ char *hf_envelope_encode(apr_pool_t *p, const hf_envelope_t *e,
                            NULL);
     text = apr_psprintf(
         p,
-        "{\"delivery_id\":\"%s\",\"event_id\":\"%s\",\"type\":%s,"
+        "{\"delivery_id\":%s,\"event_id\":%s,\"type\":%s,"
         "\"order_key\":%s,\"received\":%" APR_TIME_T_FMT ",\"attempt\":%d,"
         "\"next_attempt\":%" APR_TIME_T_FMT ",\"last_result\":%s,"
         "\"index\":%d,\"count\":%d,\"signature\":\"%s\",\"timeout\":%d,"
         "\"handler\":[%s],\n" EVENT_MEMBER "%.*s}\n",
-        e->delivery_id, e->event_id, hf_json_quote(p, e->type),
+        hf_json_quote(p, e->delivery_id),
+        e->event_id ? hf_json_quote(p, e->event_id) : "null",
+        hf_json_quote(p, e->type),
         e->order_key ? hf_json_quote(p, e->order_key) : "null", e->received,
         e->attempt, e->next_attempt,
         e->last_result ? hf_json_quote(p, e->last_result) : "null", e->index,
@@ -385,6 +387,25 @@ static const char *envelope_fields(apr_pool_t *p, const hf_json_t *o,
     return NULL;
 }
 
+/* Whether text is the JSON of member, so that a file cannot pass off
+ * something else (a nested "event": of another member) as its event. */
+static int is_member_text(apr_pool_t *p, const hf_json_t *member,
+                          const char *text, apr_size_t len)
+{
+    const char *err, *a, *b;
+    apr_size_t alen, blen;
+    hf_json_t *j;
+
+    if (!member || !hf_json_is_object(member))
+        return 0;
+    j = hf_json_parse(p, text, len, &err);
+    if (!j || !hf_json_is_object(j))
+        return 0;
+    a = hf_json_text(p, j, &alen);
+    b = hf_json_text(p, member, &blen);
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
 const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
                               hf_envelope_t *e)
 {
@@ -410,6 +431,8 @@ const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
     start += strlen(EVENT_MEMBER);
     e->text = start;
     e->len = (apr_size_t)(text + len - 2 - start);
+    if (!is_member_text(p, hf_json_get(o, "event"), e->text, e->len))
+        return "no event member at the end";
     return NULL;
 }
 

@@ -46,6 +46,18 @@ START_TEST(defaults)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_conffile.c: no request header has no name. */
+START_TEST(empty_signature_header_refused)
+{
+    hf_config_t *c = hf_config_create(pool);
+
+    ck_assert_str_eq(apply(c, "HrflowSignatureHeader \"\""),
+                     "HrflowSignatureHeader: an empty name is not a header "
+                     "name");
+    ck_assert_ptr_null(c->signature_header);
+}
+END_TEST
+
 START_TEST(values_and_errors)
 {
     hf_config_t *c = hf_config_create(pool);
@@ -254,6 +266,7 @@ static Suite *config_suite(void)
 
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, values_and_errors);
+    tcase_add_test(tc, empty_signature_header_refused);
     tcase_add_test(tc, handlers_checked_at_startup);
     tcase_add_test(tc, secret_file);
     tcase_add_test(tc, secret_file_long_lines);

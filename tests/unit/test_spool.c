@@ -74,6 +74,51 @@ START_TEST(envelope_round_trip_keeps_event_bytes)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_envelope.c: a file the dispatcher parsed must
+ * read back the same once rewritten for a retry, whatever its ids hold. */
+/* Found by tests/fuzz/fuzz_envelope.c: an "event": nested in another
+ * member is not the event. */
+START_TEST(envelope_nested_event_key_refused)
+{
+    static const char *const files[] = {
+        "{\"delivery_id\":\"d\",\"type\":\"a.b.c\",\"handler\":[\"x\"],\n"
+        "\"evenT\":{\"event\": \"a\"}}\n",
+        "{\"delivery_id\":\"d\",\"type\":\"a.b.c\",\"x\":{\"event\":1},"
+        "\"handler\":[\"x\"],\n\"event\":{\"type\":\"a.b.c\"}}\n",
+        NULL};
+    hf_envelope_t e;
+    int i;
+
+    for (i = 0; files[i]; i++)
+        ck_assert_str_eq(hf_envelope_parse(pool, files[i], strlen(files[i]),
+                                           &e),
+                         "no event member at the end");
+}
+END_TEST
+
+START_TEST(envelope_rewrite_keeps_odd_ids)
+{
+    static const char *const argv[] = {"/bin/true", NULL};
+    hf_envelope_t in, out;
+    apr_size_t len;
+    char *text;
+
+    memset(&in, 0, sizeof in);
+    in.delivery_id = "0123\",\"x\":\"y";
+    in.event_id = NULL;
+    in.type = "job.storing.update";
+    in.count = 1;
+    in.timeout = 30;
+    in.argv = argv;
+    in.text = "{\"type\":\"job.storing.update\"}";
+    in.len = strlen(in.text);
+    text = hf_envelope_encode(pool, &in, &len);
+    ck_assert_ptr_null(hf_envelope_parse(pool, text, len, &out));
+    ck_assert_str_eq(out.delivery_id, in.delivery_id);
+    ck_assert_ptr_null(out.event_id);
+}
+END_TEST
+
 START_TEST(envelope_parse_refuses_damage)
 {
     hf_envelope_t e;
@@ -338,6 +383,8 @@ static Suite *spool_suite(void)
     TCase *tc = unit_case(s, "spool");
 
     tcase_add_test(tc, envelope_round_trip_keeps_event_bytes);
+    tcase_add_test(tc, envelope_rewrite_keeps_odd_ids);
+    tcase_add_test(tc, envelope_nested_event_key_refused);
     tcase_add_test(tc, envelope_parse_refuses_damage);
     tcase_add_test(tc, envelope_holds_the_deepest_event);
     tcase_add_test(tc, retry_delays_double_up_to_an_hour);
