@@ -122,6 +122,8 @@ def test_415_content_type(httpd, out, ctype):
     assert answer(data)["error"] == "unsupported_media_type"
 
 
+@pytest.mark.expect_log(r"output: cannot process profile\.parsing\.error",
+                        r"type=profile\.parsing\.error .*result=exit 3")
 def test_500_failing_handler_stops_the_batch(httpd, out):
     batch = (b'[{"type":"profile.parsing.success"},{"type":"profile.parsing.error"},'
              b'{"type":"profile.parsing.success"}]')
@@ -144,6 +146,7 @@ def alive(pid):
     return True
 
 
+@pytest.mark.expect_log(r"type=job\.train\.start .*/slow\.sh result=timeout")
 def test_500_timeout_kills_handler_and_children(httpd, out):
     start = time.time()
     r, data = httpd.request("POST", "/slow", b'{"type":"job.train.start"}', JSON)
