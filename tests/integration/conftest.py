@@ -293,7 +293,7 @@ def sanitizer_reports():
             continue
         SANITIZER_SEEN.add(name)
         with open(os.path.join(SANITIZER_LOGS, name), errors="replace") as f:
-            found.append(f"{name}:\n" + "".join(f.readlines()[:60]))
+            found.append(f"{name}:\n" + "".join(f.readlines()[:25]))
     return found
 
 
@@ -317,6 +317,14 @@ def allowed_lines(item):
     for mark in item.iter_markers("expect_log"):
         allowed += mark.args
     return allowed + getattr(item, "hrflow_expected", [])
+
+
+def pytest_sessionfinish(session):
+    if SANITIZER_LOGS and not os.environ.get("HRFLOW_SANITIZER_LOGS"):
+        try:
+            os.rmdir(SANITIZER_LOGS)    # made here, and empty: no report
+        except OSError:
+            print(f"\nsanitizer reports kept in {SANITIZER_LOGS}")
 
 
 def pytest_configure(config):
