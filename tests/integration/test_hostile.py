@@ -298,10 +298,10 @@ HEADERS = [
     Case("signature_many_dots", http_request(
         path="/hook", headers=[("HTTP-HRFLOW-SIGNATURE",
                                 ".".join(["abc"] * 2000))]),
-        {400, 401}, {"invalid_signature", "invalid_base64"}),
+        401, "invalid_signature"),
     Case("signature_100k", http_request(
         path="/hook", headers=[("HTTP-HRFLOW-SIGNATURE", "A" * 102400)]),
-        {400, 401}, {"invalid_signature", "invalid_base64"}),
+        401, "invalid_signature"),
     Case("signature_100k_payload", http_request(
         path="/hook", headers=signed_header(
             b'{"type":"a.b.c","pad":"' + b"x" * 75000 + b'"}')), 200),
@@ -309,8 +309,8 @@ HEADERS = [
         path="/hook", headers=[("HTTP-HRFLOW-SIGNATURE", "")]), 401,
         {"missing_signature", "invalid_signature"}),
     Case("signature_only_dot", http_request(
-        path="/hook", headers=[("HTTP-HRFLOW-SIGNATURE", ".")]), {400, 401},
-        {"invalid_signature", "invalid_base64"}),
+        path="/hook", headers=[("HTTP-HRFLOW-SIGNATURE", ".")]), 401,
+        "invalid_signature"),
     Case("payload_not_json", http_request(
         path="/hook", headers=payload_header(
             base64.urlsafe_b64encode(b"hello, world").decode().rstrip("="))),
