@@ -407,20 +407,27 @@ def children(httpd):
     return {p for p, (pp, _) in server_processes(httpd).items() if pp == top}
 
 
-def settle(httpd, before, limit_kib=400 * 1024, timeout=60):
-    """After a case that failed: wait until no server process is still
-    growing (one that never stops allocating dies at conftest's limit),
-    and until httpd has logged a child that died, so that neither is
-    blamed on the next test."""
-    grew = False
+def settle(httpd, before, timeout=60):
+    """After a case that failed: wait while a server process grows (one
+    that never stops allocating dies at conftest's limit), then until
+    httpd has logged each child that died, so that neither is blamed on
+    the next test."""
+    mib = 1024
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if max(rss for _, rss in server_processes(httpd).values()) < limit_kib:
+    sizes = {p: rss for p, (_, rss) in server_processes(httpd).items()}
+    while time.time() < deadline and max(sizes.values()) > 50 * mib:
+        time.sleep(0.25)
+        now = {p: rss for p, (_, rss) in server_processes(httpd).items()}
+        if all(rss - sizes.get(p, 0) < 10 * mib for p, rss in now.items()):
             break
-        grew = True
-        time.sleep(0.5)
-    if grew or before - children(httpd):
-        time.sleep(2)   # httpd checks its children once a second
+        sizes = now
+    gone = before - children(httpd)
+    deadline = min(deadline, time.time() + 5)   # or it left on its own
+    while gone and time.time() < deadline:
+        log = httpd.error_log()
+        if all(f"child pid {pid} exit" in log for pid in gone):
+            break
+        time.sleep(0.2)
 
 
 def check_statuses(case, responses):
