@@ -1,7 +1,8 @@
 #!/bin/bash
 # Every test: installs what is missing, builds, runs the C unit tests, the
-# same under valgrind, and the integration tests against a real httpd.
-# Ends with "N passed, M failed".
+# same under valgrind, the fuzzer, the integration tests against a real
+# httpd under the event, worker and prefork MPMs, and once more against a
+# build with ASan and UBSan.  Ends with "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -72,10 +73,16 @@ if [ "${HRFLOW_FUZZ_SECONDS:-0}" -gt 0 ]; then
     count_fuzz build/fuzz-run.log
 fi
 
-echo "== integration tests (real httpd)"
-HRFLOW_BUILD_DIR="$top/build" /usr/bin/python3 -m pytest -p no:cacheprovider \
-    -q tests/integration --junitxml="$top/build/integration.xml" 2>&1 | tail -n 25
-set -- $(/usr/bin/python3 - "$top/build/integration.xml" <<'PY'
+# One run of the integration suite: pytest's failures and summary, its
+# counts from the JUnit report.  LABEL BUILD_DIR [VAR=VALUE...]
+integration() {
+    local label=$1 dir=$2 xml="$top/$2/integration-$1.xml" start=$SECONDS
+    shift 2
+    echo "== integration tests, $label (real httpd)"
+    env HRFLOW_BUILD_DIR="$top/$dir" "$@" /usr/bin/python3 -m pytest \
+        -p no:cacheprovider -q -rfE tests/integration --junitxml="$xml" \
+        2>&1 | grep -E '^(FAILED|ERROR) | (passed|failed|error)' | tail -n 30
+    set -- $(/usr/bin/python3 - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
 try:
     root = ET.parse(sys.argv[1]).getroot()
@@ -86,7 +93,37 @@ n, f, e, k = (int(s.get(a, 0)) for a in ("tests", "failures", "errors", "skipped
 print(n - f - e - k, f + e)
 PY
 )
-count "$1" "$2"
+    count "$1" "$2"
+    echo "$label: $((SECONDS - start)) s"
+}
+
+# Every integration test under each MPM, the default (event) first.
+for mpm in event worker prefork; do
+    integration "$mpm" build HRFLOW_MPM="$mpm"
+done
+
+# Once more against a module and CGI built with ASan and UBSan, httpd
+# started with their runtimes preloaded: any report fails the run.
+echo "== building with AddressSanitizer and UBSan"
+if scripts/build.sh asan >build/asan-build.log 2>&1; then
+    reports=$(mktemp -d "${HRFLOW_TEST_TMP:-/tmp}/hrflow-sanitizer-XXXXXX")
+    chmod 1777 "$reports"
+    integration asan build-asan HRFLOW_SANITIZE=1 \
+        HRFLOW_SANITIZER_LOGS="$reports"
+    if [ -z "$(ls -A "$reports")" ]; then
+        echo "sanitizer reports: none"
+        count 1 0
+        rm -rf "$reports"
+    else
+        echo "sanitizer reports: FOUND, kept in $reports"
+        head -n 40 "$reports"/*
+        count 0 1
+    fi
+else
+    echo "asan build: FAILED"
+    tail -n 40 build/asan-build.log
+    count 0 1
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

