@@ -123,6 +123,9 @@ def base_config(root, port, scratch):
         f"DefaultRuntimeDir {root}/run",
         f"ErrorLog {root}/error.log",
         "LogLevel warn hrflow:info",
+        # As Debian's security.conf: httpd answers TRACE before any
+        # <Location> applies, so no endpoint could refuse it.
+        "TraceEnable off",
         'LogFormat "%>s %r %{HRFLOW_TYPE}e %{HRFLOW_EVENT_ID}e" hrflow',
         f"CustomLog {root}/access.log hrflow",
         f"LoadModule mpm_{MPM}_module {MODULES_DIR}/mod_mpm_{MPM}.so",
