@@ -201,6 +201,9 @@ def batch(n, prefix):
                        for i in range(n)]).encode()
 
 
+@pytest.mark.expect_log(r"handler=\S*/nap\.sh result=timeout",
+                         r"failed: \d+ events not run",
+                         r"time budget .* is spent: \d+ events not run")
 def test_batch_shares_one_time_budget(server, fresh_naps):
     """8 handlers of 0.6 s under HrflowTimeout 1: one runs, the second is
     stopped at the budget, six never start; the request does not take
@@ -220,6 +223,8 @@ def test_batch_shares_one_time_budget(server, fresh_naps):
     assert f"{got['not_run']} events not run" in log
 
 
+@pytest.mark.expect_log(r"client gone: \d+ events not run",
+                         r"handler=\S*/nap\.sh result=")
 def test_client_gone_stops_the_batch(server, fresh_naps):
     """The module sees a client that has closed its connection and starts
     no further handler (a CGI cannot tell: see README)."""

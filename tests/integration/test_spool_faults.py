@@ -124,6 +124,7 @@ def test_access_log_shows_the_event_in_durable_mode(fresh):
                                  hashlib.sha256(body).hexdigest()]
 
 
+@pytest.mark.expect_log(r"dispatcher \d+ died \(status 9\), starting it again")
 def test_kill_9_of_the_dispatcher_ends_its_handlers(fresh):
     old = wait_until(lambda: dispatcher_pid(fresh))
     r, _ = fresh.request("POST", "/linger", event("k-linger"), JSON)
@@ -146,6 +147,8 @@ def test_kill_9_of_the_dispatcher_ends_its_handlers(fresh):
                     [delivery, "2", "ok"]]
 
 
+@pytest.mark.expect_log(r"spool: cannot remove \S+: Permission denied \(tried again later\)",
+                         r"spool: cannot move \S+ to done/: Permission denied")
 def test_a_success_that_cannot_leave_run_never_runs_again(fresh):
     run = os.path.join(fresh.spool, "run")
     r, _ = fresh.request("POST", "/lock-run", event("k-lock-run"), JSON)
@@ -166,6 +169,9 @@ def test_a_success_that_cannot_leave_run_never_runs_again(fresh):
     assert name in in_state(fresh, "done")
 
 
+@pytest.mark.expect_log(r"handler=\S*/flaky\S* result=exit",
+                         r"spool: cannot move \S+ to retry/: Permission denied \(retried from run/\)",
+                         r"handler=\S+ result=exit \d+")
 def test_a_retry_that_cannot_be_written_still_runs(fresh):
     r, _ = fresh.request("POST", "/lock-retry", event("k-lock-retry"), JSON)
     assert r.status == 202
@@ -201,6 +207,7 @@ def drop_in_new(server, name, text):
     os.rename(tmp, os.path.join(server.spool, "new", name))
 
 
+@pytest.mark.expect_log(r"spool: cannot move \S+ to run/: Permission denied \(tried again later\)")
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chmod the spool")
 def test_an_unwritable_new_folder_is_retried_without_spinning(fresh):
     new = os.path.join(fresh.spool, "new")
@@ -233,6 +240,8 @@ def show(server, ident):
     return r.stdout
 
 
+@pytest.mark.expect_log(r"spool: \S+\.json: \S+: bad JSON",
+                         r"moved to \S*failed")
 def test_an_unreadable_event_file_ends_in_failed_with_a_reason(fresh):
     name = "2000000000000001-0000-" + "fc" * 16 + ".json"
     drop_in_new(fresh, name, '{"delivery_id": "fc", "event": {]}\n')
@@ -242,6 +251,9 @@ def test_an_unreadable_event_file_ends_in_failed_with_a_reason(fresh):
     assert "last status: unreadable: " in shown
 
 
+@pytest.mark.expect_log(r"cannot run \S*/gone\.sh: No such file or directory",
+                         r"handler=\S*/gone\.sh result=not started",
+                         r"failed \d+ times: moved to \S*failed")
 def test_a_vanished_handler_ends_in_failed_with_a_reason(fresh):
     os.unlink(fresh.gone)
     try:

@@ -154,6 +154,9 @@ def started_spool(scratch, name):
     return server
 
 
+@pytest.mark.expect_log(r"HrflowSpool: \S+ .*refused \(remove it\); its endpoints answer 503",
+                         r"spool \S+ is not ready in this process",
+                         r"spool \S+: cannot watch new/: Permission denied")
 @pytest.mark.parametrize("state", STATES)
 def test_graceful_restart_does_not_follow_a_linked_state_folder(
         scratch, decoy, state):
@@ -169,6 +172,8 @@ def test_graceful_restart_does_not_follow_a_linked_state_folder(
         shutil.rmtree(server.spool, ignore_errors=True)
 
 
+@pytest.mark.expect_log(r"HrflowSpool: \S+ .*refused \(remove it\); its endpoints answer 503",
+                         r"spool \S+ is not ready in this process")
 @pytest.mark.parametrize("state", ("failed", "tmp", "new"))
 def test_graceful_restart_refuses_a_linked_file_in_the_spool(
         scratch, decoy, state):

@@ -123,7 +123,8 @@ def test_415_content_type(httpd, out, ctype):
 
 
 @pytest.mark.expect_log(r"output: cannot process profile\.parsing\.error",
-                        r"type=profile\.parsing\.error .*result=exit 3")
+                        r"type=profile\.parsing\.error .*result=exit 3",
+                        r"event \w+ failed: \d+ events not run")
 def test_500_failing_handler_stops_the_batch(httpd, out):
     batch = (b'[{"type":"profile.parsing.success"},{"type":"profile.parsing.error"},'
              b'{"type":"profile.parsing.success"}]')
