@@ -102,14 +102,16 @@ for mpm in event worker prefork; do
     integration "$mpm" build HRFLOW_MPM="$mpm"
 done
 
-# Once more against a module and CGI built with ASan and UBSan, httpd
-# started with their runtimes preloaded: any report fails the run.
+# Again under each MPM against a module and CGI built with ASan and UBSan,
+# httpd started with their runtimes preloaded: any report fails the run.
 echo "== building with AddressSanitizer and UBSan"
 if scripts/build.sh asan >build/asan-build.log 2>&1; then
     reports=$(mktemp -d "${HRFLOW_TEST_TMP:-/tmp}/hrflow-sanitizer-XXXXXX")
     chmod 1777 "$reports"
-    integration asan build-asan HRFLOW_SANITIZE=1 \
-        HRFLOW_SANITIZER_LOGS="$reports"
+    for mpm in event worker prefork; do
+        integration "asan-$mpm" build-asan HRFLOW_SANITIZE=1 \
+            HRFLOW_MPM="$mpm" HRFLOW_SANITIZER_LOGS="$reports"
+    done
     if [ -z "$(ls -A "$reports")" ]; then
         echo "sanitizer reports: none"
         count 1 0

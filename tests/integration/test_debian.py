@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import CRASH_MARKS, HERE, MODULE, SECRETS, free_port
+from conftest import CRASH_MARKS, HERE, MODULE, SECRETS, free_port, httpd_env
 from hrflow_sign import signed_value
 
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -70,7 +70,7 @@ class DebianApache:
                     f"export APACHE_PID_FILE={top}/run/apache2.pid\n"
                     f"export APACHE_LOCK_DIR={top}/lock\n"
                     f"export APACHE_LOG_DIR={top}/log\n")
-        self.env = dict(os.environ, APACHE_CONFDIR=self.confdir,
+        self.env = dict(httpd_env(), APACHE_CONFDIR=self.confdir,
                         APACHE_STATE_DIRECTORY=os.path.join(top, "state"))
 
     def install_module(self):
