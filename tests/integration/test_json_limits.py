@@ -9,13 +9,12 @@ as a body may be runs its handler.
 import http.client
 import json
 import os
-import resource
 import subprocess
 from urllib.parse import urlencode
 
 import pytest
 
-from conftest import CGI, SECRETS, Httpd, records
+from conftest import CGI, SECRETS, Httpd, limit_address_space, records
 from hrflow_sign import body_signature, signed_value
 from test_spool import lines, spool_config, wait_until, in_state
 
@@ -86,10 +85,13 @@ def test_the_looping_body_signed_and_as_payload(httpd, out):
     assert r.status == 200, data
 
 
-def limited_memory():
-    """A child that would loop allocating fails fast instead of eating
-    the machine's memory."""
-    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+def cgi_env():
+    """A clean environment, with the sanitizers' options when they run."""
+    env = {"PATH": "/usr/bin:/bin"}
+    for name in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
 
 
 @pytest.mark.parametrize("name", ["loops_for_ever", "fragment"])
@@ -99,8 +101,8 @@ def test_cgi_sign_refuses_the_reported_bodies(tmp_path, name):
     conf.chmod(0o600)
     r = subprocess.run([CGI, "--sign", "--config", str(conf)],
                        input=NOT_JSON[name], capture_output=True,
-                       env={"PATH": "/usr/bin:/bin"}, timeout=CLIENT_TIMEOUT,
-                       preexec_fn=limited_memory)
+                       env=cgi_env(), timeout=CLIENT_TIMEOUT,
+                       preexec_fn=limit_address_space)
     assert r.returncode == 1, r
     assert r.stdout == b""
     assert b"not an event: invalid_json" in r.stderr
