@@ -34,9 +34,9 @@
                                          objects, a batch's array included */
 #define HF_ENVELOPE_DEPTH (HF_JSON_MAX_DEPTH + 1)  /* a spool file: the
                                          envelope object around the event */
-#define HF_JSON_MAX_VALUES 100000    /* JSON values in one parsed text */
-#define HF_JSON_MAX_CONTAINERS 10000 /* of them, objects and arrays: each
-                                        costs json-c a hash table or a list */
+#define HF_JSON_MAX_VALUES 100000     /* JSON values in one parsed text */
+#define HF_JSON_MAX_CONTAINERS 10000  /* of them, objects and arrays: each
+                                         costs json-c a hash table or a list */
 #define HF_JSON_DEPTH_LIMIT 64        /* the deepest any parse may ask for */
 #define HF_OUTPUT_MAX 8192            /* handler output kept for the log */
 #define HF_KILL_GRACE_MS 2000         /* TERM to KILL, for a late handler */
