@@ -127,16 +127,50 @@ static hf_rc_t events_from_array(apr_pool_t *p, hf_json_t *arr,
     return HF_OK;
 }
 
+/* The counts of the scan decide before json-c builds anything: a batch's
+ * length and the tree's size are known from the text alone. */
+static hf_rc_t json_precheck(const char *text, apr_size_t len, int max_events,
+                             const char **err)
+{
+    hf_json_size_t size;
+    apr_size_t i = 0;
+
+    while (i < len && strchr(" \t\r\n", text[i]) && text[i])
+        i++;
+    if (hf_json_measure(text, len, HF_JSON_MAX_DEPTH, 0, &size)) {
+        *err = "invalid_json";
+        return HF_E_MALFORMED;
+    }
+    if (i < len && text[i] == '[') {
+        if (size.elements == 0) {
+            *err = "empty_batch";
+            return HF_E_MALFORMED;
+        }
+        if (size.elements > (apr_size_t)max_events) {
+            *err = "too_many_events";
+            return HF_E_TOO_LARGE;
+        }
+    }
+    if (!hf_json_size_ok(&size)) {
+        *err = "too_many_values";
+        return HF_E_TOO_LARGE;
+    }
+    return HF_OK;
+}
+
 hf_rc_t hf_events_from_json(apr_pool_t *p, const char *text, apr_size_t len,
                             int max_events, apr_array_header_t **events,
                             const char **err)
 {
     const char *why;
-    hf_json_t *root = hf_json_parse(p, text, len, &why);
+    hf_json_t *root;
     hf_event_t *ev;
+    hf_rc_t rc;
 
     *events = apr_array_make(p, 1, sizeof(hf_event_t *));
-    if (!root) {
+    if ((rc = json_precheck(text, len, max_events, err)) != HF_OK)
+        return rc;
+    if (!(root = hf_json_parse(p, text, len, &why))) {
         *err = "invalid_json";
         return HF_E_MALFORMED;
     }

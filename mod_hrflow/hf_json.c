@@ -29,14 +29,21 @@ hf_json_t *hf_json_parse_ex(apr_pool_t *p, const char *text, apr_size_t len,
     json_tokener *tok;
     json_object *j;
     enum json_tokener_error jerr;
+    hf_json_size_t size;
     const char *why;
 
     if (len > (apr_size_t)INT32_MAX) {
         *err = "JSON text too long";
         return NULL;
     }
-    if ((why = hf_json_check(text, len, max_depth, flags))) {
+    if ((why = hf_json_measure(text, len, max_depth, flags, &size))) {
         *err = apr_pstrcat(p, "bad JSON: ", why, NULL);
+        return NULL;
+    }
+    /* json-c's tree costs far more than the text (an empty object is a
+     * hash table): what the counts allow is all it may build. */
+    if (!hf_json_size_ok(&size)) {
+        *err = "too many JSON values";
         return NULL;
     }
     /* json-c refuses a container at its own max_depth: one more level, for
@@ -187,6 +194,7 @@ typedef struct {
     char close[HF_JSON_DEPTH_LIMIT];  /* '}' or ']' of each open container */
     apr_array_header_t *starts, *lens; /* the top array's elements, or NULL */
     apr_size_t elem_start;
+    hf_json_size_t size;               /* what was counted so far */
     const char *err;
 } scan_t;
 
@@ -259,8 +267,10 @@ static long hex4(const scan_t *s)
 }
 
 /* One escape at s->i (the backslash).  A \u escape of a surrogate must be
- * a high one followed by a low one: alone it stands for no character. */
-static int scan_escape(scan_t *s)
+ * a high one followed by a low one: alone it stands for no character.  A
+ * member name may not hold \u0000: json-c cuts a name at it, so that
+ * "type\u0000" would replace "type" behind the text's back. */
+static int scan_escape(scan_t *s, int name)
 {
     long u;
 
@@ -275,6 +285,8 @@ static int scan_escape(scan_t *s)
     if ((u = hex4(s)) < 0)
         return scan_fail(s, "bad \\u escape in a string");
     s->i += 6;
+    if (u == 0 && name)
+        return scan_fail(s, "\\u0000 in a member name");
     if (u >= 0xDC00 && u <= 0xDFFF)
         return scan_fail(s, "unpaired surrogate in a string");
     if (u >= 0xD800 && u <= 0xDBFF) {
@@ -285,7 +297,7 @@ static int scan_escape(scan_t *s)
     return 0;
 }
 
-static int scan_string(scan_t *s)
+static int scan_string(scan_t *s, int name)
 {
     s->i++;  /* the opening quote */
     while (s->i < s->len) {
@@ -297,7 +309,7 @@ static int scan_string(scan_t *s)
         if (c < 0x20)
             return scan_fail(s, "control character in a string");
         if (c == '\\') {
-            if (scan_escape(s) != 0)
+            if (scan_escape(s, name) != 0)
                 return -1;
         } else if (c >= 0x80 && !(s->flags & HF_JSON_RAW_BYTES)) {
             if (scan_utf8(s) != 0)
@@ -309,14 +321,27 @@ static int scan_string(scan_t *s)
     return scan_fail(s, "unterminated string");
 }
 
+/* Whether the integer's digits [d, d+n) fit where json-c keeps integers:
+ * int64 when negative, uint64 otherwise.  json-c would clamp the others
+ * (a variable would say 18446744073709551615 where stdin has more). */
+static int integer_fits(const char *d, apr_size_t n, int negative)
+{
+    const char *max = negative ? "9223372036854775808" : "18446744073709551615";
+    apr_size_t mlen = strlen(max);
+
+    return n < mlen || (n == mlen && memcmp(d, max, n) <= 0);
+}
+
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int scan_number(scan_t *s)
 {
     const char *t = s->t;
-    apr_size_t n = s->len;
+    apr_size_t n = s->len, first;
+    int negative = t[s->i] == '-';
 
-    if (t[s->i] == '-')
+    if (negative)
         s->i++;
+    first = s->i;
     if (s->i < n && t[s->i] == '0')
         s->i++;
     else if (s->i < n && is_digit(t[s->i]))
@@ -324,6 +349,9 @@ static int scan_number(scan_t *s)
             s->i++;
     else
         return scan_fail(s, "bad number");
+    if ((s->i >= n || (t[s->i] != '.' && t[s->i] != 'e' && t[s->i] != 'E'))
+        && !integer_fits(t + first, s->i - first, negative))
+        return scan_fail(s, "integer out of range");
     if (s->i < n && t[s->i] == '.') {
         if (++s->i >= n || !is_digit(t[s->i]))
             return scan_fail(s, "bad number");
@@ -363,7 +391,7 @@ static int scan_member_name(scan_t *s)
     skip_ws(s);
     if (s->i >= s->len || s->t[s->i] != '"')
         return scan_fail(s, "expected a member name");
-    if (scan_string(s) != 0)
+    if (scan_string(s, 1) != 0)
         return -1;
     skip_ws(s);
     if (s->i >= s->len || s->t[s->i] != ':')
@@ -383,7 +411,9 @@ static int scan_value_begin(scan_t *s)
     if (s->i >= s->len)
         return scan_fail(s, "unexpected end");
     c = s->t[s->i];
+    s->size.values++;
     if (c == '{' || c == '[') {
+        s->size.containers++;
         if (s->depth >= s->max_depth)
             return scan_fail(s, "nested too deeply");
         s->close[s->depth++] = c == '{' ? '}' : ']';
@@ -397,7 +427,7 @@ static int scan_value_begin(scan_t *s)
         return c == '{' ? scan_member_name(s) : 0;
     }
     if (c == '"')
-        return scan_string(s) != 0 ? -1 : 1;
+        return scan_string(s, 0) != 0 ? -1 : 1;
     if (c == '-' || is_digit(c))
         return scan_number(s) != 0 ? -1 : 1;
     if (c == 't')
@@ -448,6 +478,8 @@ static const char *scan(scan_t *s)
         return "bad JSON depth limit";
     skip_ws(s);
     do {
+        if (s->depth == 1 && s->close[0] == ']')
+            s->size.elements++;
         if (in_top_array(s))
             s->elem_start = s->i;
         r = scan_value_begin(s);
@@ -461,17 +493,34 @@ static const char *scan(scan_t *s)
     return NULL;
 }
 
-const char *hf_json_check(const char *text, apr_size_t len, int max_depth,
-                          int flags)
+const char *hf_json_measure(const char *text, apr_size_t len, int max_depth,
+                            int flags, hf_json_size_t *size)
 {
     scan_t s;
+    const char *err;
 
     memset(&s, 0, sizeof s);
     s.t = text;
     s.len = len;
     s.max_depth = max_depth;
     s.flags = flags;
-    return scan(&s);
+    err = scan(&s);
+    *size = s.size;
+    return err;
+}
+
+const char *hf_json_check(const char *text, apr_size_t len, int max_depth,
+                          int flags)
+{
+    hf_json_size_t size;
+
+    return hf_json_measure(text, len, max_depth, flags, &size);
+}
+
+int hf_json_size_ok(const hf_json_size_t *size)
+{
+    return size->values <= HF_JSON_MAX_VALUES
+           && size->containers <= HF_JSON_MAX_CONTAINERS;
 }
 
 int hf_json_array_spans(const char *t, apr_size_t len,

@@ -387,52 +387,64 @@ static const char *envelope_fields(apr_pool_t *p, const hf_json_t *o,
     return NULL;
 }
 
-/* Whether text is the JSON of member, so that a file cannot pass off
- * something else (a nested "event": of another member) as its event. */
-static int is_member_text(apr_pool_t *p, const hf_json_t *member,
-                          const char *text, apr_size_t len)
+/* The event member, last in the file: "event": up to the closing brace.
+ * It is checked as a body is, without building its tree (the dispatcher
+ * builds the one tree an event costs); the bookkeeping before it is parsed
+ * as an object whose "event" is null. */
+static const char *envelope_split(apr_pool_t *p, const char *text,
+                                  apr_size_t len, const char **bookkeeping,
+                                  apr_size_t *blen, hf_envelope_t *e)
 {
-    const char *err, *a, *b;
-    apr_size_t alen, blen;
-    hf_json_t *j;
+    const char *start = strstr(text, EVENT_MEMBER);
+    hf_json_size_t size;
+    apr_size_t head;
 
-    if (!member || !hf_json_is_object(member))
-        return 0;
-    j = hf_json_parse(p, text, len, &err);
-    if (!j || !hf_json_is_object(j))
-        return 0;
-    a = hf_json_text(p, j, &alen);
-    b = hf_json_text(p, member, &blen);
-    return alen == blen && memcmp(a, b, alen) == 0;
+    if (!start || len < 3 || text[len - 1] != '\n' || text[len - 2] != '}')
+        return "no event member at the end";
+    start += strlen(EVENT_MEMBER);
+    head = (apr_size_t)(start - text);
+    if (head > len - 2)
+        return "no event member at the end";
+    e->text = start;
+    e->len = len - 2 - head;
+    /* A valid object with null in place of the event, and one JSON object
+     * in its place: then the file is that object with the event as its
+     * last member (a value stands wherever another may).  Any earlier
+     * "event": would leave an object that does not close there. */
+    if (e->len == 0 || e->text[0] != '{'
+        || hf_json_measure(e->text, e->len, HF_JSON_MAX_DEPTH, 0, &size)
+        || !hf_json_size_ok(&size))
+        return "no event member at the end";
+    *bookkeeping = apr_pstrcat(p, apr_pstrmemdup(p, text, head), "null}",
+                               NULL);
+    *blen = head + 5;
+    return NULL;
 }
 
 const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
                               hf_envelope_t *e)
 {
-    const char *err = NULL, *start;
-    /* The event may nest as deep as a body may, plus the envelope around
-     * it.  Bytes that are not UTF-8 could only come from the configuration
-     * (a handler's path); the event's own text is checked strictly when the
-     * dispatcher parses it. */
-    hf_json_t *o = hf_json_parse_ex(p, text, len, HF_ENVELOPE_DEPTH,
-                                    HF_JSON_RAW_BYTES, &err);
+    const char *err = NULL, *head = NULL;
+    apr_size_t hlen = 0;
+    hf_json_t *o;
 
     memset(e, 0, sizeof *e);
-    if (!o || !hf_json_is_object(o))
-        return err ? err : "not a JSON object";
-    if ((err = envelope_fields(p, o, e)))
+    if ((err = envelope_split(p, text, len, &head, &hlen, e))) {
+        memset(e, 0, sizeof *e);
         return err;
-    /* The event's own text: from "event": to the envelope's closing brace.
-     * The members before it are ours, and a quote inside a JSON string is
-     * always escaped, so the first "event": is this member. */
-    start = strstr(text, EVENT_MEMBER);
-    if (!start || len < 3 || text[len - 1] != '\n' || text[len - 2] != '}')
-        return "no event member at the end";
-    start += strlen(EVENT_MEMBER);
-    e->text = start;
-    e->len = (apr_size_t)(text + len - 2 - start);
-    if (!is_member_text(p, hf_json_get(o, "event"), e->text, e->len))
-        return "no event member at the end";
+    }
+    /* Bytes that are not UTF-8 could only come from the configuration (a
+     * handler's path); the event's own text was checked strictly. */
+    o = hf_json_parse_ex(p, head, hlen, HF_JSON_MAX_DEPTH,
+                         HF_JSON_RAW_BYTES, &err);
+    if (!o || !hf_json_is_object(o))
+        err = err ? err : "not a JSON object";
+    else
+        err = envelope_fields(p, o, e);
+    if (err) {
+        memset(e, 0, sizeof *e);
+        return err;
+    }
     return NULL;
 }
 

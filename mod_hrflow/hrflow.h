@@ -34,6 +34,9 @@
                                          objects, a batch's array included */
 #define HF_ENVELOPE_DEPTH (HF_JSON_MAX_DEPTH + 1)  /* a spool file: the
                                          envelope object around the event */
+#define HF_JSON_MAX_VALUES 100000     /* JSON values in one parsed text */
+#define HF_JSON_MAX_CONTAINERS 10000  /* of them, objects and arrays: each
+                                         costs json-c a hash table or a list */
 #define HF_JSON_DEPTH_LIMIT 64        /* the deepest any parse may ask for */
 #define HF_OUTPUT_MAX 8192            /* handler output kept for the log */
 #define HF_KILL_GRACE_MS 2000         /* TERM to KILL, for a late handler */
@@ -101,8 +104,21 @@ typedef struct json_object hf_json_t;
 #define HF_JSON_RAW_BYTES 1
 const char *hf_json_check(const char *text, apr_size_t len, int max_depth,
                           int flags);
-/* Parses text that hf_json_check accepts (and nothing else); NULL and *err
- * on failure.  The tree lives as long as the pool. */
+/* What hf_json_measure counts while it checks. */
+typedef struct {
+    apr_size_t values;      /* every value: scalars, objects and arrays */
+    apr_size_t containers;  /* objects and arrays */
+    apr_size_t elements;    /* the top-level array's; 0 for another value */
+} hf_json_size_t;
+/* hf_json_check that also fills *size (as far as the scan got). */
+const char *hf_json_measure(const char *text, apr_size_t len, int max_depth,
+                            int flags, hf_json_size_t *size);
+/* Whether a tree of that size may be built: at most HF_JSON_MAX_VALUES
+ * values and HF_JSON_MAX_CONTAINERS objects and arrays. */
+int hf_json_size_ok(const hf_json_size_t *size);
+/* Parses text that hf_json_check accepts and hf_json_size_ok allows (and
+ * nothing else); NULL and *err on failure.  The tree lives as long as the
+ * pool. */
 hf_json_t *hf_json_parse_ex(apr_pool_t *p, const char *text, apr_size_t len,
                             int max_depth, int flags, const char **err);
 /* hf_json_parse_ex at HF_JSON_MAX_DEPTH, UTF-8 strings. */

@@ -4,8 +4,15 @@ Runs hrflow.cgi as a web server would (CGI/1.1 variables, the body on
 standard input), one process per request, so that the process's peak
 resident size is the request's cost.  Bodies of about 1 MiB:
 
-  leaves   one event of ~500k leaves, its handler /bin/true
+  leaves   one event of ~500k leaves, its handler /bin/true (over the
+           cap of JSON values: refused before any tree)
   ignored  100 events of ~5k leaves each, no handler for their type
+           (refused the same way)
+  capped   one event of as many leaves as the caps allow
+  mixed    one event at both caps: 10k empty objects, the rest numbers
+  members  one event at the cap of values: ~100k members of one object
+  empties  "[{},{},...]", ~350k empty objects (a batch over MaxEvents)
+  objects  one event of ~350k empty objects (over the container cap)
   small    one small event (the process's own floor)
 
   /usr/bin/python3 tests/bench/json_memory.py [CGI ...]
@@ -35,7 +42,21 @@ def bodies():
              + ",".join("0" * per) + "]}")
     batch = ("[" + ",".join([event] * 100) + "]").encode()
     small = b'{"type":"profile.parsing.success","profile":{"key":"k"}}'
-    return {"leaves": one, "ignored": batch, "small": small}
+    values, containers = 100_000, 10_000       # HF_JSON_MAX_VALUES, ...
+    capped = ('{"type":"profile.parsing.success","x":['
+              + ",".join("0" * (values - 3)) + "]}").encode()
+    mixed = ('{"type":"profile.parsing.success","x":['
+             + ",".join(["{}"] * (containers - 2)
+                        + ["0"] * (values - containers - 1)) + "]}").encode()
+    members = ('{"type":"profile.parsing.success","x":{'
+               + ",".join('"%x":0' % i for i in range(values - 3)) + "}}"
+               ).encode()
+    empties = ("[" + ",".join(["{}"] * 349_000) + "]").encode()
+    objects = ('{"type":"profile.parsing.success","x":['
+               + ",".join(["{}"] * 349_000) + "]}").encode()
+    return {"leaves": one, "ignored": batch, "capped": capped,
+            "mixed": mixed, "members": members, "empties": empties, "objects": objects,
+            "small": small}
 
 
 def run_once(cgi, conf, body):

@@ -1,4 +1,5 @@
 /* test_event.c - bodies into events (SPEC section 1). */
+#include <malloc.h>
 #include <openssl/sha.h>
 #include "unit.h"
 
@@ -263,6 +264,121 @@ START_TEST(form_fields_must_be_utf8)
 }
 END_TEST
 
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 m = mallinfo2();
+
+    return m.uordblks + m.hblkhd;
+}
+
+/* head, then n copies of item joined by commas, then tail. */
+static char *repeated(const char *head, const char *item, apr_size_t n,
+                      const char *tail, apr_size_t *len)
+{
+    apr_size_t h = strlen(head), k = strlen(item), t = strlen(tail), i;
+    char *s = apr_palloc(pool, h + n * (k + 1) + t + 1);
+
+    memcpy(s, head, h);
+    *len = h;
+    for (i = 0; i < n; i++) {
+        if (i)
+            s[(*len)++] = ',';
+        memcpy(s + *len, item, k);
+        *len += k;
+    }
+    memcpy(s + *len, tail, t + 1);
+    *len += t;
+    return s;
+}
+
+/* What hf_events_from_json does to the heap for body: its answer, and the
+ * growth while it ran (the pool is destroyed after). */
+static hf_rc_t parse_cost(const char *body, apr_size_t len, const char **err,
+                          size_t *grew)
+{
+    apr_pool_t *sub;
+    apr_array_header_t *evs;
+    size_t before, peak;
+    hf_rc_t rc;
+
+    apr_pool_create(&sub, pool);
+    before = heap_in_use();
+    rc = hf_events_from_json(sub, body, len, 100, &evs, err);
+    peak = heap_in_use();
+    *grew = peak > before ? peak - before : 0;
+    if (rc != HF_OK)
+        *err = apr_pstrdup(pool, *err);
+    apr_pool_destroy(sub);
+    return rc;
+}
+
+/* 1 MiB of "[{},{},...]": refused by its count before json-c builds the
+ * 350k hash tables (~275 MB) it would cost. */
+START_TEST(huge_batch_refused_before_any_tree)
+{
+    apr_size_t len;
+    const char *body = repeated("[", "{}", 350000, "]", &len), *err;
+    size_t grew;
+
+    ck_assert_int_eq(parse_cost(body, len, &err, &grew), HF_E_TOO_LARGE);
+    ck_assert_str_eq(err, "too_many_events");
+    ck_assert_uint_lt(grew, 1024 * 1024);
+}
+END_TEST
+
+/* One event of many empty containers, or of many scalars: over the caps it
+ * is 413 too_many_values, with no tree built. */
+START_TEST(too_many_values_refused_before_any_tree)
+{
+    const char *head = "{\"type\":\"a.b.c\",\"a\":[", *err, *body;
+    apr_size_t len;
+    size_t grew;
+
+    body = repeated(head, "{}", 350000, "]}", &len);
+    ck_assert_int_eq(parse_cost(body, len, &err, &grew), HF_E_TOO_LARGE);
+    ck_assert_str_eq(err, "too_many_values");
+    ck_assert_uint_lt(grew, 1024 * 1024);
+    body = repeated(head, "[]", HF_JSON_MAX_CONTAINERS, "]}", &len);
+    ck_assert_int_eq(parse_cost(body, len, &err, &grew), HF_E_TOO_LARGE);
+    ck_assert_str_eq(err, "too_many_values");
+    body = repeated(head, "0", HF_JSON_MAX_VALUES, "]}", &len);
+    ck_assert_int_eq(parse_cost(body, len, &err, &grew), HF_E_TOO_LARGE);
+    ck_assert_str_eq(err, "too_many_values");
+    /* At the caps exactly: the event object, "type" and the array count. */
+    body = repeated(head, "0", HF_JSON_MAX_VALUES - 3, "]}", &len);
+    ck_assert_int_eq(parse_cost(body, len, &err, &grew), HF_OK);
+    body = repeated(head, "[]", HF_JSON_MAX_CONTAINERS - 2, "]}", &len);
+    ck_assert_int_eq(parse_cost(body, len, &err, &grew), HF_OK);
+}
+END_TEST
+
+/* json-c cuts a member name at \u0000: "type\u0000" would replace "type"
+ * and route on another type than the handler's JSON shows. */
+START_TEST(nul_in_member_name_refused)
+{
+    static const char *const bodies[] = {
+        "{\"type\":\"job.deleted.success\","
+        "\"type\\u0000\":\"profile.parse.success\"}",
+        "{\"type\":\"a.b.c\",\"profile\":{\"key\":\"k\",\"key\\u0000x\":1}}",
+        "[{\"type\":\"a.b.c\",\"\\u0000\":1}]",
+    };
+    const char *value = "{\"type\":\"a.b.c\",\"m\":\"x\\u0000\"}";
+    apr_array_header_t *evs;
+    const char *err;
+    size_t i;
+
+    for (i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        ck_assert_int_eq(hf_events_from_json(pool, bodies[i],
+                                             strlen(bodies[i]), 100, &evs,
+                                             &err), HF_E_MALFORMED);
+        ck_assert_str_eq(err, "invalid_json");
+    }
+    /* In a value it is still allowed (cut in the environment only). */
+    ck_assert_int_eq(hf_events_from_json(pool, value, strlen(value), 100,
+                                         &evs, &err), HF_OK);
+}
+END_TEST
+
 static Suite *event_suite(void)
 {
     Suite *s = suite_create("event");
@@ -282,6 +398,9 @@ static Suite *event_suite(void)
     tcase_add_test(tc, type_length_is_bounded);
     tcase_add_test(tc, form_json_fields_nest_within_the_event_limit);
     tcase_add_test(tc, form_fields_must_be_utf8);
+    tcase_add_test(tc, huge_batch_refused_before_any_tree);
+    tcase_add_test(tc, too_many_values_refused_before_any_tree);
+    tcase_add_test(tc, nul_in_member_name_refused);
     return s;
 }
 
