@@ -628,6 +628,35 @@ static long session_of(const char *pid)
     return sid;
 }
 
+/* Is pid a live process?  A zombie is dead: a dispatcher killed while its
+ * parent (Apache, itself killed) cannot reap it stays one, and its
+ * handlers must still be ended.  A live process with that pid is the old
+ * dispatcher, or (no member of its session left to hold the number) an
+ * unrelated process that reused it, maybe leading a session of its own:
+ * either way nothing is killed.  Killing the session unconditionally once
+ * the lock is held would risk exactly that unrelated session. */
+static int lives(pid_t pid)
+{
+    char path[64], text[512], state = '?';
+    const char *end;
+    ssize_t n;
+    int fd;
+
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno != ENOENT;
+    n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    text[n] = '\0';
+    if ((end = strrchr(text, ')')))
+        sscanf(end + 1, " %c", &state);
+    return state != 'Z' && state != 'X';
+}
+
 /* Handlers must not outlive their dispatcher.  Each dispatcher leads a
  * session of its own, which its handlers and everything they start join
  * (each handler leading a process group in it); a dispatcher killed with
@@ -648,8 +677,7 @@ static void end_old_session(apr_pool_t *p, const hf_dispatch_spec_t *s)
     if (hf_spool_read_file(p, apr_pstrcat(p, s->dir, "/dispatcher.pid",
                                           NULL), &text, &len) != NULL
         || (old = strtol(text, NULL, 10)) <= 1 || old == (long)getpid()
-        || kill((pid_t)old, 0) == 0 || errno != ESRCH  /* it lives on */
-        || !(proc = opendir("/proc")))
+        || lives((pid_t)old) || !(proc = opendir("/proc")))
         return;
     while ((de = readdir(proc)))
         if (de->d_name[0] >= '1' && de->d_name[0] <= '9'

@@ -169,6 +169,17 @@ static int prepare_folder(const prepare_t *c, int at, const char *name,
         close(fd);
         return -1;
     }
+    /* The dispatcher runs the handler a spool file names: whoever can add a
+     * file here runs commands as the server's user.  Only that user may
+     * write; its group (the server's group once given, see above) may
+     * read.  mkdirat's mode applies only on creation, so check it. */
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        *err = apr_psprintf(c->p, "%s is writable by its group or others "
+                            "(mode %04o): refused (chmod 0750 it)", path,
+                            (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -450,7 +461,7 @@ const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
                             errno == ELOOP ? "a symbolic link"
                                            : strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
-        || st.st_size > 64 * 1024 * 1024) {
+        || st.st_size > HF_SPOOL_FILE_MAX) {
         close(fd);
         return apr_psprintf(p, "%s: not a spool file", path);
     }
