@@ -276,8 +276,9 @@ static const char *store_failed(apr_pool_t *p, const char *dir, entry_t *e)
     if (write_failure(p, dir, e) != 0)
         return apr_psprintf(p, "cannot write the status of %s in failed/: "
                             "%s", e->name, strerror(errno));
-    if (hf_envelope_read(p, run, &env) != NULL) {
-        /* Unreadable: moved as it is, the status says why. */
+    if (hf_envelope_read_owned(p, run, (long)geteuid(), &env) != NULL) {
+        /* Unreadable (or not ours: never rewritten as ours): moved as it
+         * is, the status says why. */
         if (rename(run, hf_spool_path(p, dir, "failed", e->name)) != 0)
             return apr_psprintf(p, "cannot move %s to failed/: %s", run,
                                 strerror(errno));
@@ -377,7 +378,9 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
         return BLOCKED;
     }
     e->folder = "run";
-    if ((err = hf_envelope_read(p, path, &env))
+    /* The handler it names runs as us: only a file we wrote is trusted,
+     * whatever the folder's mode became since startup. */
+    if ((err = hf_envelope_read_owned(p, path, (long)geteuid(), &env))
         || (err = event_of(p, &env, &ev))) {
         e->attempt = 0;
         return give_up(p, d, e, apr_pstrcat(p, "unreadable: ", err, NULL),

@@ -447,8 +447,10 @@ const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
     return NULL;
 }
 
-const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
-                               apr_size_t *len)
+/* hf_spool_read_file, and when owner >= 0, a file of another owner is
+ * refused. */
+static const char *read_file(apr_pool_t *p, const char *path, long owner,
+                             char **text, apr_size_t *len)
 {
     /* The spool's user may have left a link or a FIFO here: never follow
      * one, never wait on one. */
@@ -465,6 +467,12 @@ const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
         close(fd);
         return apr_psprintf(p, "%s: not a spool file", path);
     }
+    if (owner >= 0 && (long)st.st_uid != owner) {
+        close(fd);
+        return apr_psprintf(p, "%s is owned by uid %ld, not by the spool's "
+                            "user (uid %ld): refused", path,
+                            (long)st.st_uid, owner);
+    }
     *text = apr_palloc(p, (apr_size_t)st.st_size + 1);
     while (got < (apr_size_t)st.st_size) {
         ssize_t n = read(fd, *text + got, (apr_size_t)st.st_size - got);
@@ -478,11 +486,23 @@ const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
     return NULL;
 }
 
+const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
+                               apr_size_t *len)
+{
+    return read_file(p, path, -1, text, len);
+}
+
 const char *hf_envelope_read(apr_pool_t *p, const char *path, hf_envelope_t *e)
+{
+    return hf_envelope_read_owned(p, path, -1, e);
+}
+
+const char *hf_envelope_read_owned(apr_pool_t *p, const char *path,
+                                   long owner, hf_envelope_t *e)
 {
     char *text;
     apr_size_t len;
-    const char *err = hf_spool_read_file(p, path, &text, &len);
+    const char *err = read_file(p, path, owner, &text, &len);
 
     if (!err && (err = hf_envelope_parse(p, text, len, e)))
         err = apr_psprintf(p, "%s: %s", path, err);

@@ -484,6 +484,10 @@ const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
                               hf_envelope_t *e);
 const char *hf_envelope_read(apr_pool_t *p, const char *path,
                              hf_envelope_t *e);
+/* hf_envelope_read of a file that uid owner owns (the dispatcher's own
+ * user: a file someone else put in the spool names a handler of theirs). */
+const char *hf_envelope_read_owned(apr_pool_t *p, const char *path,
+                                   long owner, hf_envelope_t *e);
 const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
                                apr_size_t *len);
 /* Writes a file; keep_open: returns the open fd unsynced, else syncs and

@@ -5,6 +5,7 @@ dispatcher or handler behind."""
 import ctypes
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -55,6 +56,44 @@ def test_spool_folder_others_can_write_is_refused(scratch, where):
         server.error_log(wait_for=writable_reason(path))
         refused(server, path)
         assert oct(os.stat(path).st_mode & 0o777) == oct(0o777)
+    finally:
+        halt(server)
+        shutil.rmtree(server.spool, ignore_errors=True)
+
+
+@as_root
+@pytest.mark.expect_log(r"spool: \S+\.json: \S+ is owned by uid \d+, not by "
+                        r"the spool's user \(uid \d+\): refused",
+                        r"event \S+ .* moved to \S+/failed/")
+def test_a_spool_file_of_another_user_never_runs(scratch):
+    """Were a folder opened to others after startup, a file another user
+    put in new/ still names no handler that runs as the server's user."""
+    server = started_spool(scratch, "spool-foreign")
+    out = os.path.join(scratch, "foreign-out")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    os.chmod(out, 0o777)            # the server's user may write here
+    marker = os.path.join(out, "ran")
+    try:
+        name = "1795371791298842-0000-" + "ef" * 16 + ".json"
+        text = json.dumps({
+            "delivery_id": "ef" * 16, "event_id": None, "type": "a.b.c",
+            "order_key": None, "received": 1795371791298842, "attempt": 0,
+            "next_attempt": 0, "last_result": None, "index": 0, "count": 1,
+            "signature": "verified", "timeout": 30,
+            "handler": ["/bin/sh", "-c", f"id > {marker}"],
+        })[:-1] + ',\n"event":{"type":"a.b.c"}}\n'
+        tmp = os.path.join(server.spool, "tmp", name)
+        with open(tmp, "w") as f:
+            f.write(text)
+        nobody = pwd.getpwnam("nobody")
+        os.chown(tmp, nobody.pw_uid, nobody.pw_gid)
+        os.rename(tmp, os.path.join(server.spool, "new", name))
+        failed = os.path.join(server.spool, "failed", name[:-5] + ".status")
+        assert wait_for(lambda: os.path.exists(failed) or
+                        os.path.exists(marker), 30)
+        assert not os.path.exists(marker), "nobody's handler ran"
+        assert "is owned by uid %d" % nobody.pw_uid in open(failed).read()
     finally:
         halt(server)
         shutil.rmtree(server.spool, ignore_errors=True)
