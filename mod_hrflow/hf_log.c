@@ -3,7 +3,6 @@
  * ap_log_rerror in the module, standard error in the CGI.
  */
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <apr_strings.h>
 #include "hrflow.h"
