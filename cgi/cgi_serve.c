@@ -27,13 +27,8 @@ static void write_stderr(void *ctx, int level, const char *msg)
     (void)ctx;
     len = snprintf(line, sizeof line, HRFLOW_CGI_NAME ": [%s] ",
                    names[level >= 0 && level <= 7 ? level : 3]);
-    for (; *s && len < LOG_LINE_MAX - LOG_CUT_ROOM - 4; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f)
-            len += snprintf(line + len, 5, "\\x%02x", c);
-        else
-            line[len++] = (char)c;
-    }
+    for (; *s && len < LOG_LINE_MAX - LOG_CUT_ROOM - HF_ESCAPED_MAX; s++)
+        len += hf_log_escape_byte((unsigned char)*s, 0, line + len);
     if (*s)
         len += snprintf(line + len, LOG_CUT_ROOM,
                         " [%" APR_SIZE_T_FMT " more bytes not logged]",

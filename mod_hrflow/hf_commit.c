@@ -210,7 +210,8 @@ static char *envelope_of(apr_pool_t *p, const hf_config_t *cfg,
     return hf_envelope_encode(p, &e, len);
 }
 
-static void refuse(hf_outcome_t *out, batch_t *b)
+static void refuse(hf_outcome_t *out, batch_t *b, hf_rc_t rc,
+                   const char *error)
 {
     int i;
 
@@ -219,8 +220,8 @@ static void refuse(hf_outcome_t *out, batch_t *b)
         if (b->tmp[i])
             unlink(b->tmp[i]);
     }
-    out->rc = HF_E_SPOOL;
-    out->error = "spool_unavailable";
+    out->rc = rc;
+    out->error = error;
     out->queued = 0;
 }
 
@@ -245,10 +246,19 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
         if (!h)
             continue;
         text = envelope_of(p, cfg, out, ev, h, now, &name, &len);
+        /* HrflowMaxBody is bounded at startup so that every event fits; an
+         * envelope past that bound (an order key of escapes, a huge
+         * handler line) would be a 202 the dispatcher cannot read. */
+        if (len > HF_SPOOL_FILE_MAX) {
+            hf_log(log, HF_LOG_ERR, p, "spool: event %s is %" APR_SIZE_T_FMT
+                   " bytes in its spool file, more than %d: refused",
+                   ev->id, len, HF_SPOOL_FILE_MAX);
+            return refuse(out, &b, HF_E_TOO_LARGE, "body_too_large");
+        }
         if ((b.fd[b.n] = write_event(p, committer, &b, name, text, len)) < 0) {
             hf_log(log, HF_LOG_ERR, p, "spool: cannot write %s: %s",
                    b.dst[b.n], strerror(errno));
-            return refuse(out, &b);
+            return refuse(out, &b, HF_E_SPOOL, "spool_unavailable");
         }
         b.event[b.n++] = ev;
     }
@@ -258,7 +268,7 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
         hf_log(log, HF_LOG_ERR, p, "spool: cannot make %d event%s durable "
                "in %s: %s", b.n, b.n == 1 ? "" : "s", cfg->spool,
                strerror(b.err));
-        return refuse(out, &b);
+        return refuse(out, &b, HF_E_SPOOL, "spool_unavailable");
     }
     out->queued = b.n;
     for (i = 0; i < b.n; i++) {

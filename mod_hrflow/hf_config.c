@@ -393,5 +393,12 @@ const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg)
         && (!cfg->secrets || cfg->secrets->nelts == 0))
         return "HrflowSecret: no HrflowSecret or HrflowSecretFile while "
                "HrflowSignature is required";
+    /* The dispatcher reads back at most HF_SPOOL_FILE_MAX bytes: a larger
+     * body would be answered 202 and never run. */
+    if (cfg->spool && hf_config_max_body(cfg) > HF_SPOOL_MAX_BODY)
+        return apr_psprintf(p, "HrflowMaxBody: %" APR_OFF_T_FMT " bytes is "
+                            "more than a spool file holds in durable mode "
+                            "(HrflowSpool): at most %d",
+                            hf_config_max_body(cfg), HF_SPOOL_MAX_BODY);
     return NULL;
 }

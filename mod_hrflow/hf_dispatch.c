@@ -276,8 +276,9 @@ static const char *store_failed(apr_pool_t *p, const char *dir, entry_t *e)
     if (write_failure(p, dir, e) != 0)
         return apr_psprintf(p, "cannot write the status of %s in failed/: "
                             "%s", e->name, strerror(errno));
-    if (hf_envelope_read(p, run, &env) != NULL) {
-        /* Unreadable: moved as it is, the status says why. */
+    if (hf_envelope_read_owned(p, run, (long)geteuid(), &env) != NULL) {
+        /* Unreadable (or not ours: never rewritten as ours): moved as it
+         * is, the status says why. */
         if (rename(run, hf_spool_path(p, dir, "failed", e->name)) != 0)
             return apr_psprintf(p, "cannot move %s to failed/: %s", run,
                                 strerror(errno));
@@ -377,7 +378,9 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
         return BLOCKED;
     }
     e->folder = "run";
-    if ((err = hf_envelope_read(p, path, &env))
+    /* The handler it names runs as us: only a file we wrote is trusted,
+     * whatever the folder's mode became since startup. */
+    if ((err = hf_envelope_read_owned(p, path, (long)geteuid(), &env))
         || (err = event_of(p, &env, &ev))) {
         e->attempt = 0;
         return give_up(p, d, e, apr_pstrcat(p, "unreadable: ", err, NULL),
@@ -628,6 +631,35 @@ static long session_of(const char *pid)
     return sid;
 }
 
+/* Is pid a live process?  A zombie is dead: a dispatcher killed while its
+ * parent (Apache, itself killed) cannot reap it stays one, and its
+ * handlers must still be ended.  A live process with that pid is the old
+ * dispatcher, or (no member of its session left to hold the number) an
+ * unrelated process that reused it, maybe leading a session of its own:
+ * either way nothing is killed.  Killing the session unconditionally once
+ * the lock is held would risk exactly that unrelated session. */
+static int lives(pid_t pid)
+{
+    char path[64], text[512], state = '?';
+    const char *end;
+    ssize_t n;
+    int fd;
+
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno != ENOENT;
+    n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    text[n] = '\0';
+    if ((end = strrchr(text, ')')))
+        sscanf(end + 1, " %c", &state);
+    return state != 'Z' && state != 'X';
+}
+
 /* Handlers must not outlive their dispatcher.  Each dispatcher leads a
  * session of its own, which its handlers and everything they start join
  * (each handler leading a process group in it); a dispatcher killed with
@@ -648,8 +680,7 @@ static void end_old_session(apr_pool_t *p, const hf_dispatch_spec_t *s)
     if (hf_spool_read_file(p, apr_pstrcat(p, s->dir, "/dispatcher.pid",
                                           NULL), &text, &len) != NULL
         || (old = strtol(text, NULL, 10)) <= 1 || old == (long)getpid()
-        || kill((pid_t)old, 0) == 0 || errno != ESRCH  /* it lives on */
-        || !(proc = opendir("/proc")))
+        || lives((pid_t)old) || !(proc = opendir("/proc")))
         return;
     while ((de = readdir(proc)))
         if (de->d_name[0] >= '1' && de->d_name[0] <= '9'

@@ -169,6 +169,17 @@ static int prepare_folder(const prepare_t *c, int at, const char *name,
         close(fd);
         return -1;
     }
+    /* The dispatcher runs the handler a spool file names: whoever can add a
+     * file here runs commands as the server's user.  Only that user may
+     * write; its group (the server's group once given, see above) may
+     * read.  mkdirat's mode applies only on creation, so check it. */
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        *err = apr_psprintf(c->p, "%s is writable by its group or others "
+                            "(mode %04o): refused (chmod 0750 it)", path,
+                            (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -448,8 +459,10 @@ const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
     return NULL;
 }
 
-const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
-                               apr_size_t *len)
+/* hf_spool_read_file, and when owner >= 0, a file of another owner is
+ * refused. */
+static const char *read_file(apr_pool_t *p, const char *path, long owner,
+                             char **text, apr_size_t *len)
 {
     /* The spool's user may have left a link or a FIFO here: never follow
      * one, never wait on one. */
@@ -462,9 +475,15 @@ const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
                             errno == ELOOP ? "a symbolic link"
                                            : strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
-        || st.st_size > 64 * 1024 * 1024) {
+        || st.st_size > HF_SPOOL_FILE_MAX) {
         close(fd);
         return apr_psprintf(p, "%s: not a spool file", path);
+    }
+    if (owner >= 0 && (long)st.st_uid != owner) {
+        close(fd);
+        return apr_psprintf(p, "%s is owned by uid %ld, not by the spool's "
+                            "user (uid %ld): refused", path,
+                            (long)st.st_uid, owner);
     }
     *text = apr_palloc(p, (apr_size_t)st.st_size + 1);
     while (got < (apr_size_t)st.st_size) {
@@ -479,11 +498,23 @@ const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
     return NULL;
 }
 
+const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
+                               apr_size_t *len)
+{
+    return read_file(p, path, -1, text, len);
+}
+
 const char *hf_envelope_read(apr_pool_t *p, const char *path, hf_envelope_t *e)
+{
+    return hf_envelope_read_owned(p, path, -1, e);
+}
+
+const char *hf_envelope_read_owned(apr_pool_t *p, const char *path,
+                                   long owner, hf_envelope_t *e)
 {
     char *text;
     apr_size_t len;
-    const char *err = hf_spool_read_file(p, path, &text, &len);
+    const char *err = read_file(p, path, owner, &text, &len);
 
     if (!err && (err = hf_envelope_parse(p, text, len, e)))
         err = apr_psprintf(p, "%s: %s", path, err);

@@ -38,6 +38,15 @@
 #define HF_JSON_MAX_CONTAINERS 10000  /* of them, objects and arrays: each
                                          costs json-c a hash table or a list */
 #define HF_JSON_DEPTH_LIMIT 64        /* the deepest any parse may ask for */
+#define HF_SPOOL_FILE_MAX (64 * 1024 * 1024)  /* bytes of a spool file the
+                                         dispatcher reads back */
+#define HF_ENVELOPE_OVERHEAD (1024 * 1024)    /* bytes the envelope adds
+                                         around an event (ids, type,
+                                         handler, last result) */
+#define HF_SPOOL_MAX_BODY (HF_SPOOL_FILE_MAX - HF_ENVELOPE_OVERHEAD)
+                                      /* HrflowMaxBody's ceiling in durable
+                                         mode: an event of any accepted
+                                         body fits a spool file */
 #define HF_OUTPUT_MAX 8192            /* handler output kept for the log */
 #define HF_KILL_GRACE_MS 2000         /* TERM to KILL, for a late handler */
 #define HF_HANDLER_PATH "/usr/local/bin:/usr/bin:/bin"
@@ -79,6 +88,16 @@ typedef struct {
 void hf_log(const hf_logger_t *log, int level, apr_pool_t *p,
             const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Byte c as it may be shown to a log or a terminal: itself, or for a control
+ * character (DEL included) \xNN, so that text from outside can neither forge
+ * a line nor drive a terminal.  keep_lines keeps \n and \t.  Writes at most
+ * HF_ESCAPED_MAX bytes to out, no NUL; returns how many. */
+#define HF_ESCAPED_MAX 4
+int hf_log_escape_byte(unsigned char c, int keep_lines, char *out);
+
+/* s escaped as hf_log_escape_byte does, keep_lines 0: a new string. */
+char *hf_log_escape(apr_pool_t *p, const char *s);
 
 /* ---- base64 and hex (hf_codec.c) ---------------------------------------- */
 
@@ -481,6 +500,10 @@ const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
                               hf_envelope_t *e);
 const char *hf_envelope_read(apr_pool_t *p, const char *path,
                              hf_envelope_t *e);
+/* hf_envelope_read of a file that uid owner owns (the dispatcher's own
+ * user: a file someone else put in the spool names a handler of theirs). */
+const char *hf_envelope_read_owned(apr_pool_t *p, const char *path,
+                                   long owner, hf_envelope_t *e);
 const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
                                apr_size_t *len);
 /* Writes a file; keep_open: returns the open fd unsynced, else syncs and

@@ -109,7 +109,7 @@ static void close_listeners(void)
     }
 }
 
-static void dispatcher_main(dispatcher_rec *d)
+static void dispatcher_main(dispatcher_rec *d, pid_t parent)
 {
     hf_logger_t log = {log_to_server, d->server, server_wants};
     hf_dispatch_spec_t spec;
@@ -117,7 +117,6 @@ static void dispatcher_main(dispatcher_rec *d)
     struct sigaction sa;
     sigset_t none;
 
-    prctl(PR_SET_PDEATHSIG, SIGTERM);   /* a parent killed with -9 */
     /* A session of its own, which every handler joins: if this process is
      * killed, the next dispatcher ends what is left of it (hf_dispatch). */
     setsid();
@@ -128,6 +127,12 @@ static void dispatcher_main(dispatcher_rec *d)
     apr_pool_create(&p, NULL);
     if (ap_run_drop_privileges(p, d->server) != OK)
         _exit(1);
+    /* For a parent killed with -9.  Only now: the kernel clears the
+     * parent-death signal when the credentials change, as the drop just
+     * did.  A parent that died before this call sent nothing: ask. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(0);
     if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         _exit(1);
     memset(&sa, 0, sizeof sa);
@@ -166,10 +171,11 @@ static void dispatcher_maint(int reason, void *data, apr_wait_t status);
 
 static int start_dispatcher(dispatcher_rec *d)
 {
+    pid_t parent = getpid();
     apr_status_t rv = apr_proc_fork(&d->proc, d->pool);
 
     if (rv == APR_INCHILD)
-        dispatcher_main(d);             /* does not return */
+        dispatcher_main(d, parent);     /* does not return */
     if (rv != APR_INPARENT) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, d->server,
                      "spool %s: cannot start the dispatcher", d->dir);

@@ -69,15 +69,17 @@ static void list_state(apr_pool_t *p, const char *dir, const char *state)
         const char *err = hf_envelope_read(
             p, hf_spool_path(p, dir, state, name), &e);
         if (err) {
-            printf("  %s  (%s)\n", name, err);
+            printf("  %s  (%s)\n", hf_log_escape(p, name),
+                   hf_log_escape(p, err));
             continue;
         }
-        printf("  %s  %s  tries %d", e.delivery_id, e.type, e.attempt);
+        printf("  %s  %s  tries %d", hf_log_escape(p, e.delivery_id),
+               hf_log_escape(p, e.type), e.attempt);
         if (e.next_attempt > apr_time_now())
             printf("  next in %" APR_TIME_T_FMT " s",
                    apr_time_sec(e.next_attempt - apr_time_now()) + 1);
         if (e.last_result)
-            printf("  last: %s", e.last_result);
+            printf("  last: %s", hf_log_escape(p, e.last_result));
         putchar('\n');
     }
 }
@@ -111,8 +113,14 @@ static void print_file(apr_pool_t *p, const char *label, const char *path)
     apr_size_t len;
 
     if (hf_spool_read_file(p, path, &text, &len) == NULL) {
+        apr_size_t i;
+        char out[HF_ESCAPED_MAX];
+        /* Handler output and spool files are anyone's bytes: no control
+         * character reaches root's terminal raw. */
         printf("%s", label);
-        fwrite(text, 1, len, stdout);
+        for (i = 0; i < len; i++)
+            fwrite(out, 1, (size_t)hf_log_escape_byte((unsigned char)text[i],
+                                                      1, out), stdout);
         if (len && text[len - 1] != '\n')
             putchar('\n');
     }
@@ -123,8 +131,9 @@ static int show(apr_pool_t *p, const char *dir, const char *id)
     const char *state, *name, *err = find(p, dir, id, &state, &name), *base;
 
     if (err)
-        return fprintf(stderr, "hrflowctl: %s\n", err), 1;
-    printf("state: %s\nfile: %s\n", state, hf_spool_path(p, dir, state, name));
+        return fprintf(stderr, "hrflowctl: %s\n", hf_log_escape(p, err)), 1;
+    printf("state: %s\nfile: %s\n", state,
+           hf_log_escape(p, hf_spool_path(p, dir, state, name)));
     print_file(p, "", hf_spool_path(p, dir, state, name));
     base = apr_pstrmemdup(p, name, strlen(name) - 5);
     print_file(p, "last status: ", hf_spool_path(p, dir, "failed",
@@ -149,12 +158,12 @@ static int requeue_one(apr_pool_t *p, const char *dir, const char *name)
         err = hf_spool_rewrite(p, dir, &e, "failed", "new");
     }
     if (err)
-        return fprintf(stderr, "hrflowctl: %s\n", err), 1;
+        return fprintf(stderr, "hrflowctl: %s\n", hf_log_escape(p, err)), 1;
     unlink(hf_spool_path(p, dir, "failed", apr_pstrcat(p, base, ".status",
                                                        NULL)));
     unlink(hf_spool_path(p, dir, "failed", apr_pstrcat(p, base, ".output",
                                                        NULL)));
-    printf("requeued %s\n", e.delivery_id);
+    printf("requeued %s\n", hf_log_escape(p, e.delivery_id));
     return 0;
 }
 
@@ -177,7 +186,7 @@ static int requeue(apr_pool_t *p, const char *dir, int argc,
         if (!err && strcmp(state, "failed") != 0)
             err = apr_psprintf(p, "%s is in %s/, not failed/", ids[i], state);
         if (err) {
-            fprintf(stderr, "hrflowctl: %s\n", err);
+            fprintf(stderr, "hrflowctl: %s\n", hf_log_escape(p, err));
             rc = 1;
             continue;
         }

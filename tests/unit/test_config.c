@@ -46,6 +46,32 @@ START_TEST(defaults)
 }
 END_TEST
 
+/* Durable mode: a body the spool could not read back is refused at
+ * startup, not answered 202 and left unrunnable in failed/. */
+START_TEST(durable_max_body_fits_a_spool_file)
+{
+    hf_config_t *c = hf_config_create(pool);
+    char line[64];
+
+    ck_assert_ptr_null(apply(c, "HrflowSignature optional"));
+    ck_assert_ptr_null(apply(c, "HrflowMaxBody 1073741824"));
+    ck_assert_ptr_null(hf_config_check_endpoint(pool, c));   /* no spool */
+    ck_assert_ptr_null(apply(c, "HrflowSpool /var/spool/hrflow"));
+    ck_assert_str_eq(hf_config_check_endpoint(pool, c),
+                     apr_psprintf(pool, "HrflowMaxBody: 1073741824 bytes is "
+                                  "more than a spool file holds in durable "
+                                  "mode (HrflowSpool): at most %d",
+                                  HF_SPOOL_MAX_BODY));
+    snprintf(line, sizeof(line), "HrflowMaxBody %d", HF_SPOOL_MAX_BODY);
+    ck_assert_ptr_null(apply(c, line));
+    ck_assert_ptr_null(hf_config_check_endpoint(pool, c));
+    snprintf(line, sizeof(line), "HrflowMaxBody %d", HF_SPOOL_MAX_BODY + 1);
+    ck_assert_ptr_null(apply(c, line));
+    ck_assert_ptr_nonnull(hf_config_check_endpoint(pool, c));
+    ck_assert_int_lt(HF_SPOOL_MAX_BODY, HF_SPOOL_FILE_MAX);
+}
+END_TEST
+
 /* Found by tests/fuzz/fuzz_conffile.c: no request header has no name. */
 START_TEST(empty_signature_header_refused)
 {
@@ -266,6 +292,7 @@ static Suite *config_suite(void)
 
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, values_and_errors);
+    tcase_add_test(tc, durable_max_body_fits_a_spool_file);
     tcase_add_test(tc, empty_signature_header_refused);
     tcase_add_test(tc, handlers_checked_at_startup);
     tcase_add_test(tc, secret_file);

@@ -269,6 +269,37 @@ START_TEST(accept_writes_routed_events_to_new)
 }
 END_TEST
 
+/* An event whose spool file would exceed what the dispatcher reads back is
+ * refused (413), never answered 202: here a handler argument that JSON
+ * quoting makes six times longer. */
+START_TEST(accept_refuses_a_file_the_spool_cannot_read_back)
+{
+    const char *dir = make_dir();
+    hf_config_t *cfg = hf_config_create(pool);
+    hf_config_ctx_t ctx = {pool, NULL};
+    apr_size_t n = HF_SPOOL_FILE_MAX / 6 + 1;
+    char *arg = apr_palloc(pool, n + 1);
+    char *handler[] = {"*", "/bin/true", arg, NULL};
+    hf_outcome_t out;
+
+    memset(arg, '\001', n);
+    arg[n] = '\0';
+    cfg->spool = dir;
+    ck_assert_ptr_null(hf_config_apply(&ctx, cfg,
+                                       hf_directive_find("HrflowHandler"), 3,
+                                       handler));
+    memset(&out, 0, sizeof out);
+    out.events = events_of("{\"type\":\"job.a.b\"}");
+    hf_spool_accept(pool, cfg, hf_committer_create(pool, dir), &out, NULL);
+    ck_assert_int_eq(out.rc, HF_E_TOO_LARGE);
+    ck_assert_int_eq(hf_outcome_http_status(&out), 413);
+    ck_assert_int_eq(out.queued, 0);
+    ck_assert_int_eq(hf_spool_count(pool, dir, "new"), 0);
+    ck_assert_int_eq(hf_spool_count(pool, dir, "tmp"), 0);
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(accept_into_missing_spool_is_503)
 {
     hf_config_t *cfg = hf_config_create(pool);
@@ -448,7 +479,10 @@ static Suite *spool_suite(void)
     Suite *s = suite_create("spool");
     TCase *tc = unit_case(s, "spool");
 
+    tcase_set_timeout(tc, 0);   /* a 64 MiB envelope: no clock in a test */
+
     tcase_add_test(tc, envelope_round_trip_keeps_event_bytes);
+    tcase_add_test(tc, accept_refuses_a_file_the_spool_cannot_read_back);
     tcase_add_test(tc, envelope_rewrite_keeps_odd_ids);
     tcase_add_test(tc, envelope_nested_event_key_refused);
     tcase_add_test(tc, envelope_parse_refuses_damage);
