@@ -518,3 +518,32 @@ def records(out_dir):
         cwd = open(os.path.join(out_dir, delivery + ".cwd")).read().strip()
         runs.append({"env": env, "stdin": stdin, "cwd": cwd})
     return runs
+
+
+# ---- helpers the durable-mode tests share ----------------------------------
+
+def wait_until(check, timeout=30, step=0.1):
+    """check()'s first true value within timeout seconds, else its last."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    return check()
+
+
+def lines(path):
+    try:
+        return open(path).read().splitlines()
+    except OSError:
+        return []
+
+
+def gone(pid):
+    """Not running (a zombie nobody reaps counts as gone)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] \
+            == "Z"
+    except OSError:
+        return True

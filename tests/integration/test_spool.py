@@ -8,28 +8,13 @@ import time
 
 import pytest
 
-from conftest import BUILD, MODULES_DIR, Httpd
+from conftest import BUILD, Httpd, MODULES_DIR, lines, wait_until
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
 JSON = {"Content-Type": "application/json"}
 CONCURRENCY = 4
 
 
-def wait_until(check, timeout=30, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(step)
-    return check()
-
-
-def lines(path):
-    try:
-        return open(path).read().splitlines()
-    except OSError:
-        return []
 
 
 def spool_config(scratch, spool, out):

@@ -12,27 +12,12 @@ import time
 
 import pytest
 
-from conftest import BUILD, Httpd, run_user
+from conftest import BUILD, Httpd, gone, lines, run_user, wait_until
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
 JSON = {"Content-Type": "application/json"}
 
 
-def wait_until(check, timeout=30, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(step)
-    return check()
-
-
-def lines(path):
-    try:
-        return open(path).read().splitlines()
-    except OSError:
-        return []
 
 
 def event(key, kind="profile.parsing.success"):
@@ -99,14 +84,6 @@ def dispatcher_pid(server):
     except (OSError, ValueError):
         return None
 
-
-def gone(pid):
-    """Not running (a zombie nobody reaps counts as gone)."""
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] \
-            == "Z"
-    except OSError:
-        return True
 
 
 def cpu_seconds(pid):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, Httpd, run_user
+from conftest import BUILD, Httpd, gone, run_user
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
 STATES = ("tmp", "new", "run", "retry", "failed", "done")
@@ -91,13 +91,6 @@ def halt(server):
         return
     wait_for(lambda: gone(pid))
 
-
-def gone(pid):
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] \
-            == "Z"
-    except OSError:
-        return True
 
 
 def spool_server(scratch, name, spool):
