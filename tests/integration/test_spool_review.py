@@ -166,8 +166,10 @@ def test_hrflowctl_show_escapes_control_characters(scratch):
         r, _ = server.request("POST", "/q", body, JSON)
         assert r.status == 202
         failed = os.path.join(spool, "failed")
-        assert wait_for(lambda: any(n.endswith(".output")
-                                    for n in os.listdir(failed)), 30)
+        # The status and output are written before the event moves in.
+        assert wait_for(lambda: {n.rsplit(".", 1)[-1]
+                                 for n in os.listdir(failed)}
+                        >= {"output", "json"}, 30)
         name = next(n for n in os.listdir(failed) if n.endswith(".json"))
         with open(os.path.join(failed, name[:-5] + ".output")) as f:
             assert "\033" in f.read()          # the raw bytes are there
