@@ -1,10 +1,9 @@
 """Every startup error of SPEC section 3 fails `apache2 -t` clearly."""
 import os
-import subprocess
 
 import pytest
 
-from conftest import MODULE, Httpd
+from conftest import Httpd
 
 BAD = {
     "missing_program": ("HrflowSecret s\nHrflowHandler * {scratch}/handlers/nope.sh",
@@ -87,12 +86,3 @@ def test_server_wide_directive_refused_in_location(scratch):
     r = configtest(scratch, "spool-in-location", "HrflowSecret s\nHrflowRetry 3")
     assert r.returncode != 0
     assert "HrflowRetry" in r.stderr and "cannot occur within" in r.stderr
-
-
-def test_module_exports_only_its_record():
-    """The core's functions stay out of httpd's namespace, where another
-    module's symbol of the same name could take their place."""
-    r = subprocess.run(["nm", "-D", "--defined-only", MODULE],
-                       capture_output=True, text=True, check=True)
-    names = {line.split()[-1] for line in r.stdout.splitlines() if line}
-    assert names == {"hrflow_module"}
