@@ -547,3 +547,14 @@ def gone(pid):
             == "Z"
     except OSError:
         return True
+
+
+def in_state(server, state):
+    """The event files in one of server.spool's state folders, sorted."""
+    d = os.path.join(server.spool, state)
+    return sorted(x for x in os.listdir(d) if x.endswith(".json"))
+
+
+def spool_empty(server):
+    """Nothing waiting, running or to be retried."""
+    return not any(in_state(server, s) for s in ("new", "run", "retry"))

@@ -14,9 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from conftest import CGI, SECRETS, Httpd, limit_address_space, records
+from conftest import (CGI, SECRETS, Httpd, in_state, limit_address_space,
+                      lines, records, wait_until)
 from hrflow_sign import body_signature, signed_value
-from test_spool import lines, spool_config, wait_until, in_state
+from test_spool import spool_config
 
 JSON = {"Content-Type": "application/json"}
 CLIENT_TIMEOUT = 20

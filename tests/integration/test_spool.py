@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import BUILD, Httpd, MODULES_DIR, lines, wait_until
+from conftest import (BUILD, Httpd, MODULES_DIR, in_state, lines,
+                      spool_empty, wait_until)
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
 JSON = {"Content-Type": "application/json"}
@@ -64,15 +65,6 @@ def fresh(spooled):
 def event(key, message="m", kind="profile.parsing.success"):
     return json.dumps({"type": kind, "message": message,
                        "profile": {"key": key}}).encode()
-
-
-def in_state(server, state):
-    d = os.path.join(server.spool, state)
-    return sorted(x for x in os.listdir(d) if x.endswith(".json"))
-
-
-def spool_empty(server):
-    return not any(in_state(server, s) for s in ("new", "run", "retry"))
 
 
 def test_202_and_the_handler_runs_later(fresh):

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import BUILD, Httpd, gone, lines, run_user, wait_until
+from conftest import (BUILD, Httpd, gone, in_state, lines, run_user,
+                      spool_empty, wait_until)
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
 JSON = {"Content-Type": "application/json"}
@@ -63,17 +64,8 @@ def fresh(faulty):
         os.unlink(os.path.join(faulty.out, name))
     for d in ("new", "run", "retry", "tmp", "done"):
         os.chmod(os.path.join(faulty.spool, d), 0o750)
-    assert wait_until(lambda: idle(faulty))
+    assert wait_until(lambda: spool_empty(faulty))
     return faulty
-
-
-def in_state(server, state):
-    d = os.path.join(server.spool, state)
-    return sorted(x for x in os.listdir(d) if x.endswith(".json"))
-
-
-def idle(server):
-    return not any(in_state(server, s) for s in ("new", "run", "retry"))
 
 
 def dispatcher_pid(server):
@@ -114,7 +106,7 @@ def test_kill_9_of_the_dispatcher_ends_its_handlers(fresh):
         "a handler outlived its dispatcher"
     log = os.path.join(fresh.out, "linger.log")
     assert wait_until(lambda: any(x.endswith(" ok") for x in lines(log)))
-    assert wait_until(lambda: idle(fresh))
+    assert wait_until(lambda: spool_empty(fresh))
     time.sleep(1)
     runs = [x.split() for x in lines(log)]
     delivery = runs[0][0]
@@ -141,7 +133,7 @@ def test_a_success_that_cannot_leave_run_never_runs_again(fresh):
     time.sleep(2)
     assert len(lines(log)) == 1, "a succeeded event ran again"
     os.chmod(run, 0o750)              # storage comes back
-    assert wait_until(lambda: idle(fresh), timeout=70)
+    assert wait_until(lambda: spool_empty(fresh), timeout=70)
     assert len(lines(log)) == 1
     assert name in in_state(fresh, "done")
 
@@ -159,7 +151,7 @@ def test_a_retry_that_cannot_be_written_still_runs(fresh):
         os.chmod(os.path.join(fresh.spool, d), 0o750)
     assert wait_until(lambda: len(lines(log)) == 2, timeout=20)
     assert [x.split()[1] for x in lines(log)] == ["1", "2"]
-    assert wait_until(lambda: idle(fresh))
+    assert wait_until(lambda: spool_empty(fresh))
     assert in_state(fresh, "failed") == []
 
 
@@ -206,7 +198,7 @@ def test_an_unwritable_new_folder_is_retried_without_spinning(fresh):
         os.chmod(new, 0o750)
     ran = os.path.join(fresh.out, "ran.log")
     assert wait_until(lambda: lines(ran), timeout=20)
-    assert wait_until(lambda: idle(fresh))
+    assert wait_until(lambda: spool_empty(fresh))
     assert len(lines(ran)) == 1
 
 

@@ -409,38 +409,47 @@ START_TEST(spool_files_are_never_read_or_written_through_a_link)
 }
 END_TEST
 
-/* Reading a spool file checks the event's text but builds no tree of it:
- * the dispatcher builds the one tree an event costs.  An event of many
- * empty objects (each a json-c hash table) shows a tree at once. */
-START_TEST(envelope_parse_builds_no_event_tree)
+/* The spool file of an event holding n empty objects, which json-c would
+ * make n hash tables of; *in is the envelope it was written from. */
+static char *empty_objects_file(apr_size_t n, hf_envelope_t *in,
+                                apr_size_t *len)
 {
     static const char *const argv[] = {"/bin/true", NULL};
-    apr_size_t n = HF_JSON_MAX_CONTAINERS - 2, i, len, at;
     char *event = apr_palloc(pool, 32 + 3 * n);
-    hf_envelope_t in, out;
-    struct mallinfo2 before, after;
-    apr_pool_t *sub;
-    char *text;
+    apr_size_t i, at;
 
     at = (apr_size_t)sprintf(event, "{\"type\":\"a.b.c\",\"a\":[");
     for (i = 0; i < n; i++)
         at += (apr_size_t)sprintf(event + at, i ? ",{}" : "{}");
     strcpy(event + at, "]}");
-    memset(&in, 0, sizeof in);
-    in.delivery_id = "0123456789abcdef0123456789abcdef";
-    in.type = "a.b.c";
-    in.count = 1;
-    in.timeout = 30;
-    in.argv = argv;
-    in.text = event;
-    in.len = strlen(event);
-    text = hf_envelope_encode(pool, &in, &len);
+    memset(in, 0, sizeof *in);
+    in->delivery_id = "0123456789abcdef0123456789abcdef";
+    in->type = "a.b.c";
+    in->count = 1;
+    in->timeout = 30;
+    in->argv = argv;
+    in->text = event;
+    in->len = strlen(event);
+    return hf_envelope_encode(pool, in, len);
+}
+
+/* Reading a spool file checks the event's text but builds no tree of it:
+ * the dispatcher builds the one tree an event costs.  An event of many
+ * empty objects (each a json-c hash table) shows a tree at once. */
+START_TEST(envelope_parse_builds_no_event_tree)
+{
+    hf_envelope_t in, out;
+    struct mallinfo2 before, after;
+    apr_pool_t *sub;
+    apr_size_t len;
+    char *text = empty_objects_file(HF_JSON_MAX_CONTAINERS - 2, &in, &len);
+
     apr_pool_create(&sub, pool);
     before = mallinfo2();
     ck_assert_ptr_null(hf_envelope_parse(sub, text, len, &out));
     after = mallinfo2();
     ck_assert_uint_eq(out.len, in.len);
-    ck_assert(memcmp(out.text, event, out.len) == 0);
+    ck_assert(memcmp(out.text, in.text, out.len) == 0);
     ck_assert_uint_lt(after.uordblks + after.hblkhd
                           - (before.uordblks + before.hblkhd),
                       1024 * 1024);
@@ -451,25 +460,10 @@ END_TEST
 /* An event over the caps is refused when read, before any tree. */
 START_TEST(envelope_event_over_the_caps_refused)
 {
-    static const char *const argv[] = {"/bin/true", NULL};
-    apr_size_t n = HF_JSON_MAX_CONTAINERS, i, len, at;
-    char *event = apr_palloc(pool, 32 + 3 * n);
     hf_envelope_t in, out;
-    char *text;
+    apr_size_t len;
+    char *text = empty_objects_file(HF_JSON_MAX_CONTAINERS, &in, &len);
 
-    at = (apr_size_t)sprintf(event, "{\"type\":\"a.b.c\",\"a\":[");
-    for (i = 0; i < n; i++)
-        at += (apr_size_t)sprintf(event + at, i ? ",{}" : "{}");
-    strcpy(event + at, "]}");
-    memset(&in, 0, sizeof in);
-    in.delivery_id = "0123456789abcdef0123456789abcdef";
-    in.type = "a.b.c";
-    in.count = 1;
-    in.timeout = 30;
-    in.argv = argv;
-    in.text = event;
-    in.len = strlen(event);
-    text = hf_envelope_encode(pool, &in, &len);
     ck_assert_ptr_nonnull(hf_envelope_parse(pool, text, len, &out));
 }
 END_TEST
