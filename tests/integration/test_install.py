@@ -80,6 +80,8 @@ def test_install_stages_everything_and_uninstall_removes_it(destdir):
         os.path.join(mods, "hrflow.conf"),
         os.path.join(v["prefix"], "sbin", "hrflowctl"),
         os.path.join(v["prefix"], "libexec", "mod_hrflow", "hrflow.cgi"),
+        os.path.join(v["prefix"], "share", "man", "man8", "hrflowctl.8"),
+        os.path.join(v["prefix"], "share", "man", "man8", "hrflow.cgi.8"),
     ]
     for path in expected:
         assert os.path.isfile(staged(path)), (path, files_under(destdir))
