@@ -1,8 +1,8 @@
 #!/bin/bash
 # Every test: installs what is missing, builds, runs the C unit tests, the
-# same under valgrind, the fuzzer, the integration tests against a real
-# httpd under the event, worker and prefork MPMs, and once more against a
-# build with ASan and UBSan.  Ends with "N passed, M failed".
+# same under valgrind, make distcheck, the fuzzer, the integration tests
+# against a real httpd under the event, worker and prefork MPMs, and once
+# more against a build with ASan and UBSan.  Ends with "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -45,6 +45,30 @@ for t in build/tests/unit/test_*; do
         count 0 1
     fi
 done
+
+# The release tarball builds, passes its unit tests, installs under its own
+# prefix and uninstalls cleanly, and nothing outside its tree changes: not
+# the live Apache's configuration or modules (distcheck runs as root here,
+# where a missing DESTDIR or prefix would write into them).  One check.
+echo "== make distcheck"
+stamp=$(mktemp "${HRFLOW_TEST_TMP:-/tmp}/hrflow-distcheck-XXXXXX")
+if (cd build && make distcheck) >build/distcheck.log 2>&1; then
+    outside=$(find /etc/apache2 /usr/lib/apache2/modules /usr/local \
+        -newer "$stamp" -name '*hrflow*' 2>/dev/null)
+    if [ -z "$outside" ]; then
+        echo "distcheck: passed, nothing outside its tree changed"
+        count 1 0
+    else
+        echo "distcheck: FAILED, it changed files outside its tree:"
+        echo "$outside"
+        count 0 1
+    fi
+else
+    echo "distcheck: FAILED"
+    tail -n 40 build/distcheck.log
+    count 0 1
+fi
+rm -f "$stamp"
 
 # One pass or failure per fuzz target and mode, from fuzz.sh's own lines.
 count_fuzz() {
