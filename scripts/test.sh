@@ -97,15 +97,17 @@ if [ "${HRFLOW_FUZZ_SECONDS:-0}" -gt 0 ]; then
     count_fuzz build/fuzz-run.log
 fi
 
-# One run of the integration suite: pytest's failures and summary, its
-# counts from the JUnit report.  LABEL BUILD_DIR [VAR=VALUE...]
+# One run of the integration suite (or of HRFLOW_TEST_PATHS): pytest's
+# failures and summary, its counts from the JUnit report.
+#   LABEL BUILD_DIR [VAR=VALUE...]
 integration() {
     local label=$1 dir=$2 xml="$top/$2/integration-$1.xml" start=$SECONDS
     shift 2
     echo "== integration tests, $label (real httpd)"
     env HRFLOW_BUILD_DIR="$top/$dir" "$@" /usr/bin/python3 -m pytest \
-        -p no:cacheprovider -q -rfE tests/integration --junitxml="$xml" \
-        2>&1 | grep -E '^(FAILED|ERROR) | (passed|failed|error)' | tail -n 30
+        -p no:cacheprovider -q -rfE ${HRFLOW_TEST_PATHS:-tests/integration} \
+        --junitxml="$xml" \
+        2>&1 | grep -E '^(FAILED|ERROR) | (passed|failed|error|skipped)' | tail -n 30
     set -- $(/usr/bin/python3 - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
 try:
@@ -125,6 +127,10 @@ PY
 for mpm in event worker prefork; do
     integration "$mpm" build HRFLOW_MPM="$mpm"
 done
+
+# Once: the Debian packages built from a copy of the source, lintian,
+# installed, driven in a copy of /etc/apache2, purged (skipped unless root).
+HRFLOW_TEST_PATHS=tests/packages integration packages build
 
 # Again under each MPM against a module and CGI built with ASan and UBSan,
 # httpd started with their runtimes preloaded: any report fails the run.
