@@ -1,14 +1,15 @@
 """The Debian packages, the way an administrator meets them.
 
-From a copy of the source: `dpkg-buildpackage -us -uc` builds
-libapache2-mod-hrflow and hrflow-cgi, lintian finds nothing (warnings
-included) beyond the explained overrides, `apt-get install ./...deb`
-installs them, and the package's postinst has enabled the module.  Then,
-in a COPY of /etc/apache2 (APACHE_CONFDIR, its own state, run and log
-folders and a free port), `a2enmod hrflow`, the shipped example vhost with a
-secret in place (`a2ensite`), `apache2ctl configtest`, a start, a signed
-event, and the shipped handler the example maps runs.  Last, `apt-get
-purge` leaves /etc/apache2 and /var/lib/apache2 as they were.
+From a copy of the source, `dpkg-buildpackage -us -uc` (no root needed)
+builds libapache2-mod-hrflow and hrflow-cgi, and lintian finds nothing,
+warnings included, beyond the explained overrides.  As root, `apt-get
+install ./...deb` installs them and the postinst has enabled the module.
+Then, in a COPY of /etc/apache2 (APACHE_CONFDIR, its own state, run and
+log folders and a free port): `a2enmod hrflow`, the installed example
+vhost with a secret in place (`a2ensite`), `apache2ctl configtest`, a
+start, a signed event, and the shipped handler the example maps runs.
+Last, `apt-get purge` leaves /etc/apache2 and /var/lib/apache2 as they
+were.
 
 The machine's own Apache is never restarted: when its server runs and no
 policy-rc.d already forbids it, a temporary one does while packages are
@@ -44,16 +45,19 @@ POLICY_RC_D = "/usr/sbin/policy-rc.d"
 KNOWN_TYPES = ("profile.parsing.success", "profile.parsing.failure",
                "profile.scoring.error", "profile.storing.update",
                "job.storing.update", "job.matching.success")
-TOOLS = ("dpkg-buildpackage", "lintian", "apt-get", "a2enmod", "a2ensite",
-         "apache2ctl")
+BUILD_TOOLS = ("dpkg-buildpackage", "dh", "lintian", "git", "readelf")
+APACHE_TOOLS = ("apt-get", "a2enmod", "a2ensite", "apache2ctl")
 
 
-def skip_reason():
+def missing(tools):
+    gone = [t for t in tools if not shutil.which(t)]
+    if gone:
+        pytest.skip("missing " + ", ".join(gone) + " (scripts/deps.sh)")
+
+
+def install_skip_reason():
     if os.geteuid() != 0:
         return "installing the packages needs root"
-    missing = [t for t in TOOLS if not shutil.which(t)]
-    if missing:
-        return "missing " + ", ".join(missing) + " (scripts/deps.sh test)"
     installed = [p for p in PACKAGES if dpkg_installed(p)]
     if installed:
         return (", ".join(installed) + " already installed here: the test "
@@ -101,9 +105,10 @@ def forget_state_dirs(before):
 
 def source_files():
     """What is in the repository (tracked, or new and not ignored)."""
-    r = subprocess.run(["git", "-C", TOP, "ls-files", "-z", "--cached",
-                        "--others", "--exclude-standard"],
-                       capture_output=True)
+    # safe.directory: the checkout may belong to another user than root.
+    r = subprocess.run(["git", "-c", f"safe.directory={TOP}", "-C", TOP,
+                        "ls-files", "-z", "--cached", "--others",
+                        "--exclude-standard"], capture_output=True)
     if r.returncode != 0:
         pytest.skip("the source is not a git checkout: " + r.stderr.decode())
     names = [n for n in r.stdout.decode().split("\0") if n]
@@ -132,7 +137,8 @@ def copy_source(top):
 
 def build(top):
     src = copy_source(top)
-    env = dict(os.environ, DEB_BUILD_OPTIONS=f"nocheck parallel={os.cpu_count()}")
+    env = dict(os.environ,
+               DEB_BUILD_OPTIONS=f"nocheck parallel={os.cpu_count()}")
     run(["dpkg-buildpackage", "-us", "-uc"], cwd=src, env=env)
     changes = glob.glob(os.path.join(top, "*.changes"))
     assert len(changes) == 1, os.listdir(top)
@@ -212,8 +218,8 @@ def check_static_cgi():
     assert os.access(cgi, os.X_OK)
     needed = re.findall(r"\(NEEDED\).*\[(\S+)\]",
                         run(["readelf", "-d", cgi]))
-    assert needed and not [n for n in needed
-                           if re.match(r"lib(apr|json-c|crypto|ssl)", n)], needed
+    shared = [n for n in needed if re.match(r"lib(apr|json-c|crypto|ssl)", n)]
+    assert needed and not shared, needed
 
 
 def example_path():
@@ -325,27 +331,33 @@ def drive_copy(top):
     assert SECRETS[0] not in logs
 
 
-@pytest.fixture
-def scratch():
+@pytest.fixture(scope="module")
+def built():
+    """The packages, built once from a copy of the source."""
+    missing(BUILD_TOOLS)
     top = tempfile.mkdtemp(prefix="hrflow-packages-", dir=TEST_TMP)
     os.chmod(top, 0o755)
-    yield top
+    changes, debs = build(top)
+    yield top, changes, debs
     if not os.environ.get("HRFLOW_KEEP_SCRATCH"):
         shutil.rmtree(top, ignore_errors=True)
 
 
-def test_build_lintian_install_event_purge(scratch):
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    changes, debs = build(scratch)
-
+def test_packages_build_lintian_clean(built):
+    top, changes, debs = built
     r = subprocess.run(["lintian", "--fail-on", "error,warning", changes],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
 
+
+def test_packages_install_enable_event_purge(built):
+    missing(APACHE_TOOLS)
+    reason = install_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    top, changes, debs = built
     before = snapshot()
-    guard = NoApacheRestarts(scratch)
+    guard = NoApacheRestarts(top)
     try:
         r = apt("install", *debs)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -355,7 +367,7 @@ def test_build_lintian_install_event_purge(scratch):
         assert os.path.isfile("/usr/lib/apache2/modules/mod_hrflow.so")
         check_fields()
         check_static_cgi()
-        drive_copy(os.path.join(scratch, "apache"))
+        drive_copy(os.path.join(top, "apache"))
     finally:
         r = apt("purge", *PACKAGES)
         guard.restore()
