@@ -50,7 +50,10 @@ def test_hrflow_conf_examples_uncommented_pass_configtest(folder):
     with open(secret, "w") as f:
         f.write("a-secret-for-the-config-test\n")
     os.chmod(secret, 0o600)
-    handler = os.path.join(TOP, "conf", "handlers", "show-env.sh")
+    # A copy Apache's user can reach, wherever the checkout is.
+    handler = os.path.join(folder, "show-env.sh")
+    shutil.copy(os.path.join(TOP, "conf", "handlers", "show-env.sh"), handler)
+    os.chmod(handler, 0o755)
     spool = os.path.join(folder, "spool")
     text = read("conf", "hrflow.conf")
     text, n = re.subn(r"^(\s*)#((?:Hrflow\w+|LogLevel) .*)$", r"\1\2", text,
