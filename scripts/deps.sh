@@ -1,16 +1,74 @@
 #!/bin/bash
 # Installs the Debian packages mod_hrflow needs that are missing.
-#   scripts/deps.sh          build, test and run
-#   scripts/deps.sh bench    also what the benchmarks use
+#   scripts/deps.sh              build and test (what scripts/test.sh runs)
+#   scripts/deps.sh build        compile: autotools, gcc, the -dev packages
+#   scripts/deps.sh test         run every test: apache2, Check, valgrind,
+#                                clang (libFuzzer), pytest, man-db, lighttpd,
+#                                suEXEC, the Debian packaging tools
+#   scripts/deps.sh run          a production host: Apache and the shared
+#                                libraries the module loads, nothing else
+#   scripts/deps.sh bench        the benchmarks: wrk, webhook
+# Several may be named: `scripts/deps.sh build run`.  With --print first,
+# prints the packages those needs take, installed or not, and stops.
+#
+# A service a package would start on install (Apache, lighttpd) is not
+# started: this script never starts or stops a server, so one already
+# running is left as it is, and none appears on ports the tests use.
 set -eu
 
-packages="autoconf automake libtool pkg-config make gcc \
-apache2 apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev uuid-dev \
-check valgrind clang python3 python3-pytest curl openssl"
-[ "${1:-}" = bench ] && packages="$packages wrk webhook"
+build="autoconf automake libtool pkg-config make gcc \
+apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev uuid-dev"
+test="apache2 check valgrind clang python3 python3-pytest curl openssl \
+man-db groff-base binutils lighttpd apache2-suexec-pristine \
+debhelper dpkg-dev fakeroot lintian devscripts"
+bench="wrk webhook"
+
+# The first of these names this release's apt knows: the libraries' run
+# packages were renamed across Debian releases (64-bit time_t).
+first_known() {
+    local p
+    for p in "$@"; do
+        if apt-cache show --no-all-versions "$p" >/dev/null 2>&1; then
+            echo "$p"
+            return
+        fi
+    done
+    echo "$1"
+}
+
+run_packages() {
+    echo apache2 \
+        "$(first_known libjson-c5 libjson-c4)" \
+        "$(first_known libssl3t64 libssl3)"
+}
+
+print=no
+if [ "${1:-}" = --print ]; then
+    print=yes
+    shift
+fi
+[ $# -eq 0 ] && set -- build test
+packages=""
+for need in "$@"; do
+    case $need in
+    build) packages="$packages $build" ;;
+    test) packages="$packages $test" ;;
+    run) packages="$packages $(run_packages)" ;;
+    bench) packages="$packages $bench" ;;
+    *)
+        echo "usage: scripts/deps.sh [build|test|run|bench]..." >&2
+        exit 2 ;;
+    esac
+done
+
+if [ "$print" = yes ]; then
+    echo $packages
+    exit 0
+fi
 
 missing=""
 for p in $packages; do
+    case " $missing " in *" $p "*) continue ;; esac
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
         || missing="$missing $p"
 done
@@ -22,13 +80,24 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "run this script as root, or: sudo apt-get install$missing" >&2
     exit 1
 fi
+
+# Debian starts a server's service when its package is installed.
+# invoke-rc.d and deb-systemd-invoke ask /usr/sbin/policy-rc.d first: 101
+# means "not now".  One the administrator put there is theirs, left alone.
+policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d}     # another path: for tests
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# scripts/deps.sh: no service starts during its install\nexit 101\n' \
+        >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
+
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
-# Debian starts the packaged server on install; ours run on their own ports.
-if command -v apache2ctl >/dev/null && [ -d /run/systemd/system ]; then
-    :
-elif pgrep -x apache2 >/dev/null 2>&1; then
-    apache2ctl stop >/dev/null 2>&1 || true
-fi
+case " $missing " in
+*" apache2 "*)
+    echo "apache2 was installed and not started: systemctl start apache2" \
+         "when wanted" ;;
+esac

@@ -17,7 +17,8 @@ import urllib.request
 
 import pytest
 
-from conftest import CRASH_MARKS, HERE, MODULE, SECRETS, free_port, httpd_env
+from conftest import (BUILD, CRASH_MARKS, HERE, MODULE, SECRETS, free_port,
+                      httpd_env)
 from hrflow_sign import signed_value
 
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -25,10 +26,11 @@ CONFDIR = "/etc/apache2"
 ENDPOINTS = 40
 COLD_STARTS = 3
 GRACEFULS = 2
-# The example vhost's three handlers and an event type each one maps.
-EXAMPLE_TYPES = {"on-parsed": "profile.parsing.success",
-                 "on-job": "job.storing.update",
-                 "log-event.sh": "profile.scoring.error"}
+# The example vhost's three handlers, in order, and an event type each one
+# maps; each is replaced by a recorder of that name.
+EXAMPLE_TYPES = {"example-0": "profile.parsing.success",
+                 "example-1": "job.storing.update",
+                 "example-2": "profile.scoring.error"}
 
 pytestmark = pytest.mark.skipif(
     not (os.path.isdir(CONFDIR) and shutil.which("a2enmod")
@@ -182,8 +184,11 @@ class DebianApache:
 def example_vhost(server, secret_file, spool):
     """The shipped example with its paths pointed into the scratch folder:
     every path stays absolute, as an administrator writes it."""
-    text = open(os.path.join(TOP, "conf",
-                             "hrflow-vhost.conf.example")).read()
+    text = open(os.path.join(BUILD, "conf", "hrflow-example.conf")).read()
+    # Ready for a2ensite: every path it names is where make install puts it.
+    for m in re.finditer(r"^\s*HrflowHandler\s+\S+\s+(\S+)", text, re.M):
+        assert os.path.basename(m.group(1)) in ("show-env.sh", "log-event.sh")
+        assert "@" not in m.group(1)
     text, n = re.subn(r"<VirtualHost \*:\d+>",
                       f"<VirtualHost *:{server.port}>", text)
     assert n == 1
@@ -192,8 +197,10 @@ def example_vhost(server, secret_file, spool):
                       text, flags=re.M)
     assert n == 1
 
+    order = iter(EXAMPLE_TYPES)
+
     def handler(m):
-        name = os.path.basename(m.group(3))
+        name = next(order)
         program = os.path.join(server.top, "handlers", name)
         out = os.path.join(server.top, "out", name)
         make_recorder(program)

@@ -90,6 +90,14 @@ def test_install_stages_everything_and_uninstall_removes_it(destdir):
     assert f"{v['HTTPD_LIBEXECDIR']}/mod_hrflow.so" in load
     assert destdir not in load
     assert os.stat(staged(expected[0])).st_mode & 0o777 == 0o644
+    # The example virtual host names only programs the install put down.
+    example = os.path.join(v["prefix"], "share", "mod_hrflow",
+                           "hrflow-example.conf")
+    text = open(staged(example)).read()
+    programs = re.findall(r"^\s*HrflowHandler\s+\S+\s+(\S+)", text, re.M)
+    assert programs
+    for program in programs:
+        assert os.access(staged(program), os.X_OK), program
     # Everything lies under the prefix or the two Apache folders.
     roots = [v["prefix"], v["HTTPD_LIBEXECDIR"], mods]
     for path in files_under(destdir):
