@@ -76,6 +76,31 @@ static int others_may(const struct stat *st, mode_t bits)
     return (st->st_mode & bits) != 0;
 }
 
+/* Why the user running us cannot read a secret file of someone else's:
+ * without suEXEC a CGI runs as the server's user, not as the customer who
+ * owns the file, so a 0600 file is closed to it. */
+static const char *unreadable_secret(apr_pool_t *p, const char *path,
+                                     const struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+    if (fd >= 0)
+        return close(fd), NULL;
+    if (errno != EACCES || st->st_uid == geteuid())
+        return NULL;                 /* the directive reports it */
+    return apr_psprintf(p,
+                        "HrflowSecretFile: cannot read %s: permission "
+                        "denied: " HRFLOW_CGI_NAME " runs as uid %ld and the "
+                        "file belongs to uid %ld (mode %04o).  Without "
+                        "suEXEC the server runs CGI programs as its own "
+                        "user (www-data on Debian): let that user, and "
+                        "only it, read the file (the host: chgrp www-data "
+                        "and chmod 640; or you: setfacl -m u:www-data:r), "
+                        "or ask for suEXEC, under which 600 works",
+                        path, (long)geteuid(), (long)st->st_uid,
+                        (unsigned)(st->st_mode & 07777));
+}
+
 /* Refuses a secret file that other users of the host may read. */
 static const char *check_secret_file(apr_pool_t *p, const char *base,
                                      const char *file)
@@ -95,7 +120,7 @@ static const char *check_secret_file(apr_pool_t *p, const char *base,
                             path, (unsigned)(st.st_mode & 07777));
     if ((why = cgi_trust_path(p, path)))
         return apr_psprintf(p, "HrflowSecretFile: %s: %s", path, why);
-    return NULL;
+    return unreadable_secret(p, path, &st);
 }
 
 /* Refuses the handler program just added if others could replace it. */
