@@ -214,8 +214,7 @@ int cgi_tool(apr_pool_t *p, int argc, const char *const *argv)
         if (!strcmp(a, "--version"))
             return printf(HRFLOW_CGI_NAME " (mod_hrflow) %s\n",
                           PACKAGE_VERSION), 0;
-        if (!strcmp(a, "--check") && (check_file = option_value(argc, argv,
-                                                                &i)))
+        if (!strcmp(a, "--check"))
             do_check = 1;
         else if (!strcmp(a, "--allow-missing-handlers"))
             flags |= CGI_CONF_MISSING_HANDLERS;
@@ -227,13 +226,15 @@ int cgi_tool(apr_pool_t *p, int argc, const char *const *argv)
             ;
         else if (!strcmp(a, "--sign"))
             do_sign = 1;
+        else if (do_check && a[0] != '-' && !check_file)
+            check_file = a;
         else if (do_sign && a[0] != '-' && !event_file)
             event_file = a;
         else
             return fprintf(stderr, "%s: unknown or incomplete option '%s'\n%s",
                            HRFLOW_CGI_NAME, a, usage), 2;
     }
-    if (do_check && !do_sign && !config && !secret_file)
+    if (do_check && check_file && !do_sign && !config && !secret_file)
         return check(p, check_file, flags);
     if (!do_sign || do_check || (config && secret_file))
         return fputs(usage, stderr), 2;
