@@ -13,7 +13,7 @@
 # only standard input.
 set -eu
 usage="usage: $0 SECRET_FILE [EVENT_FILE]   (SECRET_FILE - : the secret on standard input)"
-[ $# -ge 1 ] && [ $# -le 2 ] || { echo "$usage" >&2; exit 2; }
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then echo "$usage" >&2; exit 2; fi
 secret_file=$1
 event_file=${2:-}
 if [ "$secret_file" = - ]; then
