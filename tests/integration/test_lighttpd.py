@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import (CGI, SECRETS, free_port, make_dir, records, run_user,
-                      wait_until)
+from conftest import (CGI, CRASH_MARKS, SANITIZE, SECRETS, free_port,
+                      make_dir, records, run_user, wait_until)
 from hrflow_sign import body_signature, signed_value
 
 LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
@@ -51,8 +51,14 @@ def lighttpd(scratch):
     port = free_port()
     user, group = run_user()
     conf = os.path.join(root, "lighttpd.conf")
+    # As the httpd fixtures' PassEnv: a CGI built with the sanitizers
+    # reports into the folder the log check reads.
+    sanitizer_env = ", ".join(f'"{name}" => "{os.environ[name]}"'
+                              for name in ("ASAN_OPTIONS", "UBSAN_OPTIONS")
+                              if SANITIZE and name in os.environ)
     with open(conf, "w") as f:
-        f.write(f"""server.modules = ("mod_cgi")
+        f.write(f"""server.modules = ("mod_cgi", "mod_setenv")
+setenv.add-environment = ({sanitizer_env})
 server.document-root = "{docroot}"
 server.bind = "127.0.0.1"
 server.port = {port}
@@ -167,3 +173,4 @@ def test_refusals_have_the_spec_status(lighttpd, out, case, status, error):
     assert wait_until(lambda: f"refused with {status}" in stderr_log(
         lighttpd)), stderr_log(lighttpd)
     assert SECRETS[0] not in stderr_log(lighttpd)
+    assert not [m for m in CRASH_MARKS if m in stderr_log(lighttpd)]
