@@ -177,7 +177,7 @@ int cgi_serve(apr_pool_t *p, const char *argv0)
     hf_request_t req = {0};
     hf_outcome_t out;
 
-    if ((err = cgi_config_read(p, path, &cfg, &cgi_stderr_log))) {
+    if ((err = cgi_config_read(p, path, &cfg, &cgi_stderr_log, 0))) {
         discard_body();
         hf_log(&cgi_stderr_log, HF_LOG_ERR, p, "%s", err);
         refuse(p, HF_E_CONFIG, "server_misconfigured");

@@ -284,6 +284,8 @@ static const char *set_handler(const hf_config_ctx_t *ctx, hf_config_t *cfg,
     if (access(program, X_OK) != 0 || !(st.st_mode & 0111))
         return apr_psprintf(ctx->pool, "cannot run %s: not executable",
                             program);
+    if ((why = hf_run_check_crlf(ctx->pool, program)))
+        return why;
     args = apr_pcalloc(ctx->pool, (apr_size_t)argc * sizeof *args);
     args[0] = program;
     for (i = 2; i < argc; i++)

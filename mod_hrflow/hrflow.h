@@ -396,6 +396,10 @@ void hf_run_die_with_us(void);
 int hf_run_succeeded(const hf_run_result_t *res);
 /* "exit 3", "signal 9", "timeout", "stopped", "not started" */
 const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res);
+/* NULL, or why a script cannot run because its first line ends in a
+ * carriage return ("#!/bin/sh\r\n": the kernel then looks for an
+ * interpreter named "/bin/sh\r" and exec fails with ENOENT). */
+const char *hf_run_check_crlf(apr_pool_t *p, const char *program);
 
 /* ---- one request (hf_receive.c) ----------------------------------------- */
 typedef struct {
