@@ -349,10 +349,10 @@ static const char *set_retry_delay(const hf_config_ctx_t *ctx,
     return set_int(ctx->pool, argv[0], 1, 3600, &cfg->retry_delay);
 }
 
-#define AS_ENTRY(name, set, min, max, scope, help) \
-    {name, set, min, max, scope, help},
+#define AS_ENTRY(name, set, how, min, max, scope, path, help) \
+    {name, set, min, max, scope, path, help},
 const hf_directive_t hf_directives[] = {
-    HF_DIRECTIVE_LIST(AS_ENTRY) {NULL, NULL, 0, 0, 0, NULL}};
+    HF_DIRECTIVE_LIST(AS_ENTRY) {NULL, NULL, 0, 0, 0, -1, NULL}};
 #undef AS_ENTRY
 
 const hf_directive_t *hf_directive_find(const char *name)

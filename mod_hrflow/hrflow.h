@@ -295,39 +295,48 @@ typedef struct {
     int min_args;
     int max_args;          /* -1: no limit */
     int scope;
+    int path_arg;          /* the argument that is a path, or -1: the
+                              module resolves it under ServerRoot, the CGI
+                              beside its config file */
     const char *help;
 } hf_directive_t;
 
 /* Every directive, once: the module's command table and hf_directives[]
- * (read by the CGI) are both expanded from this list. */
+ * (read by the CGI) are both expanded from this list.  HOW is httpd's
+ * argument handling for it (AP_INIT_<HOW>): TAKE1 or TAKE_ARGV. */
 #define HF_DIRECTIVE_LIST(X) \
-    X("HrflowSecret", set_secret, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowSecret", set_secret, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
       "a webhook secret; repeat for rotation") \
-    X("HrflowSecretFile", set_secret_file, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowSecretFile", set_secret_file, TAKE1, 1, 1, HF_SCOPE_DIR, 0, \
       "file of webhook secrets, one per line, read at startup") \
-    X("HrflowSignature", set_signature, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowSignature", set_signature, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
       "required | optional | off") \
-    X("HrflowSignatureHeader", set_signature_header, 1, 1, HF_SCOPE_DIR, \
-      "the only request header that carries the signature") \
-    X("HrflowHandler", set_handler, 2, -1, HF_SCOPE_DIR, \
+    X("HrflowSignatureHeader", set_signature_header, TAKE1, 1, 1, \
+      HF_SCOPE_DIR, -1, "the only request header that carries the signature") \
+    X("HrflowHandler", set_handler, TAKE_ARGV, 2, -1, HF_SCOPE_DIR, 1, \
       "PATTERN PROGRAM [ARG...]: run PROGRAM for matching event types") \
-    X("HrflowTimeout", set_timeout, 1, 1, HF_SCOPE_DIR, \
-      "seconds a handler may run before it is killed") \
-    X("HrflowMaxBody", set_max_body, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowTimeout", set_timeout, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
+      "time a handler may run before it is killed: 30, 30s, 500ms, 2min") \
+    X("HrflowMaxBody", set_max_body, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
       "largest accepted request body, in bytes") \
-    X("HrflowMaxEvents", set_max_events, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowMaxEvents", set_max_events, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
       "largest accepted batch, in events") \
-    X("HrflowSpool", set_spool, 1, 1, HF_SCOPE_SERVER, \
+    X("HrflowSpool", set_spool, TAKE1, 1, 1, HF_SCOPE_SERVER, 0, \
       "directory of the durable spool") \
-    X("HrflowConcurrency", set_concurrency, 1, 1, HF_SCOPE_SERVER, \
+    X("HrflowConcurrency", set_concurrency, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
       "handlers running at once in durable mode") \
-    X("HrflowRetry", set_retry, 1, 1, HF_SCOPE_SERVER, \
+    X("HrflowRetry", set_retry, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
       "further tries of a failed handler in durable mode") \
-    X("HrflowRetryDelay", set_retry_delay, 1, 1, HF_SCOPE_SERVER, \
+    X("HrflowRetryDelay", set_retry_delay, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
       "seconds before the first retry; each further one waits twice as long")
 
-/* The same list as a table, ending with a NULL name. */
+/* The same list as a table, ending with a NULL name; HF_DIRECTIVE_<set> is
+ * the index of a directive's entry (the module's cmd->info points there). */
 extern const hf_directive_t hf_directives[];
+#define HF_AS_INDEX(name, set, how, min, max, scope, path, help) \
+    HF_DIRECTIVE_##set,
+enum { HF_DIRECTIVE_LIST(HF_AS_INDEX) HF_DIRECTIVE_COUNT };
+#undef HF_AS_INDEX
 
 hf_config_t *hf_config_create(apr_pool_t *p);
 hf_config_t *hf_config_merge(apr_pool_t *p, const hf_config_t *base,

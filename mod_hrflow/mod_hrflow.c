@@ -37,31 +37,35 @@ static void *merge_dir_config(apr_pool_t *p, void *base, void *add)
     return hf_config_merge(p, base, add);
 }
 
-/* Every directive comes here: split the arguments as httpd does and apply
- * the core's definition of the directive. */
-static const char *set_directive(cmd_parms *cmd, void *dcfg, const char *args)
+/* Every directive comes here, its arguments split by httpd (AP_INIT_TAKE1
+ * or AP_INIT_TAKE_ARGV) and cmd->info pointing at its entry in the core's
+ * table, which applies it. */
+static const char *set_directive(cmd_parms *cmd, void *dcfg, int argc,
+                                 char *const argv[])
 {
-    const hf_directive_t *d = hf_directive_find(cmd->cmd->name);
+    const hf_directive_t *d = cmd->info;
     hf_config_ctx_t ctx = {cmd->pool, ap_server_root};
-    apr_array_header_t *argv = apr_array_make(cmd->temp_pool, 4,
-                                              sizeof(char *));
-    const char *err;
 
-    if (d->scope == HF_SCOPE_SERVER
-        && (err = ap_check_cmd_context(cmd, NOT_IN_DIR_LOC_FILE)))
-        return err;
-    while (*args) {
-        char *word = ap_getword_conf(cmd->temp_pool, &args);
-        if (*word)
-            APR_ARRAY_PUSH(argv, char *) = word;
-    }
-    APR_ARRAY_PUSH(argv, char *) = NULL;
-    return hf_config_apply(&ctx, dcfg, d, argv->nelts - 1,
-                           (char *const *)argv->elts);
+    return hf_config_apply(&ctx, dcfg, d, argc, argv);
 }
 
-#define AS_COMMAND(name, set, min, max, scope, help) \
-    AP_INIT_RAW_ARGS(name, set_directive, NULL, RSRC_CONF | ACCESS_CONF, help),
+static const char *set_directive_take1(cmd_parms *cmd, void *dcfg,
+                                       const char *arg)
+{
+    char *argv[2] = {(char *)arg, NULL};
+
+    return set_directive(cmd, dcfg, 1, argv);
+}
+
+/* Server-wide directives are RSRC_CONF: httpd itself refuses them in a
+ * <Location> or <Directory> ("not allowed here"). */
+#define WHERE(scope) \
+    ((scope) == HF_SCOPE_SERVER ? RSRC_CONF : RSRC_CONF | ACCESS_CONF)
+#define ENTRY(set) ((void *)(apr_uintptr_t)&hf_directives[HF_DIRECTIVE_##set])
+#define SETTER_TAKE1 set_directive_take1
+#define SETTER_TAKE_ARGV set_directive
+#define AS_COMMAND(name, set, how, min, max, scope, path, help) \
+    AP_INIT_##how(name, SETTER_##how, ENTRY(set), WHERE(scope), help),
 static const command_rec hrflow_cmds[] = {
     HF_DIRECTIVE_LIST(AS_COMMAND) {NULL}};
 #undef AS_COMMAND

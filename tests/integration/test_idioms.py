@@ -1,0 +1,51 @@
+"""Apache idioms: httpd's own argument handling and contexts, a server
+config for durable mode, paths under ServerRoot, httpd's time syntax,
+numbered log lines, and handlers checked as the server's User."""
+import os
+import re
+
+import pytest
+
+from conftest import Httpd, run_user
+
+
+def configtest(scratch, name, text):
+    server = Httpd("idioms-" + name, scratch)
+    server.write_config(text)
+    return server.apachectl("-t")
+
+
+def endpoint(scratch, body, path="/hook"):
+    return (f"<Location {path}>\nSetHandler hrflow-webhook\nHrflowSecret s\n"
+            f"HrflowHandler * {scratch}/handlers/fail.sh\n{body}\n"
+            "</Location>\n")
+
+
+# ---- 1. directives through httpd's argument handling ----------------------
+
+@pytest.mark.parametrize("directive", ["HrflowSpool /tmp/x",
+                                       "HrflowConcurrency 2", "HrflowRetry 1",
+                                       "HrflowRetryDelay 3"])
+def test_server_directive_in_location_refused_by_httpd(scratch, directive):
+    r = configtest(scratch, "ctx", endpoint(scratch, directive))
+    assert r.returncode != 0
+    name = directive.split()[0]
+    # httpd's own message for a directive outside its RSRC_CONF context.
+    assert f"{name} not allowed in <Location> context" in r.stderr, r.stderr
+
+
+def test_take1_directive_with_two_arguments_is_refused_by_httpd(scratch):
+    r = configtest(scratch, "take1", endpoint(scratch, "HrflowTimeout 3 4"))
+    assert r.returncode != 0
+    assert "HrflowTimeout takes one argument" in r.stderr, r.stderr
+
+
+def test_server_directives_allowed_in_virtual_host(scratch):
+    server = Httpd("idioms-vhost-ok", scratch)
+    spool = os.path.join(server.root, "spool")
+    server.write_config(
+        f"<VirtualHost 127.0.0.1:{server.port}>\nServerName a.test\n"
+        f"HrflowSpool {spool}\nHrflowConcurrency 2\nHrflowRetry 1\n"
+        "HrflowRetryDelay 3\n" + endpoint(scratch, "") + "</VirtualHost>\n")
+    r = server.apachectl("-t")
+    assert r.returncode == 0, r.stderr
