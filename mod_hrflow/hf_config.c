@@ -54,6 +54,35 @@ hf_config_t *hf_config_merge(apr_pool_t *p, const hf_config_t *base,
     return cfg;
 }
 
+/* The settings of durable mode, which belong to the server. */
+#define HF_SERVER_SCALARS(X) X(concurrency) X(retry) X(retry_delay)
+
+hf_config_t *hf_config_with_server(apr_pool_t *p, const hf_config_t *dir,
+                                   const hf_config_t *server)
+{
+    hf_config_t *cfg = apr_pmemdup(p, dir, sizeof *cfg);
+
+    cfg->spool = server->spool;
+#define COPY(m) cfg->m = server->m;
+    HF_SERVER_SCALARS(COPY)
+#undef COPY
+    return cfg;
+}
+
+const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
+                                      const hf_config_t *b)
+{
+#define DIFFERS(m, name) \
+    if (hf_config_##m(a) != hf_config_##m(b)) \
+        return apr_psprintf(p, name " %d and %d", hf_config_##m(a), \
+                            hf_config_##m(b));
+    DIFFERS(concurrency, "HrflowConcurrency")
+    DIFFERS(retry, "HrflowRetry")
+    DIFFERS(retry_delay, "HrflowRetryDelay")
+#undef DIFFERS
+    return NULL;
+}
+
 int hf_config_signature(const hf_config_t *c)
 {
     return c->signature == HF_UNSET ? HF_SIG_REQUIRED : c->signature;

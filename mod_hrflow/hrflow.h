@@ -346,6 +346,16 @@ const hf_directive_t *hf_directive_find(const char *name);
 const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                             const hf_directive_t *d, int argc,
                             char *const *argv);
+/* Durable mode's settings are the server's (HF_SCOPE_SERVER): the module
+ * keeps them in its server config, and an endpoint sees them through this,
+ * a copy of dir with server's spool, concurrency, retry and retry delay. */
+hf_config_t *hf_config_with_server(apr_pool_t *p, const hf_config_t *dir,
+                                   const hf_config_t *server);
+/* One spool has one dispatcher: NULL when two servers' settings for their
+ * spool agree, else the first directive they differ on, with both values
+ * ("HrflowRetry 5 and 0"). */
+const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
+                                      const hf_config_t *b);
 /* Checks what only the whole endpoint shows; NULL or the reason. */
 const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg);
 

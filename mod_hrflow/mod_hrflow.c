@@ -37,6 +37,18 @@ static void *merge_dir_config(apr_pool_t *p, void *base, void *add)
     return hf_config_merge(p, base, add);
 }
 
+/* The server config holds durable mode's settings (HF_SCOPE_SERVER), a
+ * virtual host inheriting what it does not set. */
+static void *create_server_config(apr_pool_t *p, server_rec *s)
+{
+    return hf_config_create(p);
+}
+
+const hf_config_t *hrflow_server_config(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &hrflow_module);
+}
+
 /* Every directive comes here, its arguments split by httpd (AP_INIT_TAKE1
  * or AP_INIT_TAKE_ARGV) and cmd->info pointing at its entry in the core's
  * table, which applies it. */
@@ -45,8 +57,12 @@ static const char *set_directive(cmd_parms *cmd, void *dcfg, int argc,
 {
     const hf_directive_t *d = cmd->info;
     hf_config_ctx_t ctx = {cmd->pool, ap_server_root};
+    hf_config_t *cfg = d->scope == HF_SCOPE_SERVER
+                           ? ap_get_module_config(cmd->server->module_config,
+                                                  &hrflow_module)
+                           : dcfg;
 
-    return hf_config_apply(&ctx, dcfg, d, argc, argv);
+    return hf_config_apply(&ctx, cfg, d, argc, argv);
 }
 
 static const char *set_directive_take1(cmd_parms *cmd, void *dcfg,
@@ -108,8 +124,11 @@ static int check_endpoint(apr_pool_t *p, server_rec *s,
                           ap_conf_vector_t *section)
 {
     core_dir_config *core = ap_get_core_module_config(section);
-    const hf_config_t *cfg = hf_config_merge(
-        p, defaults, ap_get_module_config(section, &hrflow_module));
+    const hf_config_t *cfg = hf_config_with_server(
+        p,
+        hf_config_merge(p, defaults,
+                        ap_get_module_config(section, &hrflow_module)),
+        hrflow_server_config(s));
     const char *where = core->d ? core->d : s->server_hostname;
     const char *err = hf_config_check_endpoint(p, cfg);
 
@@ -142,6 +161,43 @@ static int check_sections(apr_pool_t *p, server_rec *s,
     return bad;
 }
 
+static const char *server_name(apr_pool_t *p, const server_rec *s)
+{
+    return s->defn_name ? apr_psprintf(p, "virtual host %s (%s line %u)",
+                                       s->server_hostname, s->defn_name,
+                                       s->defn_line_number)
+                        : "the main server";
+}
+
+/* One spool has one dispatcher, so one set of durable settings: servers
+ * that share a spool folder with different ones are refused, rather than
+ * silently getting the first one's. */
+static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
+{
+    server_rec *s, *t;
+
+    for (s = main_server; s; s = s->next) {
+        const hf_config_t *a = hrflow_server_config(s);
+        for (t = s->next; a->spool && t; t = t->next) {
+            const hf_config_t *b = hrflow_server_config(t);
+            const char *diff = b->spool && !strcmp(a->spool, b->spool)
+                                   ? hf_config_server_conflict(p, a, b)
+                                   : NULL;
+            if (diff) {
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                             "HrflowSpool %s: %s and %s share it with "
+                             "different settings (%s); one spool has one "
+                             "dispatcher: give them the same values or each "
+                             "its own HrflowSpool",
+                             a->spool, server_name(p, s), server_name(p, t),
+                             diff);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp, server_rec *main_server)
 {
@@ -150,14 +206,16 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     int bad = 0;
 
     find_endpoints(ptemp, ap_conftree, endpoints);
+    bad = check_shared_spools(ptemp, main_server);
     for (s = main_server; s; s = s->next) {
         core_server_config *sconf = ap_get_core_module_config(s->module_config);
         const hf_config_t *defaults =
             ap_get_module_config(s->lookup_defaults, &hrflow_module);
+        const char *spool = hrflow_server_config(s)->spool;
         /* At a restart the spool's post_config refuses a bad spool on its
          * own, keeping the server up: see spool_post_config. */
-        if (defaults->spool && ap_state_query(AP_SQ_CONFIG_GEN) <= 1) {
-            const char *err = hrflow_spool_check(ptemp, defaults->spool);
+        if (spool && ap_state_query(AP_SQ_CONFIG_GEN) <= 1) {
+            const char *err = hrflow_spool_check(ptemp, spool);
             if (err) {
                 ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
                              "%s", err);
@@ -381,7 +439,9 @@ static int hrflow_handler(request_rec *r)
 
     if (!r->handler || strcmp(r->handler, HRFLOW_HANDLER) != 0)
         return DECLINED;
-    cfg = ap_get_module_config(r->per_dir_config, &hrflow_module);
+    cfg = hf_config_with_server(
+        r->pool, ap_get_module_config(r->per_dir_config, &hrflow_module),
+        hrflow_server_config(r->server));
     req.method = r->method;
     req.content_type = apr_table_get(r->headers_in, "Content-Type");
     req.header = request_header;
@@ -423,8 +483,8 @@ module AP_MODULE_DECLARE_DATA hrflow_module = {
     STANDARD20_MODULE_STUFF,
     create_dir_config,
     merge_dir_config,
-    NULL,
-    NULL,
+    create_server_config,
+    merge_dir_config,   /* hf_config_merge: "add if set, else base" too */
     hrflow_cmds,
     register_hooks,
     AP_MODULE_FLAG_NONE};

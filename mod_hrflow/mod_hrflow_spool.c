@@ -220,8 +220,7 @@ static void collect_spools(apr_pool_t *pconf, server_rec *main_server)
 
     dispatchers = apr_array_make(pconf, 2, sizeof(dispatcher_rec *));
     for (s = main_server; s; s = s->next) {
-        const hf_config_t *c = ap_get_module_config(s->lookup_defaults,
-                                                    &hrflow_module);
+        const hf_config_t *c = hrflow_server_config(s);
         dispatcher_rec *d;
         for (i = 0; c->spool && i < dispatchers->nelts; i++)
             if (!strcmp(APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *)->dir,

@@ -49,3 +49,58 @@ def test_server_directives_allowed_in_virtual_host(scratch):
         "HrflowRetryDelay 3\n" + endpoint(scratch, "") + "</VirtualHost>\n")
     r = server.apachectl("-t")
     assert r.returncode == 0, r.stderr
+
+
+# ---- 2. durable mode's settings are the server's --------------------------
+
+def vhost(server, name, body):
+    return (f"<VirtualHost 127.0.0.1:{server.port}>\nServerName {name}\n"
+            f"{body}</VirtualHost>\n")
+
+
+def test_vhosts_with_own_spools_keep_their_own_settings(scratch):
+    server = Httpd("idioms-two-spools", scratch)
+    a, b = (os.path.join(server.root, x) for x in ("spool-a", "spool-b"))
+    server.write_config(
+        vhost(server, "a.test", f"HrflowSpool {a}\nHrflowConcurrency 2\n"
+              "HrflowRetry 0\n" + endpoint(scratch, ""))
+        + vhost(server, "b.test", f"HrflowSpool {b}\nHrflowConcurrency 3\n"
+                "HrflowRetry 7\n" + endpoint(scratch, "")))
+    server.start()
+    try:
+        log = server.error_log(wait_for=f"spool {b}: dispatcher")
+        log = server.error_log(wait_for=f"spool {a}: dispatcher")
+        assert re.search(rf"spool {a}: dispatcher \d+ started: \d+ waiting, "
+                         r"2 at once, 0 retries", log), log
+        assert re.search(rf"spool {b}: dispatcher \d+ started: \d+ waiting, "
+                         r"3 at once, 7 retries", log), log
+    finally:
+        server.stop()
+
+
+def test_vhosts_sharing_a_spool_with_different_settings_refused(scratch):
+    server = Httpd("idioms-shared-spool", scratch)
+    spool = os.path.join(server.root, "spool")
+    server.write_config(
+        f"HrflowSpool {spool}\n"
+        + vhost(server, "a.test", endpoint(scratch, ""))
+        + vhost(server, "b.test", "HrflowRetry 0\n" + endpoint(scratch, "")))
+    r = server.apachectl("-t")
+    assert r.returncode != 0
+    # b.test inherits the main server's spool but not its retries.
+    assert (f"HrflowSpool {spool}: the main server and virtual host b.test "
+            f"({server.conf} line" in r.stderr), r.stderr
+    assert "with different settings (HrflowRetry 5 and 0)" in r.stderr, \
+        r.stderr
+
+
+def test_vhosts_sharing_a_spool_with_the_same_settings_pass(scratch):
+    server = Httpd("idioms-shared-same", scratch)
+    spool = os.path.join(server.root, "spool")
+    server.write_config(
+        f"HrflowSpool {spool}\nHrflowRetry 2\n"
+        + vhost(server, "a.test", endpoint(scratch, ""))
+        + vhost(server, "b.test", f"HrflowSpool {spool}\nHrflowRetry 2\n"
+                + endpoint(scratch, "")))
+    r = server.apachectl("-t")
+    assert r.returncode == 0, r.stderr

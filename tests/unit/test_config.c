@@ -285,6 +285,32 @@ START_TEST(every_directive_in_table)
 }
 END_TEST
 
+START_TEST(server_settings_overlay_and_conflicts)
+{
+    hf_config_t *dir = hf_config_create(pool), *a = hf_config_create(pool);
+    hf_config_t *b = hf_config_create(pool);
+    const hf_config_t *e;
+
+    ck_assert_ptr_null(apply(dir, "HrflowTimeout 7"));
+    ck_assert_ptr_null(apply(a, "HrflowSpool /s"));
+    ck_assert_ptr_null(apply(a, "HrflowRetry 2"));
+    e = hf_config_with_server(pool, dir, a);
+    ck_assert_str_eq(e->spool, "/s");
+    ck_assert_int_eq(hf_config_retry(e), 2);
+    ck_assert_int_eq(hf_config_timeout(e), 7);
+    ck_assert_ptr_null(dir->spool);     /* the section itself is unchanged */
+    /* Unset and the default agree; a different value is named. */
+    ck_assert_ptr_null(apply(b, "HrflowRetry 5"));
+    ck_assert_ptr_null(hf_config_server_conflict(pool, b, hf_config_create(pool)));
+    ck_assert_str_eq(hf_config_server_conflict(pool, a, b),
+                     "HrflowRetry 2 and 5");
+    ck_assert_ptr_null(apply(b, "HrflowRetry 2"));
+    ck_assert_ptr_null(apply(b, "HrflowRetryDelay 9"));
+    ck_assert_str_eq(hf_config_server_conflict(pool, a, b),
+                     "HrflowRetryDelay 1 and 9");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -301,6 +327,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, relative_paths_from_base_dir);
     tcase_add_test(tc, kept_strings_outlive_the_words);
     tcase_add_test(tc, every_directive_in_table);
+    tcase_add_test(tc, server_settings_overlay_and_conflicts);
     return s;
 }
 
