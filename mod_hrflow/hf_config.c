@@ -87,9 +87,13 @@ int hf_config_signature(const hf_config_t *c)
 {
     return c->signature == HF_UNSET ? HF_SIG_REQUIRED : c->signature;
 }
+int hf_config_timeout_ms(const hf_config_t *c)
+{
+    return c->timeout == HF_UNSET ? HF_DEFAULT_TIMEOUT * 1000 : c->timeout;
+}
 int hf_config_timeout(const hf_config_t *c)
 {
-    return c->timeout == HF_UNSET ? HF_DEFAULT_TIMEOUT : c->timeout;
+    return (hf_config_timeout_ms(c) + 999) / 1000;
 }
 apr_off_t hf_config_max_body(const hf_config_t *c)
 {
@@ -115,6 +119,35 @@ int hf_config_retry_delay(const hf_config_t *c)
 }
 
 /* ---- value parsers ---------------------------------------------------- */
+
+/* The units of httpd's ap_timeout_parameter_parse, seconds by default. */
+static const struct {
+    const char *suffix;
+    apr_interval_time_t unit;
+} time_units[] = {{"", APR_USEC_PER_SEC},     {"s", APR_USEC_PER_SEC},
+                  {"ms", 1000},               {"mi", 60 * APR_USEC_PER_SEC},
+                  {"min", 60 * APR_USEC_PER_SEC},
+                  {"h", 3600 * APR_USEC_PER_SEC}};
+
+int hf_config_parse_time(const char *s, apr_interval_time_t *out)
+{
+    char *end;
+    apr_int64_t v;
+    apr_size_t i;
+
+    if (!apr_isdigit(*s))
+        return -1;
+    errno = 0;
+    v = apr_strtoi64(s, &end, 10);
+    if (errno || v > 1000000000)   /* no overflow in any unit */
+        return -1;
+    for (i = 0; i < sizeof time_units / sizeof *time_units; i++)
+        if (!strcasecmp(end, time_units[i].suffix)) {
+            *out = (apr_interval_time_t)v * time_units[i].unit;
+            return 0;
+        }
+    return -1;
+}
 
 static const char *parse_number(apr_pool_t *p, const char *s, apr_int64_t min,
                                 apr_int64_t max, apr_int64_t *out)
@@ -145,12 +178,29 @@ static const char *set_int(apr_pool_t *p, const char *s, apr_int64_t min,
 
 /* A path as the configuration keeps it: in the configuration's pool, since
  * the caller's words may live in a pool that dies after the config pass
- * (httpd's cmd->temp_pool), and relative ones taken from base_dir. */
+ * (httpd's cmd->temp_pool), and relative ones merged onto base_dir as
+ * ap_server_root_relative does ("./spool" and "spool" are one folder).
+ * The module hands in paths it already resolved that way. */
 static const char *resolve(const hf_config_ctx_t *ctx, const char *path)
 {
-    if (path[0] == '/' || !ctx->base_dir)
-        return apr_pstrdup(ctx->pool, path);
-    return apr_pstrcat(ctx->pool, ctx->base_dir, "/", path, NULL);
+    char *out;
+    apr_size_t len;
+
+    if (!ctx->base_dir)
+        out = apr_pstrdup(ctx->pool, path);
+    else if (apr_filepath_merge(&out, ctx->base_dir, path,
+                                APR_FILEPATH_TRUENAME, ctx->pool)
+             != APR_SUCCESS)
+        return NULL;
+    /* "spool/" is "spool" too. */
+    for (len = strlen(out); len > 1 && out[len - 1] == '/'; len--)
+        out[len - 1] = '\0';
+    return out;
+}
+
+static const char *bad_path(apr_pool_t *p, const char *path)
+{
+    return apr_psprintf(p, "'%s' is not a valid path", path);
 }
 
 /* ---- directive setters ------------------------------------------------ */
@@ -243,6 +293,8 @@ static const char *set_secret_file(const hf_config_ctx_t *ctx,
     apr_size_t len = 0;
     int found = 0, line_no = 0;
 
+    if (!path)
+        return bad_path(ctx->pool, argv[0]);
     if ((why = read_secret_file(ctx->pool, path, &text, &len)))
         return why;
     for (line = text; !why && line < text + len; line = nl + 1) {
@@ -304,6 +356,8 @@ static const char *set_handler(const hf_config_ctx_t *ctx, hf_config_t *cfg,
 
     if (why)
         return apr_psprintf(ctx->pool, "bad pattern '%s': %s", argv[0], why);
+    if (!program)
+        return bad_path(ctx->pool, argv[1]);
     if (stat(program, &st) != 0)
         return apr_psprintf(ctx->pool, "cannot run %s: %s", program,
                             strerror(errno));
@@ -329,7 +383,17 @@ static const char *set_handler(const hf_config_ctx_t *ctx, hf_config_t *cfg,
 static const char *set_timeout(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                                int argc, char *const *argv)
 {
-    return set_int(ctx->pool, argv[0], 1, 86400, &cfg->timeout);
+    apr_interval_time_t t;
+
+    if (hf_config_parse_time(argv[0], &t) != 0 || t < apr_time_from_msec(1)
+        || t > apr_time_from_sec(HF_MAX_TIMEOUT))
+        return apr_psprintf(ctx->pool,
+                            "'%s' is not a time from 1ms to %ds: a whole "
+                            "number of seconds, or with a unit as httpd's "
+                            "timeouts (500ms, 30s, 2min, 1h)",
+                            argv[0], HF_MAX_TIMEOUT);
+    cfg->timeout = (int)apr_time_as_msec(t);
+    return NULL;
 }
 
 static const char *set_max_body(const hf_config_ctx_t *ctx, hf_config_t *cfg,
@@ -355,7 +419,7 @@ static const char *set_spool(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                              int argc, char *const *argv)
 {
     cfg->spool = resolve(ctx, argv[0]);
-    return NULL;
+    return cfg->spool ? NULL : bad_path(ctx->pool, argv[0]);
 }
 
 static const char *set_concurrency(const hf_config_ctx_t *ctx,

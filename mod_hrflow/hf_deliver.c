@@ -113,7 +113,9 @@ void hf_deliver_watched(apr_pool_t *p, const hf_config_t *cfg,
 {
     hf_batch_t batch = {out->events->nelts, out->verified, 1};
     int timeout = hf_config_timeout(cfg);
-    apr_time_t budget_end = apr_time_now() + apr_time_from_sec(timeout);
+    /* The budget bounds each handler too: HrflowTimeout 500ms holds. */
+    apr_time_t budget_end = apr_time_now()
+                            + apr_time_from_msec(hf_config_timeout_ms(cfg));
     int i;
 
     /* The first event's variables are also the request's, for the access
@@ -139,7 +141,8 @@ void hf_deliver_watched(apr_pool_t *p, const hf_config_t *cfg,
         if (apr_time_now() >= budget_end) {
             stop_batch(p, out, i, "time_budget_spent",
                        apr_psprintf(p, "the batch's time budget "
-                                    "(HrflowTimeout %d s) is spent", timeout),
+                                    "(HrflowTimeout %d ms) is spent",
+                                    hf_config_timeout_ms(cfg)),
                        log);
             return;
         }

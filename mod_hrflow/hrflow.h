@@ -19,6 +19,7 @@
 
 /* ---- limits and defaults (SPEC sections 3 and 4) ----------------------- */
 #define HF_DEFAULT_TIMEOUT 30         /* seconds a handler may run */
+#define HF_MAX_TIMEOUT 86400          /* seconds: HrflowTimeout's ceiling */
 #define HF_DEFAULT_MAX_BODY 1048576   /* bytes of request body */
 #define HF_DEFAULT_MAX_EVENTS 100     /* events in one batch */
 #define HF_DEFAULT_CONCURRENCY 4
@@ -269,7 +270,7 @@ typedef struct {
     const char *signature_header;  /* NULL: the three of SPEC 2 */
     const char *spool;
     int signature;                 /* hf_sig_mode_t or HF_UNSET */
-    int timeout;
+    int timeout;                   /* milliseconds */
     apr_off_t max_body;
     int max_events;
     int concurrency;
@@ -359,8 +360,17 @@ const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
 /* Checks what only the whole endpoint shows; NULL or the reason. */
 const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg);
 
+/* A time as httpd's ap_timeout_parameter_parse reads it (seconds by
+ * default; ms, s, mi or min, h suffixes, any case), but refusing anything
+ * after the unit: 0, or -1 when s is not such a time.  HrflowTimeout in
+ * both front ends. */
+int hf_config_parse_time(const char *s, apr_interval_time_t *out);
+
 /* Values with their defaults applied. */
 int hf_config_signature(const hf_config_t *cfg);
+/* HrflowTimeout in milliseconds, and in whole seconds rounded up (a spool
+ * file's handler timeout). */
+int hf_config_timeout_ms(const hf_config_t *cfg);
 int hf_config_timeout(const hf_config_t *cfg);
 apr_off_t hf_config_max_body(const hf_config_t *cfg);
 int hf_config_max_events(const hf_config_t *cfg);

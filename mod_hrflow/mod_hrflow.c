@@ -62,6 +62,18 @@ static const char *set_directive(cmd_parms *cmd, void *dcfg, int argc,
                                                   &hrflow_module)
                            : dcfg;
 
+    if (d->path_arg >= 0 && d->path_arg < argc) {
+        /* A relative path is under ServerRoot, the way httpd's own
+         * directives take it. */
+        char **copy = apr_pmemdup(cmd->temp_pool, argv,
+                                  (apr_size_t)(argc + 1) * sizeof *argv);
+        copy[d->path_arg] = ap_server_root_relative(cmd->pool,
+                                                    argv[d->path_arg]);
+        if (!copy[d->path_arg])
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a valid path",
+                                d->name, argv[d->path_arg]);
+        argv = copy;
+    }
     return hf_config_apply(&ctx, cfg, d, argc, argv);
 }
 

@@ -97,18 +97,6 @@ static int server_wants(void *ctx, int level)
     return APLOG_IS_LEVEL((server_rec *)ctx, level);
 }
 
-/* What a dispatcher must not keep of the parent: its listening sockets. */
-static void close_listeners(void)
-{
-    ap_listen_rec *lr;
-
-    for (lr = ap_listeners; lr; lr = lr->next) {
-        apr_os_sock_t fd;
-        if (lr->sd && apr_os_sock_get(&fd, lr->sd) == APR_SUCCESS)
-            close(fd);
-    }
-}
-
 static void dispatcher_main(dispatcher_rec *d, pid_t parent)
 {
     hf_logger_t log = {log_to_server, d->server, server_wants};
@@ -123,7 +111,10 @@ static void dispatcher_main(dispatcher_rec *d, pid_t parent)
     /* Answering HrFlow comes first: handlers (which inherit this) run in
      * the CPU time that requests leave over. */
     setpriority(PRIO_PROCESS, 0, HRFLOW_DISPATCHER_NICE);
-    close_listeners();
+    /* What a dispatcher must not keep of the parent: its listening
+     * sockets, duplicates per listener bucket included (mod_cgid's daemon
+     * does the same). */
+    ap_close_listeners();
     apr_pool_create(&p, NULL);
     if (ap_run_drop_privileges(p, d->server) != OK)
         _exit(1);

@@ -1,12 +1,19 @@
 """Apache idioms: httpd's own argument handling and contexts, a server
 config for durable mode, paths under ServerRoot, httpd's time syntax,
 numbered log lines, and handlers checked as the server's User."""
+import json
 import os
 import re
+import subprocess
 
 import pytest
 
-from conftest import Httpd, run_user
+from conftest import (CGI, MODULES_DIR, Httpd, records, run_user,
+                      wait_until)
+
+EVENT = json.dumps({"type": "profile.parsing.success",
+                    "profile": {"key": "k1"}}).encode()
+JSON = {"Content-Type": "application/json"}
 
 
 def configtest(scratch, name, text):
@@ -104,3 +111,129 @@ def test_vhosts_sharing_a_spool_with_the_same_settings_pass(scratch):
                 + endpoint(scratch, "")))
     r = server.apachectl("-t")
     assert r.returncode == 0, r.stderr
+
+
+# ---- 3. paths under ServerRoot, httpd's times, listeners closed ------------
+
+def test_relative_paths_resolve_under_server_root(scratch, out):
+    server = Httpd("idioms-relative", scratch)
+    # ServerRoot is scratch/servers/NAME: the handlers are two folders up.
+    with open(os.path.join(server.root, "secrets"), "w") as f:
+        f.write("relative-secret\n")
+    server.write_config(
+        "<Location /rel>\nSetHandler hrflow-webhook\n"
+        "HrflowSecretFile ./secrets\nHrflowSignature optional\n"
+        f"HrflowHandler * ../../handlers/record.sh {out}\n</Location>\n")
+    server.start()
+    try:
+        r, data = server.request("POST", "/rel", EVENT, JSON)
+        assert r.status == 200, data
+        runs = records(out)
+        assert len(runs) == 1
+        assert runs[0]["cwd"] == os.path.join(scratch, "handlers")
+    finally:
+        server.stop()
+
+
+def test_one_spool_folder_under_two_relative_names_is_one_spool(scratch):
+    server = Httpd("idioms-relative-spool", scratch)
+    server.write_config(
+        f"LoadModule status_module {MODULES_DIR}/mod_status.so\n"
+        "<Location /server-status>\nSetHandler server-status\n</Location>\n"
+        "HrflowSpool ./spool\n"
+        + vhost(server, "b.test", "HrflowSpool spool/\n"
+                + endpoint(scratch, "")))
+    spool = os.path.join(server.root, "spool")
+    server.start()
+    try:
+        server.error_log(wait_for=f"spool {spool}: dispatcher")
+        r, data = server.request("GET", "/server-status?auto")
+        assert r.status == 200
+        # One folder, one dispatcher: one section in mod_status.
+        assert data.decode().count("HrflowQueued:") == 1, data
+    finally:
+        server.stop()
+
+
+def test_timeout_in_milliseconds_stops_the_handler(scratch, out):
+    server = Httpd("idioms-timeout-ms", scratch)
+    server.write_config(
+        "<Location /nap>\nSetHandler hrflow-webhook\n"
+        "HrflowSignature optional\nHrflowTimeout 500ms\n"
+        f"HrflowHandler * {scratch}/handlers/nap.sh {out} 20\n</Location>\n")
+    server.start()
+    try:
+        r, data = server.request("POST", "/nap", EVENT, JSON)
+        assert r.status == 500, data
+        assert json.loads(data)["error"] == "handler_failed"
+        log = server.error_log(wait_for="result=timeout")
+        assert "result=timeout" in log
+    finally:
+        server.stop()
+
+
+# The handler's timeout is logged at error level on purpose.
+test_timeout_in_milliseconds_stops_the_handler = pytest.mark.expect_log(
+    r"result=timeout")(test_timeout_in_milliseconds_stops_the_handler)
+
+
+@pytest.mark.parametrize("value", ["500ms", "30s", "2min", "1h", "45"])
+def test_cgi_conffile_takes_httpd_times(scratch, value):
+    conf = os.path.join(scratch, "cgi-time.conf")
+    with open(conf, "w") as f:      # root's, as the checking user
+        f.write("HrflowSignature optional\n"
+                f"HrflowTimeout {value}\nHrflowHandler * /bin/true\n")
+    os.chmod(conf, 0o600)
+    r = subprocess.run([CGI, "--check", conf], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def listening_inodes(port):
+    """Inodes of the listening TCP sockets on port."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                found.add(f[9])
+    return found
+
+
+def socket_inodes(pid):
+    found = set()
+    d = f"/proc/{pid}/fd"
+    for name in os.listdir(d):
+        try:
+            target = os.readlink(os.path.join(d, name))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2,
+                    reason="one listener bucket per CPU: needs two CPUs")
+def test_dispatcher_keeps_no_listening_socket(scratch):
+    server = Httpd("idioms-listeners", scratch)
+    spool = os.path.join(server.root, "spool")
+    # Listener buckets duplicate each listening socket (SO_REUSEPORT):
+    # the dispatcher must close the duplicates too.
+    server.write_config("ListenCoresBucketsRatio 1\n"
+                        f"HrflowSpool {spool}\n" + endpoint(scratch, ""))
+    server.start()
+    try:
+        pidfile = os.path.join(spool, "dispatcher.pid")
+        pid = wait_until(lambda: os.path.exists(pidfile)
+                         and int(open(pidfile).read() or 0))
+        assert pid, server.error_log()
+        listening = listening_inodes(server.port)
+        assert len(listening) >= 2     # the buckets are there
+        assert not socket_inodes(pid) & listening
+    finally:
+        server.stop()

@@ -95,8 +95,10 @@ START_TEST(values_and_errors)
     ck_assert_ptr_null(apply(c, "HrflowSignature Optional"));
     ck_assert_int_eq(hf_config_signature(c), HF_SIG_OPTIONAL);
     ck_assert_ptr_null(hf_config_check_endpoint(pool, c));
-    ck_assert_str_eq(apply(c, "HrflowTimeout 5s"),
-                     "HrflowTimeout: '5s' is not a whole number from 1 to 86400");
+    ck_assert_str_eq(apply(c, "HrflowTimeout 5sec"),
+                     "HrflowTimeout: '5sec' is not a time from 1ms to 86400s: "
+                     "a whole number of seconds, or with a unit as httpd's "
+                     "timeouts (500ms, 30s, 2min, 1h)");
     ck_assert_ptr_nonnull(apply(c, "HrflowTimeout 0"));
     ck_assert_ptr_nonnull(apply(c, "HrflowTimeout -1"));
     ck_assert_ptr_nonnull(apply(c, "HrflowMaxEvents 99999999999999999999"));
@@ -208,6 +210,64 @@ START_TEST(merge_inherits_and_overrides)
     m = hf_config_merge(pool, server, loc);
     ck_assert_int_eq(m->secrets->nelts, 1);
     ck_assert_str_eq(APR_ARRAY_IDX(m->secrets, 0, const char *), "inner");
+}
+END_TEST
+
+/* HrflowTimeout reads times as httpd's own timeouts do, in both front
+ * ends (the CGI's config file goes through the same setter). */
+START_TEST(timeouts_in_httpd_syntax)
+{
+    static const struct {
+        const char *text;
+        apr_interval_time_t usec;
+    } good[] = {{"30", 30000000}, {"30s", 30000000}, {"30S", 30000000},
+                {"500ms", 500000}, {"500MS", 500000}, {"2min", 120000000},
+                {"2mi", 120000000}, {"1h", 3600000000}, {"0", 0}};
+    static const char *const bad[] = {"", "s", "-1", "+1", "1.5s", "30sec",
+                                      "30 s", "1m", "5d", "ms",
+                                      "99999999999999999999",
+                                      "1000000001h"};
+    hf_config_t *c = hf_config_create(pool);
+    apr_interval_time_t t;
+    size_t i;
+
+    for (i = 0; i < sizeof good / sizeof *good; i++) {
+        ck_assert_msg(hf_config_parse_time(good[i].text, &t) == 0, "%s",
+                      good[i].text);
+        ck_assert_int_eq(t, good[i].usec);
+    }
+    for (i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_msg(hf_config_parse_time(bad[i], &t) != 0, "%s", bad[i]);
+    ck_assert_ptr_null(apply(c, "HrflowTimeout 500ms"));
+    ck_assert_int_eq(hf_config_timeout_ms(c), 500);
+    ck_assert_int_eq(hf_config_timeout(c), 1);   /* whole seconds, up */
+    ck_assert_ptr_null(apply(c, "HrflowTimeout 2min"));
+    ck_assert_int_eq(hf_config_timeout(c), 120);
+    ck_assert_ptr_null(apply(c, "HrflowTimeout 24h"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowTimeout 25h"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowTimeout 0ms"));
+    ck_assert_int_eq(hf_config_timeout_ms(c), 86400000);
+}
+END_TEST
+
+/* Relative paths merge onto the base as ap_server_root_relative merges
+ * them onto ServerRoot: one folder has one name. */
+START_TEST(relative_paths_are_normalised)
+{
+    hf_config_t *c = hf_config_create(pool);
+    hf_config_ctx_t ctx = {pool, "/srv/www"};
+    char *dots[] = {"./x/../spool", NULL}, *up[] = {"../spool", NULL};
+
+    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
+                                       1, dots));
+    ck_assert_str_eq(c->spool, "/srv/www/spool");
+    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
+                                       1, up));
+    ck_assert_str_eq(c->spool, "/srv/spool");
+    up[0] = "/var/spool/hrflow//";
+    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
+                                       1, up));
+    ck_assert_str_eq(c->spool, "/var/spool/hrflow");
 }
 END_TEST
 
@@ -325,6 +385,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, secret_file_long_lines);
     tcase_add_test(tc, merge_inherits_and_overrides);
     tcase_add_test(tc, relative_paths_from_base_dir);
+    tcase_add_test(tc, relative_paths_are_normalised);
+    tcase_add_test(tc, timeouts_in_httpd_syntax);
     tcase_add_test(tc, kept_strings_outlive_the_words);
     tcase_add_test(tc, every_directive_in_table);
     tcase_add_test(tc, server_settings_overlay_and_conflicts);
