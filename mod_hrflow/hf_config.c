@@ -480,6 +480,70 @@ const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
     return err ? apr_pstrcat(ctx->pool, d->name, ": ", err, NULL) : NULL;
 }
 
+/* ---- who may run a handler ------------------------------------------- */
+
+/* Whether the user may use bit (S_IXUSR's class) of st: the kernel's mode
+ * check, one class only (the owner's, else the group's, else the
+ * others'), root needing an x bit somewhere on a file only. */
+static int user_may(const struct stat *st, const hf_user_t *u)
+{
+    int i;
+
+    if (u->uid == 0)
+        return S_ISDIR(st->st_mode) || (st->st_mode & 0111);
+    if ((long)st->st_uid == u->uid)
+        return (st->st_mode & S_IXUSR) != 0;
+    for (i = 0; i < u->ngroups; i++)
+        if ((long)st->st_gid == u->groups[i])
+            return (st->st_mode & S_IXGRP) != 0;
+    return (st->st_mode & S_IXOTH) != 0;
+}
+
+static const char *refusal(apr_pool_t *p, const char *program,
+                           const hf_user_t *u, const char *what,
+                           const char *path, const struct stat *st)
+{
+    return apr_psprintf(p, "cannot run %s: user %s cannot %s%s%s (mode %04o, "
+                        "owner uid %ld, group gid %ld)",
+                        program, u->name, what, path ? " " : "",
+                        path ? path : "", (unsigned)(st->st_mode & 07777),
+                        (long)st->st_uid, (long)st->st_gid);
+}
+
+const char *hf_config_runnable_by(apr_pool_t *p, const char *program,
+                                  const hf_user_t *u)
+{
+    char *dir = apr_pstrdup(p, program), *slash;
+    struct stat st;
+
+    /* Every folder on the way needs search permission. */
+    for (slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        if (stat(dir, &st) == 0 && !user_may(&st, u))
+            return refusal(p, program, u, "enter", dir, &st);
+        *slash = '/';
+    }
+    if (stat(program, &st) != 0)
+        return apr_psprintf(p, "cannot run %s: %s", program, strerror(errno));
+    if (!user_may(&st, u))
+        return refusal(p, program, u, "execute it", NULL, &st);
+    return NULL;
+}
+
+const char *hf_config_check_handlers(apr_pool_t *p, const hf_config_t *cfg,
+                                     const hf_user_t *u)
+{
+    int i;
+
+    for (i = 0; cfg->handlers && i < cfg->handlers->nelts; i++) {
+        const char *why = hf_config_runnable_by(
+            p, APR_ARRAY_IDX(cfg->handlers, i, hf_handler_t).argv[0], u);
+        if (why)
+            return apr_pstrcat(p, "HrflowHandler: ", why, NULL);
+    }
+    return NULL;
+}
+
 const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg)
 {
     if (hf_config_signature(cfg) == HF_SIG_REQUIRED

@@ -357,6 +357,22 @@ hf_config_t *hf_config_with_server(apr_pool_t *p, const hf_config_t *dir,
  * ("HrflowRetry 5 and 0"). */
 const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
                                       const hf_config_t *b);
+/* The user handlers run as (the module's User), with its groups (primary
+ * and supplementary). */
+typedef struct {
+    const char *name;
+    long uid;
+    const long *groups;
+    int ngroups;
+} hf_user_t;
+/* Whether u may run program, every folder above it searchable: the mode
+ * bits as the kernel reads them (ACLs are not read).  NULL, or the reason
+ * naming the file or folder, the user and the mode. */
+const char *hf_config_runnable_by(apr_pool_t *p, const char *program,
+                                  const hf_user_t *u);
+/* hf_config_runnable_by for every handler of cfg, "HrflowHandler: ...". */
+const char *hf_config_check_handlers(apr_pool_t *p, const hf_config_t *cfg,
+                                     const hf_user_t *u);
 /* Checks what only the whole endpoint shows; NULL or the reason. */
 const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg);
 

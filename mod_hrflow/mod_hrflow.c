@@ -7,8 +7,11 @@
  * need the whole configuration run in check_config, so that
  * `apachectl configtest` reports them.
  */
+#include <grp.h>
+#include <limits.h>
 #include <string.h>
 #include <poll.h>
+#include <unistd.h>
 #include <httpd.h>
 #include <http_config.h>
 #include <http_core.h>
@@ -16,6 +19,7 @@
 #include <http_main.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <unixd.h>
 #include <ap_expr.h>
 #include <apr_portable.h>
 #include <apr_strings.h>
@@ -130,11 +134,39 @@ static int is_endpoint(apr_pool_t *p, ap_conf_vector_t *section,
                            APR_HASH_KEY_STRING) != NULL;
 }
 
+/* The server's User, as the handlers will run: checked while configtest
+ * still runs as root, who could run them all.  NULL when httpd does not
+ * change users (not started as root): access() said it all. */
+static const hf_user_t *handler_user(apr_pool_t *p)
+{
+    hf_user_t *u;
+    gid_t groups[NGROUPS_MAX + 1];
+    int n = NGROUPS_MAX + 1, i;
+    long *kept;
+
+    if (geteuid() != 0)
+        return NULL;
+    u = apr_pcalloc(p, sizeof *u);
+    u->name = ap_unixd_config.user_name;
+    u->uid = (long)ap_unixd_config.user_id;
+    if (getgrouplist(u->name, ap_unixd_config.group_id, groups, &n) < 0) {
+        groups[0] = ap_unixd_config.group_id;   /* too many: the primary */
+        n = 1;
+    }
+    kept = apr_palloc(p, (apr_size_t)n * sizeof *kept);
+    for (i = 0; i < n; i++)
+        kept[i] = (long)groups[i];
+    u->groups = kept;
+    u->ngroups = n;
+    return u;
+}
+
 /* Checks one section that holds SetHandler hrflow-webhook. */
 static int check_endpoint(apr_pool_t *p, server_rec *s,
                           const hf_config_t *defaults,
                           ap_conf_vector_t *section)
 {
+    const hf_user_t *user = handler_user(p);
     core_dir_config *core = ap_get_core_module_config(section);
     const hf_config_t *cfg = hf_config_with_server(
         p,
@@ -144,6 +176,8 @@ static int check_endpoint(apr_pool_t *p, server_rec *s,
     const char *where = core->d ? core->d : s->server_hostname;
     const char *err = hf_config_check_endpoint(p, cfg);
 
+    if (!err && user)
+        err = hf_config_check_handlers(p, cfg, user);
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
                      "%s (endpoint %s, %s line %u)", err,

@@ -237,3 +237,58 @@ def test_dispatcher_keeps_no_listening_socket(scratch):
         assert not socket_inodes(pid) & listening
     finally:
         server.stop()
+
+
+# ---- 6. handlers checked as the server's User, not as root -----------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or run_user()[1] is None,
+                                reason="httpd changes users only as root")
+
+
+def handler_copy(scratch, name, mode, folder_mode=0o755, group=0):
+    """A copy of fail.sh in a folder of its own, owned by root."""
+    d = os.path.join(scratch, "exec-" + name)
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, folder_mode)
+    path = os.path.join(d, "handler.sh")
+    with open(os.path.join(scratch, "handlers", "fail.sh")) as src, \
+            open(path, "w") as dst:
+        dst.write(src.read())
+    os.chown(path, 0, group)
+    os.chmod(path, mode)
+    return path
+
+
+def handler_configtest(scratch, name, path):
+    return configtest(scratch, "exec-" + name,
+                      "<Location /hook>\nSetHandler hrflow-webhook\n"
+                      f"HrflowSecret s\nHrflowHandler * {path}\n</Location>\n")
+
+
+@needs_root
+def test_handler_only_root_can_run_fails_configtest(scratch):
+    path = handler_copy(scratch, "root-only", 0o700)
+    r = handler_configtest(scratch, "root-only", path)
+    assert r.returncode != 0
+    user = run_user()[0]
+    assert (f"HrflowHandler: cannot run {path}: user {user} cannot execute "
+            "it (mode 0700, owner uid 0" in r.stderr), r.stderr
+    assert "(endpoint /hook" in r.stderr
+
+
+@needs_root
+def test_handler_in_a_folder_the_user_cannot_enter_fails_configtest(scratch):
+    path = handler_copy(scratch, "closed-folder", 0o755, folder_mode=0o700)
+    r = handler_configtest(scratch, "closed-folder", path)
+    assert r.returncode != 0
+    assert (f"HrflowHandler: cannot run {path}: user {run_user()[0]} cannot "
+            f"enter {os.path.dirname(path)} (mode 0700" in r.stderr), r.stderr
+
+
+@needs_root
+def test_handler_the_users_group_may_run_passes(scratch):
+    import grp
+    gid = grp.getgrnam(run_user()[1]).gr_gid
+    path = handler_copy(scratch, "group", 0o750, group=gid)
+    r = handler_configtest(scratch, "group", path)
+    assert r.returncode == 0, r.stderr

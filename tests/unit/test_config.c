@@ -1,4 +1,5 @@
 /* test_config.c - directives, their errors, and per-directory merging. */
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include "unit.h"
@@ -371,6 +372,57 @@ START_TEST(server_settings_overlay_and_conflicts)
 }
 END_TEST
 
+/* The kernel's mode check for the server's User, evaluated by root. */
+START_TEST(runnable_by_the_user_not_by_root)
+{
+    static const long with_group[] = {1000, 4242}, alone[] = {1000};
+    hf_user_t member = {"web", 1000, with_group, 2};
+    hf_user_t other = {"web", 1000, alone, 1};
+    hf_user_t root = {"root", 0, alone, 1};
+    char dir[] = "/tmp/hrflow-unit-exec-XXXXXX";
+    const char *prog, *why;
+
+    if (geteuid() != 0)
+        return;                  /* chown needs root */
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    chmod(dir, 0755);
+    prog = apr_pstrcat(pool, dir, "/h", NULL);
+    close(open(prog, O_CREAT | O_WRONLY, 0700));
+    /* 0700 root: root may, the user may not. */
+    ck_assert_int_eq(chown(prog, 0, 0), 0);
+    chmod(prog, 0700);
+    ck_assert_ptr_null(hf_config_runnable_by(pool, prog, &root));
+    why = hf_config_runnable_by(pool, prog, &member);
+    ck_assert_str_eq(why, apr_psprintf(pool, "cannot run %s: user web cannot "
+                                       "execute it (mode 0700, owner uid 0, "
+                                       "group gid 0)", prog));
+    /* Group class through a supplementary group only. */
+    ck_assert_int_eq(chown(prog, 0, 4242), 0);
+    chmod(prog, 0710);
+    ck_assert_ptr_null(hf_config_runnable_by(pool, prog, &member));
+    ck_assert_ptr_nonnull(hf_config_runnable_by(pool, prog, &other));
+    /* The owner's class alone applies to the owner. */
+    ck_assert_int_eq(chown(prog, 1000, 0), 0);
+    chmod(prog, 0011);
+    ck_assert_ptr_nonnull(hf_config_runnable_by(pool, prog, &other));
+    chmod(prog, 0100);
+    ck_assert_ptr_null(hf_config_runnable_by(pool, prog, &other));
+    /* No x bit at all: not even root. */
+    chmod(prog, 0600);
+    ck_assert_ptr_nonnull(hf_config_runnable_by(pool, prog, &root));
+    /* A folder on the way the user cannot search. */
+    chmod(prog, 0755);
+    chmod(dir, 0700);
+    why = hf_config_runnable_by(pool, prog, &member);
+    ck_assert_str_eq(why, apr_psprintf(pool, "cannot run %s: user web cannot "
+                                       "enter %s (mode 0700, owner uid 0, "
+                                       "group gid 0)", prog, dir));
+    ck_assert_ptr_null(hf_config_runnable_by(pool, prog, &root));
+    unlink(prog);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -390,6 +442,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, kept_strings_outlive_the_words);
     tcase_add_test(tc, every_directive_in_table);
     tcase_add_test(tc, server_settings_overlay_and_conflicts);
+    tcase_add_test(tc, runnable_by_the_user_not_by_root);
     return s;
 }
 
