@@ -72,6 +72,18 @@ struct hf_outcome_t;
 int hf_outcome_http_status(const struct hf_outcome_t *out);
 
 /* ---- log sink: levels are syslog's, as httpd's APLOG_* ----------------- */
+
+/* Every log line of the module and the CGI starts with its own number, in
+ * the spirit of httpd's APLOGNO: "HF00315: event ...".  Numbers are never
+ * reused for another message; README.md lists those an administrator
+ * meets.  Ranges: 001xx mod_hrflow.c, 002xx mod_hrflow_spool.c, 003xx the
+ * request (hf_receive.c, hf_deliver.c), 004xx the dispatcher, 005xx the
+ * spool commit, 006xx the CGI. */
+#define HFLOGNO(n) "HF" #n ": "
+
+/* The version of configure.ac's AC_INIT. */
+extern const char hf_version[];
+
 #define HF_LOG_ERR 3
 #define HF_LOG_WARNING 4
 #define HF_LOG_NOTICE 5
@@ -422,6 +434,7 @@ typedef struct {
 
 typedef struct {
     int started;                 /* 0: could not be started, see error */
+    long pid;                    /* the handler's, when started */
     const char *error;
     int exit_code;               /* when exited normally */
     int signal;                  /* when killed by a signal */

@@ -180,14 +180,14 @@ static int check_endpoint(apr_pool_t *p, server_rec *s,
         err = hf_config_check_handlers(p, cfg, user);
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
-                     "%s (endpoint %s, %s line %u)", err,
+                     HFLOGNO(00101) "%s (endpoint %s, %s line %u)", err,
                      where ? where : "/", core->expr_handler->filename,
                      core->expr_handler->line_number);
         return -1;
     }
     if (hf_config_signature(cfg) == HF_SIG_OFF)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     "HrflowSignature off for endpoint %s: anyone who can "
+                     HFLOGNO(00102) "HrflowSignature off for endpoint %s: anyone who can "
                      "reach it can run its handlers",
                      where ? where : "/");
     return 0;
@@ -231,7 +231,7 @@ static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
                                    : NULL;
             if (diff) {
                 ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
-                             "HrflowSpool %s: %s and %s share it with "
+                             HFLOGNO(00103) "HrflowSpool %s: %s and %s share it with "
                              "different settings (%s); one spool has one "
                              "dispatcher: give them the same values or each "
                              "its own HrflowSpool",
@@ -264,7 +264,7 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
             const char *err = hrflow_spool_check(ptemp, spool);
             if (err) {
                 ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
-                             "%s", err);
+                             HFLOGNO(00104) "%s", err);
                 bad = 1;
             }
         }
@@ -275,6 +275,19 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         bad |= check_sections(ptemp, s, defaults, sconf->sec_dir, endpoints);
     }
     return bad ? !OK : OK;
+}
+
+/* Once per start and restart, not in the dry run that precedes the first
+ * start (nor in configtest, which stops before post_config). */
+static int hrflow_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                              apr_pool_t *ptemp, server_rec *s)
+{
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 HFLOGNO(00107) "mod_hrflow %s configured (generation %d)",
+                 hf_version, ap_state_query(AP_SQ_CONFIG_GEN));
+    return OK;
 }
 
 /* ---- the request ------------------------------------------------------ */
@@ -394,7 +407,7 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
         out->rc = HF_E_SPOOL;
         out->error = "spool_unavailable";
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      "spool %s is not ready in this process", cfg->spool);
+                      HFLOGNO(00105) "spool %s is not ready in this process", cfg->spool);
         return;
     }
     hf_spool_accept(r->pool, cfg, c, out, log);
@@ -496,7 +509,7 @@ static int hrflow_handler(request_rec *r)
     if (r->method_number == M_POST
         && (rc = read_body(r, hf_config_max_body(cfg), &req)) != OK) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "cannot read the body (%d)", rc);
+                      HFLOGNO(00106) "cannot read the body (%d)", rc);
         return rc;
     }
     hf_receive(r->pool, cfg, &req, &out);
@@ -517,6 +530,7 @@ static int hrflow_handler(request_rec *r)
 static void register_hooks(apr_pool_t *p)
 {
     ap_hook_check_config(hrflow_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(hrflow_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(hrflow_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(hrflow_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);

@@ -292,3 +292,97 @@ def test_handler_the_users_group_may_run_passes(scratch):
     path = handler_copy(scratch, "group", 0o750, group=gid)
     r = handler_configtest(scratch, "group", path)
     assert r.returncode == 0, r.stderr
+
+
+# ---- 5. numbered log lines, the version at startup, debug lines ------------
+
+def package_version():
+    here = os.path.dirname(os.path.abspath(__file__))
+    text = open(os.path.join(here, "..", "..", "configure.ac")).read()
+    return re.search(r"AC_INIT\(\[[^]]*\], \[([^]]*)\]", text).group(1)
+
+
+def record_endpoint(scratch, out):
+    return ("<Location /rec>\nSetHandler hrflow-webhook\n"
+            "HrflowSignature optional\n"
+            f"HrflowHandler profile.* {scratch}/handlers/record.sh {out}\n"
+            "</Location>\n")
+
+
+def test_version_logged_once_per_start_and_restart(scratch):
+    server = Httpd("idioms-version", scratch)
+    server.write_config(endpoint(scratch, ""))
+    line = f"HF00107: mod_hrflow {package_version()} configured"
+    r = server.apachectl("-t")
+    assert r.returncode == 0 and line not in r.stderr, r.stderr
+    server.start()
+    try:
+        assert server.error_log(wait_for=line).count(line) == 1
+        assert "[hrflow:info]" in [x for x in server.error_log().splitlines()
+                                   if line in x][0]
+        server.apachectl("-k", "graceful")
+        assert wait_until(lambda: server.error_log().count(line) == 2), \
+            server.error_log()
+    finally:
+        server.stop()
+
+
+def test_debug_lines_with_module_log_level(scratch, out):
+    server = Httpd("idioms-debug", scratch)
+    server.write_config("LogLevel warn hrflow:debug\n"
+                        + record_endpoint(scratch, out))
+    server.start()
+    try:
+        r, _ = server.request("POST", "/rec", EVENT, JSON)
+        assert r.status == 200
+        log = server.error_log(wait_for="HF00319")
+        assert re.search(r"\[hrflow:debug\] .* HF00318: event \w+ "
+                         r"type=profile.parsing.success routed by wildcard "
+                         rf"pattern 'profile.\*' to {scratch}/handlers/"
+                         "record.sh", log), log
+        assert re.search(r"HF00319: event \w{12}: handler \S+record.sh ran "
+                         r"as pid \d+", log), log
+        assert "HF00315: event " in log        # the result line, numbered
+    finally:
+        server.stop()
+
+
+def test_no_debug_lines_at_info(scratch, out):
+    server = Httpd("idioms-no-debug", scratch)
+    server.write_config(record_endpoint(scratch, out))
+    server.start()
+    try:
+        r, _ = server.request("POST", "/rec", EVENT, JSON)
+        assert r.status == 200
+        log = server.error_log(wait_for="HF00315: event ")
+        assert "HF00315: event " in log
+        assert "HF00318" not in log and "HF00319" not in log
+    finally:
+        server.stop()
+
+
+def test_debug_line_for_a_committed_spool_file(scratch, out):
+    server = Httpd("idioms-debug-spool", scratch)
+    spool = os.path.join(server.root, "spool")
+    server.write_config("LogLevel warn hrflow:debug\n"
+                        f"HrflowSpool {spool}\n" + record_endpoint(scratch, out))
+    server.start()
+    try:
+        r, _ = server.request("POST", "/rec", EVENT, JSON)
+        assert r.status == 202
+        log = server.error_log(wait_for="HF00505")
+        assert re.search(rf"HF00505: event \w+ committed as {spool}/new/"
+                         r"\S+\.json \(a group of 1\)", log), log
+    finally:
+        server.stop()
+
+
+def test_cgi_lines_are_numbered_too(scratch):
+    conf = os.path.join(scratch, "cgi-off.conf")
+    with open(conf, "w") as f:
+        f.write("HrflowSignature off\nHrflowHandler * /bin/true\n")
+    os.chmod(conf, 0o600)
+    r = subprocess.run([CGI, "--check", conf], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert f"HF00602: {conf}: HrflowSignature off" in r.stderr, r.stderr
