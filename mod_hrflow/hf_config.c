@@ -129,24 +129,24 @@ static const struct {
                   {"min", 60 * APR_USEC_PER_SEC},
                   {"h", 3600 * APR_USEC_PER_SEC}};
 
-int hf_config_parse_time(const char *s, apr_interval_time_t *out)
+const char *hf_config_parse_time(const char *s, apr_interval_time_t *out)
 {
     char *end;
     apr_int64_t v;
     apr_size_t i;
 
     if (!apr_isdigit(*s))
-        return -1;
+        return "not a number";
     errno = 0;
     v = apr_strtoi64(s, &end, 10);
     if (errno || v > 1000000000)   /* no overflow in any unit */
-        return -1;
+        return "too large";
     for (i = 0; i < sizeof time_units / sizeof *time_units; i++)
         if (!strcasecmp(end, time_units[i].suffix)) {
             *out = (apr_interval_time_t)v * time_units[i].unit;
-            return 0;
+            return NULL;
         }
-    return -1;
+    return "not one of the units ms, s, min, h";
 }
 
 static const char *parse_number(apr_pool_t *p, const char *s, apr_int64_t min,
@@ -385,7 +385,7 @@ static const char *set_timeout(const hf_config_ctx_t *ctx, hf_config_t *cfg,
 {
     apr_interval_time_t t;
 
-    if (hf_config_parse_time(argv[0], &t) != 0 || t < apr_time_from_msec(1)
+    if (hf_config_parse_time(argv[0], &t) || t < apr_time_from_msec(1)
         || t > apr_time_from_sec(HF_MAX_TIMEOUT))
         return apr_psprintf(ctx->pool,
                             "'%s' is not a time from 1ms to %ds: a whole "

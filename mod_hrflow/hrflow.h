@@ -9,6 +9,18 @@
  *   hf_response_body()  the small JSON answer of SPEC section 5
  *
  * and each front end only moves bytes and log lines in and out.
+ *
+ * Errors, one convention: a function that can fail returns const char *,
+ * NULL on success, else what went wrong as a lower-case phrase ("cannot
+ * open %s: reason"), static or in the caller's pool; what it produces goes
+ * through out-parameters.  Three kinds keep another shape, each for its
+ * reason: constructors return the object or NULL, with the reason in
+ * *err when there is one (hf_json_parse); a request's outcome is an
+ * hf_rc_t, since it picks the HTTP status, with the reason in *err
+ * (hf_events_from_json); and thin wrappers of system calls return 0 or -1
+ * with errno, as the calls do, so that the caller names the file
+ * (hf_spool_write, hf_spool_sync_dir, hf_write_all).  Functions that log
+ * their own failures (hf_run_event, hf_dispatch_run) return 0 or -1.
  */
 #ifndef HRFLOW_H
 #define HRFLOW_H
@@ -114,13 +126,14 @@ char *hf_log_escape(apr_pool_t *p, const char *s);
 
 /* ---- base64 and hex (hf_codec.c) ---------------------------------------- */
 
-/* Decodes base64 in either alphabet (+/ or -_), padded or not.  Returns 0, or
- * -1 for anything else (bad character, mixed alphabets, bad length/padding). */
-int hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                     unsigned char **out, apr_size_t *outlen);
-/* Decodes hex of either case; -1 on odd length or a non-hex character. */
-int hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                  unsigned char **out, apr_size_t *outlen);
+/* Decodes base64 in either alphabet (+/ or -_), padded or not: NULL, or
+ * what is wrong (bad character, mixed alphabets, bad length/padding). */
+const char *hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                             unsigned char **out, apr_size_t *outlen);
+/* Decodes hex of either case: NULL, or what is wrong (odd length, a
+ * non-hex character). */
+const char *hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                          unsigned char **out, apr_size_t *outlen);
 void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst);
 /* URL-safe base64 without padding, as HrFlow signs: a new string. */
 char *hf_base64url_encode(apr_pool_t *p, const unsigned char *src,
@@ -178,9 +191,10 @@ void hf_json_put_string(hf_json_t *obj, const char *key, const char *val);
 void hf_json_put(hf_json_t *obj, const char *key, hf_json_t *child);
 const char *hf_json_text(apr_pool_t *p, const hf_json_t *j, apr_size_t *len);
 /* Finds the text of each element of a JSON array as it stands in the input,
- * with the scanner of hf_json_check: 0, or -1 when text is not an array. */
-int hf_json_array_spans(const char *text, apr_size_t len,
-                        apr_array_header_t *starts, apr_array_header_t *lens);
+ * with the scanner of hf_json_check: NULL, or why text is not an array. */
+const char *hf_json_array_spans(const char *text, apr_size_t len,
+                                apr_array_header_t *starts,
+                                apr_array_header_t *lens);
 
 /* Calls leaf() for the scalars under object j, in order, with the path joined
  * by '_' after prefix ("HRFLOW_profile_source_key", path_len bytes) and the
@@ -390,9 +404,9 @@ const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg);
 
 /* A time as httpd's ap_timeout_parameter_parse reads it (seconds by
  * default; ms, s, mi or min, h suffixes, any case), but refusing anything
- * after the unit: 0, or -1 when s is not such a time.  HrflowTimeout in
+ * after the unit: NULL, or why s is not such a time.  HrflowTimeout in
  * both front ends. */
-int hf_config_parse_time(const char *s, apr_interval_time_t *out);
+const char *hf_config_parse_time(const char *s, apr_interval_time_t *out);
 
 /* Values with their defaults applied. */
 int hf_config_signature(const hf_config_t *cfg);

@@ -233,12 +233,12 @@ START_TEST(timeouts_in_httpd_syntax)
     size_t i;
 
     for (i = 0; i < sizeof good / sizeof *good; i++) {
-        ck_assert_msg(hf_config_parse_time(good[i].text, &t) == 0, "%s",
+        ck_assert_msg(!hf_config_parse_time(good[i].text, &t), "%s",
                       good[i].text);
         ck_assert_int_eq(t, good[i].usec);
     }
     for (i = 0; i < sizeof bad / sizeof *bad; i++)
-        ck_assert_msg(hf_config_parse_time(bad[i], &t) != 0, "%s", bad[i]);
+        ck_assert_msg(hf_config_parse_time(bad[i], &t), "%s", bad[i]);
     ck_assert_ptr_null(apply(c, "HrflowTimeout 500ms"));
     ck_assert_int_eq(hf_config_timeout_ms(c), 500);
     ck_assert_int_eq(hf_config_timeout(c), 1);   /* whole seconds, up */
