@@ -192,7 +192,8 @@ int cgi_serve(apr_pool_t *p, const char *argv0)
         discard_body();           /* answered 405, but read first */
     else if (read_body(p, hf_config_max_body(cfg), &req) != 0) {
         hf_log(&cgi_stderr_log, HF_LOG_INFO, p,
-               HFLOGNO(00612) "refused with 400: the body is shorter than CONTENT_LENGTH");
+               HFLOGNO(00612)
+               "refused with 400: the body is shorter than CONTENT_LENGTH");
         refuse(p, HF_E_MALFORMED, "incomplete_body");
         return 0;
     }

@@ -24,10 +24,12 @@ static void log_output(const hf_logger_t *log, apr_pool_t *p,
 
     for (line = apr_strtok(text, "\n", &state); line;
          line = apr_strtok(NULL, "\n", &state))
-        hf_log(log, level, p, HFLOGNO(00311) "event %.12s output: %s", ev->id, line);
+        hf_log(log, level, p,
+               HFLOGNO(00311) "event %.12s output: %s", ev->id, line);
     if (res->output_dropped)
         hf_log(log, level, p,
-               HFLOGNO(00312) "event %.12s output: %" APR_SIZE_T_FMT " more bytes not logged",
+               HFLOGNO(00312)
+               "event %.12s output: %" APR_SIZE_T_FMT " more bytes not logged",
                ev->id, res->output_dropped);
 }
 
@@ -45,7 +47,8 @@ const hf_handler_t *hf_route_event(apr_pool_t *p, const hf_config_t *cfg,
     if (!h) {
         out->ignored++;
         hf_log(log, HF_LOG_INFO, p,
-               HFLOGNO(00313) "event %s type=%s delivery=%s handler=none result=ignored",
+               HFLOGNO(00313)
+               "event %s type=%s delivery=%s handler=none result=ignored",
                ev->id, ev->type, ev->delivery_id);
     }
     return h;
@@ -65,10 +68,12 @@ static int run_logged(apr_pool_t *p, const hf_event_t *ev,
                HFLOGNO(00319) "event %.12s: handler %s ran as pid %ld",
                ev->id, spec->argv[0], res->pid);
     if (!res->started)
-        hf_log(log, HF_LOG_ERR, p, HFLOGNO(00314) "event %.12s: %s", ev->id, res->error);
+        hf_log(log, HF_LOG_ERR, p,
+               HFLOGNO(00314) "event %.12s: %s", ev->id, res->error);
     log_output(log, p, ev, res, ok ? HF_LOG_INFO : HF_LOG_ERR);
     hf_log(log, ok ? HF_LOG_INFO : HF_LOG_ERR, p,
-           HFLOGNO(00315) "event %s type=%s delivery=%s%s handler=%s result=%s ms=%"
+           HFLOGNO(00315)
+           "event %s type=%s delivery=%s%s handler=%s result=%s ms=%"
            APR_TIME_T_FMT,
            ev->id, ev->type, ev->delivery_id,
            attempt ? apr_psprintf(p, " attempt=%d", attempt) : "",
@@ -96,7 +101,8 @@ void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
     ev->vars = hf_env_build(p, ev, batch, &dropped);
     if (dropped)
         hf_log(log, HF_LOG_WARNING, p,
-               HFLOGNO(00316) "event %.12s: %d variables left out (limits: %d variables, "
+               HFLOGNO(00316)
+               "event %.12s: %d variables left out (limits: %d variables, "
                "%d bytes of names and values, names of %d bytes); the full "
                "JSON is on standard input",
                ev->id, dropped, HF_MAX_VARS, HF_MAX_VAR_BYTES,

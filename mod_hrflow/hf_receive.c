@@ -161,7 +161,9 @@ void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
         hf_log(log,
                out->rc == HF_E_SIGNATURE || out->rc == HF_E_UNSIGNED
                    ? HF_LOG_WARNING : HF_LOG_INFO,
-               p, HFLOGNO(00302) "refused with %d: %s", hf_rc_http_status(out->rc),
+               p,
+                   HFLOGNO(00302)
+                   "refused with %d: %s", hf_rc_http_status(out->rc),
                out->error);
     }
 }

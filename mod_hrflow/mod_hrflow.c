@@ -90,7 +90,8 @@ static const char *set_directive_take1(cmd_parms *cmd, void *dcfg,
 }
 
 /* Server-wide directives are RSRC_CONF: httpd itself refuses them in a
- * <Location> or <Directory> ("not allowed here"). */
+ * <Location> or <Directory> ("HrflowSpool not allowed in <Location>
+ * context"). */
 #define WHERE(scope) \
     ((scope) == HF_SCOPE_SERVER ? RSRC_CONF : RSRC_CONF | ACCESS_CONF)
 #define ENTRY(set) ((void *)(apr_uintptr_t)&hf_directives[HF_DIRECTIVE_##set])
@@ -187,7 +188,8 @@ static int check_endpoint(apr_pool_t *p, server_rec *s,
     }
     if (hf_config_signature(cfg) == HF_SIG_OFF)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     HFLOGNO(00102) "HrflowSignature off for endpoint %s: anyone who can "
+                     HFLOGNO(00102)
+                     "HrflowSignature off for endpoint %s: anyone who can "
                      "reach it can run its handlers",
                      where ? where : "/");
     return 0;
@@ -231,7 +233,8 @@ static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
                                    : NULL;
             if (diff) {
                 ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
-                             HFLOGNO(00103) "HrflowSpool %s: %s and %s share it with "
+                             HFLOGNO(00103)
+                             "HrflowSpool %s: %s and %s share it with "
                              "different settings (%s); one spool has one "
                              "dispatcher: give them the same values or each "
                              "its own HrflowSpool",
@@ -407,7 +410,8 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
         out->rc = HF_E_SPOOL;
         out->error = "spool_unavailable";
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      HFLOGNO(00105) "spool %s is not ready in this process", cfg->spool);
+                      HFLOGNO(00105)
+                      "spool %s is not ready in this process", cfg->spool);
         return;
     }
     hf_spool_accept(r->pool, cfg, c, out, log);

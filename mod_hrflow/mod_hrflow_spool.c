@@ -169,7 +169,8 @@ static int start_dispatcher(dispatcher_rec *d)
         dispatcher_main(d, parent);     /* does not return */
     if (rv != APR_INPARENT) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, d->server,
-                     HFLOGNO(00201) "spool %s: cannot start the dispatcher", d->dir);
+                     HFLOGNO(00201)
+                     "spool %s: cannot start the dispatcher", d->dir);
         return -1;
     }
     apr_pool_note_subprocess(d->pool, &d->proc, APR_KILL_AFTER_TIMEOUT);
@@ -191,7 +192,8 @@ static void dispatcher_maint(int reason, void *data, apr_wait_t status)
         if (state == AP_MPMQ_STOPPING)
             break;
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->server,
-                     HFLOGNO(00202) "spool %s: dispatcher %ld died (status %d), starting "
+                     HFLOGNO(00202)
+                     "spool %s: dispatcher %ld died (status %d), starting "
                      "it again", d->dir, (long)d->proc.pid, (int)status);
         start_dispatcher(d);
         break;
@@ -254,7 +256,8 @@ static int spool_post_config(apr_pool_t *pconf, apr_pool_t *plog,
              * first) must not let it stop the whole server: this spool
              * alone answers 503 until it is repaired. */
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, main_server,
-                         HFLOGNO(00203) "HrflowSpool: %s; its endpoints answer 503 until "
+                         HFLOGNO(00203)
+                         "HrflowSpool: %s; its endpoints answer 503 until "
                          "it is repaired and the server restarted", err);
             d->refused = 1;
             continue;
