@@ -386,3 +386,19 @@ def test_cgi_lines_are_numbered_too(scratch):
                        text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert f"HF00602: {conf}: HrflowSignature off" in r.stderr, r.stderr
+
+
+def test_log_numbers_are_unique_and_documented():
+    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    used = []
+    for folder in ("mod_hrflow", "cgi"):
+        for name in sorted(os.listdir(os.path.join(top, folder))):
+            if name.endswith(".c"):
+                text = open(os.path.join(top, folder, name)).read()
+                used += re.findall(r"HFLOGNO\((\d{5})\)", text)
+    assert used and len(used) == len(set(used)), sorted(used)
+    readme = open(os.path.join(top, "README.md")).read()
+    documented = set()
+    for a, b in re.findall(r"HF(\d{5})(?:–HF(\d{5}))?", readme):
+        documented.update(f"{n:05d}" for n in range(int(a), int(b or a) + 1))
+    assert set(used) <= documented, sorted(set(used) - documented)
