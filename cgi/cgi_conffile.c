@@ -358,10 +358,12 @@ const char *cgi_config_read(apr_pool_t *p, const char *path,
         memset(text, 0, len);
     if (!err && inline_secret && others_may(&st, S_IROTH))
         hf_log(log, HF_LOG_WARNING, p,
+               HFLOGNO(00601)
                "%s holds HrflowSecret and other users may read it: move the "
                "secret to an HrflowSecretFile that only you can read", path);
     if (!err && hf_config_signature(*cfg) == HF_SIG_OFF)
         hf_log(log, HF_LOG_WARNING, p,
+               HFLOGNO(00602)
                "%s: HrflowSignature off: anyone who can reach this program "
                "can run its handlers", path);
     return err;

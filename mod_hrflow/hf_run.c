@@ -377,6 +377,7 @@ void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res)
         return;
     }
     res->started = 1;
+    res->pid = (long)c.pid;
     if (spec->input_len == 0)
         close_fd(&c.in_fd);
     deadline = start + apr_time_from_sec(spec->timeout);
