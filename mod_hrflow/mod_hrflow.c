@@ -169,10 +169,11 @@ static int check_endpoint(apr_pool_t *p, server_rec *s,
 {
     const hf_user_t *user = handler_user(p);
     core_dir_config *core = ap_get_core_module_config(section);
+    /* A section with no Hrflow directive of its own has no config of
+     * ours: it runs with the server's. */
+    const hf_config_t *own = ap_get_module_config(section, &hrflow_module);
     const hf_config_t *cfg = hf_config_with_server(
-        p,
-        hf_config_merge(p, defaults,
-                        ap_get_module_config(section, &hrflow_module)),
+        p, own ? hf_config_merge(p, defaults, own) : defaults,
         hrflow_server_config(s));
     const char *where = core->d ? core->d : s->server_hostname;
     const char *err = hf_config_check_endpoint(p, cfg);

@@ -88,3 +88,24 @@ def test_server_wide_directive_refused_in_location(scratch):
     # httpd's own refusal of an RSRC_CONF directive.
     assert "HrflowRetry not allowed in <Location> context" in r.stderr, \
         r.stderr
+
+
+def test_bare_endpoint_takes_the_server_settings(scratch):
+    # A <Location> with no Hrflow directive of its own: everything comes
+    # from the server.  configtest used to crash on it.
+    server = Httpd("startup-bare", scratch)
+    server.write_config(
+        f"HrflowSecret s\nHrflowHandler * {scratch}/handlers/fail.sh\n"
+        "<Location /hook>\nSetHandler hrflow-webhook\n</Location>\n")
+    r = server.apachectl("-t")
+    assert r.returncode == 0, r.stderr
+    assert "Syntax OK" in r.stderr
+
+
+def test_bare_endpoint_without_a_secret_fails_clearly(scratch):
+    server = Httpd("startup-bare-nosecret", scratch)
+    server.write_config(
+        "<Location /hook>\nSetHandler hrflow-webhook\n</Location>\n")
+    r = server.apachectl("-t")
+    assert r.returncode != 0
+    assert "no HrflowSecret or HrflowSecretFile" in r.stderr, r.stderr
