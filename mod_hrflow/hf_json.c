@@ -194,6 +194,8 @@ typedef struct {
     char close[HF_JSON_DEPTH_LIMIT];  /* '}' or ']' of each open container */
     apr_array_header_t *starts, *lens; /* the top array's elements, or NULL */
     apr_size_t elem_start;
+    int members;                       /* track the top object's members */
+    hf_json_span_t name, value;        /* its last member, as far as read */
     hf_json_size_t size;               /* what was counted so far */
     const char *err;
 } scan_t;
@@ -385,19 +387,33 @@ static int scan_literal(scan_t *s, const char *word)
     return 0;
 }
 
+static int in_top_object(const scan_t *s)
+{
+    return s->members && s->depth == 1 && s->close[0] == '}';
+}
+
 /* An object member's name and colon, up to its value. */
 static int scan_member_name(scan_t *s)
 {
+    apr_size_t start;
+
     skip_ws(s);
     if (s->i >= s->len || s->t[s->i] != '"')
         return scan_fail(s, "expected a member name");
+    start = s->i + 1;
     if (scan_string(s, 1) != 0)
         return -1;
+    if (in_top_object(s)) {
+        s->name.start = start;
+        s->name.len = s->i - 1 - start;
+    }
     skip_ws(s);
     if (s->i >= s->len || s->t[s->i] != ':')
         return scan_fail(s, "expected ':'");
     s->i++;
     skip_ws(s);
+    if (in_top_object(s))
+        s->value.start = s->i;
     return 0;
 }
 
@@ -453,6 +469,8 @@ static int scan_value_end(scan_t *s)
             APR_ARRAY_PUSH(s->starts, apr_size_t) = s->elem_start;
             APR_ARRAY_PUSH(s->lens, apr_size_t) = s->i - s->elem_start;
         }
+        if (in_top_object(s))
+            s->value.len = s->i - s->value.start;
         skip_ws(s);
         if (s->depth == 0)
             return 1;
@@ -539,6 +557,25 @@ const char *hf_json_array_spans(const char *t, apr_size_t len,
     if (s.i >= len || t[s.i] != '[')
         return "not an array";
     return scan(&s);
+}
+
+int hf_json_last_member(const char *t, apr_size_t len, int max_depth,
+                        int flags, hf_json_span_t *name, hf_json_span_t *value)
+{
+    scan_t s;
+
+    memset(&s, 0, sizeof s);
+    s.t = t;
+    s.len = len;
+    s.max_depth = max_depth;
+    s.flags = flags;
+    s.members = 1;
+    skip_ws(&s);
+    if (s.i >= len || t[s.i] != '{' || scan(&s) || s.value.start == 0)
+        return -1;
+    *name = s.name;
+    *value = s.value;
+    return 0;
 }
 
 /* ---- flattening ----------------------------------------------------------

@@ -28,7 +28,8 @@
 const char *const hf_spool_states[] = {"tmp", "new", "run", "retry", "failed",
                                        "done", NULL};
 
-#define EVENT_MEMBER "\"event\":"
+#define EVENT_NAME "event"
+#define EVENT_MEMBER "\"" EVENT_NAME "\":"
 
 const char *hf_spool_path(apr_pool_t *p, const char *dir, const char *state,
                           const char *name)
@@ -398,37 +399,36 @@ static const char *envelope_fields(apr_pool_t *p, const hf_json_t *o,
     return NULL;
 }
 
-/* The event member, last in the file: "event": up to the closing brace.
- * It is checked as a body is, without building its tree (the dispatcher
- * builds the one tree an event costs); the bookkeeping before it is parsed
- * as an object whose "event" is null. */
+/* The event member, last in the file, just before its closing brace.  The
+ * file is scanned as JSON to find that member, so neither a name that
+ * holds "event": nor an "event" nested in another member is taken for it.
+ * The event is checked as a body is, without building its tree (the
+ * dispatcher builds the one tree an event costs); the bookkeeping before
+ * it is parsed as an object whose "event" is null. */
 static const char *envelope_split(apr_pool_t *p, const char *text,
                                   apr_size_t len, const char **bookkeeping,
                                   apr_size_t *blen, hf_envelope_t *e)
 {
-    const char *start = strstr(text, EVENT_MEMBER);
+    hf_json_span_t name, value;
     hf_json_size_t size;
-    apr_size_t head;
 
-    if (!start || len < 3 || text[len - 1] != '\n' || text[len - 2] != '}')
+    /* Bytes that are not UTF-8 could only come from the configuration (a
+     * handler's path); the event's own text is checked strictly below. */
+    if (len < 2 || text[len - 1] != '\n'
+        || hf_json_last_member(text, len - 1, HF_ENVELOPE_DEPTH,
+                               HF_JSON_RAW_BYTES, &name, &value) != 0
+        || name.len != strlen(EVENT_NAME)
+        || memcmp(text + name.start, EVENT_NAME, name.len) != 0
+        || value.start + value.len != len - 2 || text[value.start] != '{')
         return "no event member at the end";
-    start += strlen(EVENT_MEMBER);
-    head = (apr_size_t)(start - text);
-    if (head > len - 2)
-        return "no event member at the end";
-    e->text = start;
-    e->len = len - 2 - head;
-    /* A valid object with null in place of the event, and one JSON object
-     * in its place: then the file is that object with the event as its
-     * last member (a value stands wherever another may).  Any earlier
-     * "event": would leave an object that does not close there. */
-    if (e->len == 0 || e->text[0] != '{'
-        || hf_json_measure(e->text, e->len, HF_JSON_MAX_DEPTH, 0, &size)
+    e->text = text + value.start;
+    e->len = value.len;
+    if (hf_json_measure(e->text, e->len, HF_JSON_MAX_DEPTH, 0, &size)
         || !hf_json_size_ok(&size))
         return "no event member at the end";
-    *bookkeeping = apr_pstrcat(p, apr_pstrmemdup(p, text, head), "null}",
-                               NULL);
-    *blen = head + 5;
+    *bookkeeping = apr_pstrcat(p, apr_pstrmemdup(p, text, value.start),
+                               "null}", NULL);
+    *blen = value.start + 5;
     return NULL;
 }
 

@@ -195,6 +195,17 @@ const char *hf_json_text(apr_pool_t *p, const hf_json_t *j, apr_size_t *len);
 const char *hf_json_array_spans(const char *text, apr_size_t len,
                                 apr_array_header_t *starts,
                                 apr_array_header_t *lens);
+/* Bytes [start, start+len) of a text. */
+typedef struct {
+    apr_size_t start, len;
+} hf_json_span_t;
+/* When text is exactly one JSON object with at least one member (checked as
+ * hf_json_check does), finds its last member with the same scanner: the name
+ * as written between its quotes (escapes left as they are) and the value's
+ * text.  0, or -1 when text is not such an object. */
+int hf_json_last_member(const char *text, apr_size_t len, int max_depth,
+                        int flags, hf_json_span_t *name,
+                        hf_json_span_t *value);
 
 /* Calls leaf() for the scalars under object j, in order, with the path joined
  * by '_' after prefix ("HRFLOW_profile_source_key", path_len bytes) and the

@@ -132,6 +132,40 @@ START_TEST(spans_are_the_elements_as_written)
 }
 END_TEST
 
+/* The last member of an object, found by the scan: never a name or a
+ * nested member that only looks like it. */
+START_TEST(last_member_is_the_top_objects)
+{
+    static const char *const texts[] = {
+        " {\"a\":1, \"k\\\"\":{\"b\":[\"}\",{\"c\":2}]} }\n",
+        "{\"x\":{\"event\":1},\"k\\\"\":3}",
+        "{\"k\\\"\":\"\\\"event\\\":\"}",
+        "{\"k\\\"\":{}}",
+        NULL};
+    static const char *const values[] = {
+        "{\"b\":[\"}\",{\"c\":2}]}", "3", "\"\\\"event\\\":\"", "{}"};
+    hf_json_span_t name, value;
+    int i;
+
+    for (i = 0; texts[i]; i++) {
+        const char *t = texts[i];
+        ck_assert_int_eq(hf_json_last_member(t, strlen(t), 8, 0, &name,
+                                             &value), 0);
+        ck_assert_str_eq(apr_pstrmemdup(pool, t + name.start, name.len),
+                         "k\\\"");
+        ck_assert_str_eq(apr_pstrmemdup(pool, t + value.start, value.len),
+                         values[i]);
+    }
+    /* Not an object with a member, not JSON, or too deep: none. */
+    ck_assert_int_eq(hf_json_last_member("{}", 2, 8, 0, &name, &value), -1);
+    ck_assert_int_eq(hf_json_last_member("[1]", 3, 8, 0, &name, &value), -1);
+    ck_assert_int_eq(hf_json_last_member("{\"a\":1,}", 8, 8, 0, &name,
+                                         &value), -1);
+    ck_assert_int_eq(hf_json_last_member("{\"a\":[[1]]}", 11, 2, 0, &name,
+                                         &value), -1);
+}
+END_TEST
+
 /* depth nested arrays around 0: "[[[0]]]" is 3 levels. */
 static char *nested(int depth, apr_size_t *len)
 {
@@ -270,6 +304,7 @@ static Suite *json_suite(void)
     tcase_add_test(tc, nul_in_a_string_is_no_c_string);
     tcase_add_test(tc, walk_stops_when_asked_and_counts_the_rest);
     tcase_add_test(tc, walk_passes_every_leaf);
+    tcase_add_test(tc, last_member_is_the_top_objects);
     return s;
 }
 

@@ -81,19 +81,35 @@ END_TEST
  * member is not the event. */
 START_TEST(envelope_nested_event_key_refused)
 {
-    static const char *const files[] = {
-        "{\"delivery_id\":\"d\",\"type\":\"a.b.c\",\"handler\":[\"x\"],\n"
-        "\"evenT\":{\"event\": \"a\"}}\n",
-        "{\"delivery_id\":\"d\",\"type\":\"a.b.c\",\"x\":{\"event\":1},"
-        "\"handler\":[\"x\"],\n\"event\":{\"type\":\"a.b.c\"}}\n",
-        NULL};
+    const char *file = "{\"delivery_id\":\"d\",\"type\":\"a.b.c\","
+                       "\"handler\":[\"x\"],\n\"evenT\":{\"event\": \"a\"}}\n";
     hf_envelope_t e;
-    int i;
 
-    for (i = 0; files[i]; i++)
-        ck_assert_str_eq(hf_envelope_parse(pool, files[i], strlen(files[i]),
-                                           &e),
-                         "no event member at the end");
+    ck_assert_str_eq(hf_envelope_parse(pool, file, strlen(file), &e),
+                     "no event member at the end");
+}
+END_TEST
+
+/* The event is the file's last member named "event", found by a JSON scan:
+ * not the text after the first "event": in the file, which may stand in a
+ * member's name or in a member before it. */
+START_TEST(envelope_event_member_found_by_a_json_scan)
+{
+    const char *named = "{\"delivery_id\":\"d\",\"type\":\"a.b.c\","
+                        "\"handler\":[\"x\"],\n"
+                        "\"x\\\"event\":{\"type\":\"a.b.c\"}}\n";
+    const char *nested = "{\"delivery_id\":\"d\",\"type\":\"a.b.c\","
+                         "\"x\":{\"event\":1},\"handler\":[\"x\"],\n"
+                         "\"event\":{\"type\":\"a.b.c\"}}\n";
+    hf_envelope_t e;
+
+    ck_assert_str_eq(hf_envelope_parse(pool, named, strlen(named), &e),
+                     "no event member at the end");
+    ck_assert_ptr_null(hf_envelope_parse(pool, nested, strlen(nested), &e));
+    ck_assert_str_eq(e.type, "a.b.c");
+    ck_assert_str_eq(e.argv[0], "x");
+    ck_assert_uint_eq(e.len, strlen("{\"type\":\"a.b.c\"}"));
+    ck_assert_int_eq(memcmp(e.text, "{\"type\":\"a.b.c\"}", e.len), 0);
 }
 END_TEST
 
@@ -479,6 +495,7 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, accept_refuses_a_file_the_spool_cannot_read_back);
     tcase_add_test(tc, envelope_rewrite_keeps_odd_ids);
     tcase_add_test(tc, envelope_nested_event_key_refused);
+    tcase_add_test(tc, envelope_event_member_found_by_a_json_scan);
     tcase_add_test(tc, envelope_parse_refuses_damage);
     tcase_add_test(tc, envelope_holds_the_deepest_event);
     tcase_add_test(tc, envelope_parse_builds_no_event_tree);
