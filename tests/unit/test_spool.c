@@ -468,6 +468,28 @@ START_TEST(envelope_event_over_the_caps_refused)
 }
 END_TEST
 
+/* A file shorter than its size said (here sysfs, which gives every
+ * attribute a size of a page) is not read as if whole. */
+START_TEST(read_file_refuses_a_short_read)
+{
+    const char *path = "/sys/devices/system/cpu/online";
+    struct stat st;
+    char *text, buf[128];
+    apr_size_t len;
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    ck_assert_ptr_nonnull(f);
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_msg(n > 0 && (size_t)st.st_size > n,
+                  "%s: size %ld, %zu bytes: not shorter", path,
+                  (long)st.st_size, n);
+    ck_assert_ptr_nonnull(hf_spool_read_file(pool, path, &text, &len));
+}
+END_TEST
+
 static Suite *spool_suite(void)
 {
     Suite *s = suite_create("spool");
@@ -487,6 +509,7 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, order_key_from_profile_or_job);
     tcase_add_test(tc, accept_writes_routed_events_to_new);
     tcase_add_test(tc, accept_into_missing_spool_is_503);
+    tcase_add_test(tc, read_file_refuses_a_short_read);
     tcase_add_test(tc, prepare_refuses_a_linked_state_folder);
     tcase_add_test(tc, prepare_refuses_a_link_or_fifo_in_a_state_folder);
     tcase_add_test(tc, spool_files_are_never_read_or_written_through_a_link);
