@@ -528,6 +528,7 @@ int hf_spool_count(apr_pool_t *p, const char *dir, const char *state);
 /* ---- accepting into the spool (hf_commit.c) ----------------------------- */
 /* Group commit: the concurrent requests of one process share their syncs. */
 typedef struct hf_committer_t hf_committer_t;
+/* NULL when its lock cannot be created. */
 hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir);
 /* Routes each event of out, writes those with a handler to the spool and
  * makes them durable: out->queued, or rc HF_E_SPOOL. */

@@ -287,9 +287,14 @@ static void spool_child_init(apr_pool_t *pchild, server_rec *s)
     committers = apr_hash_make(pchild);
     for (i = 0; dispatchers && i < dispatchers->nelts; i++) {
         dispatcher_rec *d = APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *);
-        if (!d->refused)
-            apr_hash_set(committers, d->dir, APR_HASH_KEY_STRING,
-                         hf_committer_create(pchild, d->dir));
+        hf_committer_t *c;
+        if (d->refused)
+            continue;
+        if (!(c = hf_committer_create(pchild, d->dir)))
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "spool %s: cannot "
+                         "create a lock: this process answers 503", d->dir);
+        else
+            apr_hash_set(committers, d->dir, APR_HASH_KEY_STRING, c);
     }
 }
 
