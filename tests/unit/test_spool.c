@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <unistd.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <apr_thread_proc.h>
@@ -623,6 +624,58 @@ START_TEST(accept_from_many_threads_commits_every_event)
 }
 END_TEST
 
+/* Whether a line that mentions what ctx points to was logged. */
+static void find_line(void *ctx, int level, const char *msg)
+{
+    const char **wanted = ctx;
+
+    if (*wanted && strstr(msg, *wanted))
+        *wanted = NULL;
+}
+
+/* A dispatcher that cannot start its worker threads says so and returns
+ * -1 (its parent starts another a little later) instead of running
+ * without them.  A child limited to one process of its user (the nobody
+ * user when root, whom the limit would not bind) cannot make a thread. */
+START_TEST(dispatcher_without_threads_does_not_start)
+{
+    const char *dir = make_dir();
+    atomic_int stop = 1;        /* were it to start, it would stop at once */
+    int i, status;
+    pid_t child;
+
+    if (geteuid() == 0) {
+        ck_assert_int_eq(chown(dir, 65534, 65534), 0);
+        for (i = 0; hf_spool_states[i]; i++)
+            ck_assert_int_eq(chown(hf_spool_path(pool, dir,
+                                                 hf_spool_states[i], NULL),
+                                   65534, 65534), 0);
+    }
+    child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        const char *wanted = "cannot start worker thread 1 of 2";
+        hf_logger_t log = {find_line, &wanted, NULL};
+        hf_dispatch_spec_t spec = {dir, 2, 0, 1, &log, &stop, -1};
+        struct rlimit one = {1, 1};
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(77);
+        if (setrlimit(RLIMIT_NPROC, &one) != 0)
+            _exit(78);
+        if (hf_dispatch_run(pool, &spec) != -1)
+            _exit(1);
+        _exit(wanted ? 2 : 0);      /* -1, and for that reason */
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status), "the dispatcher died (status %d)",
+                  status);
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    unlink(apr_pstrcat(pool, dir, "/dispatcher.pid", NULL));
+    unlink(apr_pstrcat(pool, dir, "/dispatcher.lock", NULL));
+    remove_dir(dir);
+}
+END_TEST
+
 /* A file shorter than its size said (here sysfs, which gives every
  * attribute a size of a page) is not read as if whole. */
 START_TEST(read_file_refuses_a_short_read)
@@ -667,6 +720,7 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, accept_without_proc_writes_through_tmp);
     tcase_add_test(tc, accept_from_many_threads_commits_every_event);
     tcase_add_test(tc, read_file_refuses_a_short_read);
+    tcase_add_test(tc, dispatcher_without_threads_does_not_start);
     tcase_add_test(tc, prepare_refuses_a_linked_state_folder);
     tcase_add_test(tc, prepare_refuses_a_link_or_fifo_in_a_state_folder);
     tcase_add_test(tc, spool_files_are_never_read_or_written_through_a_link);
