@@ -49,7 +49,10 @@ typedef struct {
 
 static apr_array_header_t *dispatchers;  /* dispatcher_rec *, one per spool */
 static apr_hash_t *committers;           /* dir -> hf_committer_t *, per child */
-static volatile int stop_requested;
+/* Set by the stop signal's handler, read by the dispatcher's threads. */
+static atomic_int stop_requested;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2,
+               "the stop flag must be safe to set in a signal handler");
 static int stop_pipe[2] = {-1, -1};
 
 hf_committer_t *hrflow_spool_committer(const char *dir)

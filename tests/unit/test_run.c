@@ -153,7 +153,7 @@ START_TEST(cancel_stops_the_handler)
 {
     const char *argv[] = {"/bin/sleep", "30", NULL};
     const char *envp[] = {NULL};
-    volatile int stop = 1;
+    atomic_int stop = 1;
     hf_run_spec_t spec = {argv, envp, NULL, 0, 60, 64, &stop, 0};
 
     hf_run(pool, &spec, &res);
