@@ -1,22 +1,30 @@
 /*
  * hf_commit.c - accepting events into the spool, durably, with group commit.
  *
- * A 202 is a promise, so an event's file and its directory entry must be on
- * disk before the answer.  A sync costs about as much for one file as for a
- * hundred, so the requests of one process that wait at the same moment
- * share it: the first to arrive becomes the leader and commits everything
- * queued so far with one sync; the others wait for its word.  Requests that
- * arrive during a sync form the next group.  A burst thus costs one sync
- * per group instead of two per event.
+ * A 202 is a promise, so an event's data and its directory entry must be on
+ * disk before the answer, and only ours: syncfs(2) would also write out
+ * whatever else the file system holds unwritten (hundreds of MB beside a
+ * busy program), and under prefork once per request.  So each request
+ * writes its own files out (in its own thread, side by side with the
+ * others), and only then are they named in new/.  A name is durable once
+ * new/ itself is synced, and that sync costs as much for one name as for
+ * a hundred, so the requests of one process that wait at the same moment
+ * share it: the first to arrive becomes the leader, names everything
+ * queued so far and syncs new/ once; the others wait for its word.
+ * Requests that arrive meanwhile form the next group.  Last, each request
+ * fdatasyncs its files (by then a formality on ext4 and XFS, see
+ * write_out) and answers.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
@@ -32,6 +40,12 @@ typedef struct batch_t {
     int done, failed, err;
 } batch_t;
 
+/* How event files are written: unnamed in new/ and linked there through
+ * /proc/self/fd, or (no O_TMPFILE on the file system, or no /proc, as
+ * under ChrootDir) named in tmp/ and renamed into new/.  Learnt from the
+ * first file; requests read it without the lock. */
+enum { WRITE_UNTRIED, WRITE_UNNAMED, WRITE_NAMED };
+
 struct hf_committer_t {
     const char *dir;
     const char *new_dir;
@@ -40,7 +54,7 @@ struct hf_committer_t {
     batch_t *queue;              /* waiting for the next sync */
     int syncing;                 /* a leader is at work */
     apr_uint64_t groups, events;
-    int unnamed;                 /* O_TMPFILE works here */
+    atomic_int how;              /* WRITE_* */
 };
 
 hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir)
@@ -49,9 +63,11 @@ hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir)
 
     c->dir = apr_pstrdup(p, dir);
     c->new_dir = hf_spool_path(p, dir, "new", NULL);
-    c->unnamed = 1;
-    apr_thread_mutex_create(&c->lock, APR_THREAD_MUTEX_DEFAULT, p);
-    apr_thread_cond_create(&c->turn, p);
+    atomic_init(&c->how, WRITE_UNTRIED);
+    if (apr_thread_mutex_create(&c->lock, APR_THREAD_MUTEX_DEFAULT, p)
+            != APR_SUCCESS
+        || apr_thread_cond_create(&c->turn, p) != APR_SUCCESS)
+        return NULL;
     return c;
 }
 
@@ -64,6 +80,11 @@ void hf_committer_stats(hf_committer_t *c, apr_uint64_t *groups,
     apr_thread_mutex_unlock(c->lock);
 }
 
+static void proc_path(char *buf, apr_size_t size, int fd)
+{
+    snprintf(buf, size, "/proc/self/fd/%d", fd);
+}
+
 /* Moves a batch into new/; on failure puts back what moved. */
 static int publish(batch_t *b)
 {
@@ -74,7 +95,7 @@ static int publish(batch_t *b)
         if (b->tmp[i])
             rc = rename(b->tmp[i], b->dst[i]);
         else {
-            snprintf(proc, sizeof proc, "/proc/self/fd/%d", b->fd[i]);
+            proc_path(proc, sizeof proc, b->fd[i]);
             rc = linkat(AT_FDCWD, proc, AT_FDCWD, b->dst[i],
                         AT_SYMLINK_FOLLOW);
         }
@@ -113,40 +134,115 @@ static int write_unnamed(const char *dir, const char *data, apr_size_t len)
 #endif
 }
 
-/* Writes one event file for the batch; its fd, or -1 with errno. */
-static int write_event(apr_pool_t *p, hf_committer_t *c, batch_t *b,
-                       const char *name, const char *text, apr_size_t len)
+/* Can an unnamed file be named here?  linkat(2) names it through
+ * /proc/self/fd/N (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH), so /proc
+ * must be there and show this very file. */
+static int nameable(int fd)
 {
-    int fd = c->unnamed ? write_unnamed(c->new_dir, text, len) : -1;
+    struct stat mine, seen;
+    char proc[64];
+
+    proc_path(proc, sizeof proc, fd);
+    return fstat(fd, &mine) == 0 && stat(proc, &seen) == 0
+           && mine.st_dev == seen.st_dev && mine.st_ino == seen.st_ino;
+}
+
+/* Writes one event file for the batch, unsynced; its fd, or -1 with errno.
+ * The first file decides how this process writes them (see WRITE_*). */
+static int write_event(apr_pool_t *p, hf_committer_t *c, batch_t *b,
+                       const char *name, const char *text, apr_size_t len,
+                       const hf_logger_t *log)
+{
+    int how = atomic_load(&c->how), fd = -1;
 
     b->dst[b->n] = hf_spool_path(p, c->dir, "new", name);
-    if (fd >= 0 || !c->unnamed || (errno != EOPNOTSUPP && errno != EISDIR))
-        return fd;
-    c->unnamed = 0;              /* not on this file system: tmp/ then */
+    if (how != WRITE_NAMED) {
+        fd = write_unnamed(c->new_dir, text, len);
+        if (fd >= 0 && how == WRITE_UNNAMED)
+            return fd;
+        if (fd >= 0 && nameable(fd)) {
+            atomic_store(&c->how, WRITE_UNNAMED);
+            return fd;
+        }
+        if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR)
+            return -1;
+        if (fd >= 0)
+            close(fd);
+        if (atomic_exchange(&c->how, WRITE_NAMED) != WRITE_NAMED)
+            hf_log(log, HF_LOG_DEBUG, p,
+                   HFLOGNO(00507) "spool %s: %s: event files are "
+                   "written in tmp/, then renamed", c->dir,
+                   fd >= 0 ? "no /proc/self/fd to name unnamed files"
+                           : "no O_TMPFILE on this file system");
+    }
     b->tmp[b->n] = hf_spool_path(p, c->dir, "tmp", name);
     return hf_spool_write(b->tmp[b->n], text, len, 1);
 }
 
-/* The leader's work, outside the lock: every file of the group moves into
- * new/, then one syncfs(2) makes their data, their inodes and the new
- * directory entries durable together, in one journal commit.  Syncing file
- * by file costs a commit each, and a rename a further one.
+/* Writes a request's files out to the disk and waits, before any is
+ * named.  sync_file_range starts no journal commit: the blocks it
+ * allocates join the running transaction, which is never later than the
+ * one that will hold the names, so the group's sync of new/ makes data
+ * and names durable in one commit, and no crash keeps a name without its
+ * data (journals commit in order).  Without it: fdatasync, a commit. */
+static int write_out(const batch_t *b)
+{
+    int i;
+
+    for (i = 0; i < b->n; i++)
+#ifdef SYNC_FILE_RANGE_WRITE
+        if (sync_file_range(b->fd[i], 0, 0, SYNC_FILE_RANGE_WAIT_BEFORE
+                                                | SYNC_FILE_RANGE_WRITE
+                                                | SYNC_FILE_RANGE_WAIT_AFTER)
+            != 0)
+#else
+        if (fdatasync(b->fd[i]) != 0)
+#endif
+            return -1;
+    return 0;
+}
+
+/* What POSIX asks for besides the sync of new/: each file's fdatasync.
+ * After that sync it finds its data committed already (ext4, XFS) and
+ * costs no further commit. */
+static int sync_files(const batch_t *b)
+{
+    int i;
+
+    for (i = 0; i < b->n; i++)
+        if (fdatasync(b->fd[i]) != 0)
+            return -1;
+    return 0;
+}
+
+/* The leader's work, outside the lock: every file of the group, its data
+ * written out, is named in new/, then one fsync of new/ makes the names
+ * durable.  tmp/ is not synced: a rename that a crash undoes there
+ * leaves a file in tmp/, which nothing reads and the dispatcher clears.
  *
- * An event may be seen in new/ (and even run) a moment before it is
+ * An event may be seen in new/ (and even run) a moment before its name is
  * durable.  If the sync then fails, its request is refused and the sender
  * sends it again: the event may run twice, it is never lost. */
 static void sync_group(hf_committer_t *c, batch_t *group)
 {
     batch_t *b;
-    int failed, err;
+    int named = 0, fd, err = 0;
 
-    for (b = group; b; b = b->next)
+    for (b = group; b; b = b->next) {
         if (publish(b) != 0)
             b->failed = 1;
-    failed = syncfs(group->fd[0]) != 0;
-    err = errno;
+        else
+            named = 1;
+    }
+    if (!named)
+        return;
+    fd = open(c->new_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+        err = errno;
+    if (fd >= 0)
+        close(fd);
     for (b = group; b; b = b->next)
-        if (failed && !b->failed) {
+        if (err && !b->failed) {
             b->failed = 1;
             b->err = err;
         }
@@ -229,7 +325,7 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
                      hf_committer_t *committer, hf_outcome_t *out,
                      const hf_logger_t *log)
 {
-    int n = out->events->nelts, i;
+    int n = out->events->nelts, i, rc;
     batch_t b = {NULL, 0, NULL, NULL, NULL, NULL, 0, 0, 0};
     apr_time_t now = apr_time_now();
 
@@ -256,7 +352,8 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
                    ev->id, len, HF_SPOOL_FILE_MAX);
             return refuse(out, &b, HF_E_TOO_LARGE, "body_too_large");
         }
-        if ((b.fd[b.n] = write_event(p, committer, &b, name, text, len)) < 0) {
+        if ((b.fd[b.n] = write_event(p, committer, &b, name, text, len,
+                                     log)) < 0) {
             hf_log(log, HF_LOG_ERR, p,
                    HFLOGNO(00502) "spool: cannot write %s: %s",
                    b.dst[b.n], strerror(errno));
@@ -266,7 +363,18 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
     }
     if (b.n == 0)
         return;
-    if (commit(committer, &b) != 0) {
+    if (write_out(&b) != 0) {
+        hf_log(log, HF_LOG_ERR, p,
+               HFLOGNO(00506) "spool: cannot write %d event%s to %s: %s",
+               b.n, b.n == 1 ? "" : "s", cfg->spool, strerror(errno));
+        return refuse(out, &b, HF_E_SPOOL, "spool_unavailable");
+    }
+    rc = commit(committer, &b);
+    if (rc == 0 && sync_files(&b) != 0) {
+        rc = -1;                 /* named, maybe run: sent again, run twice */
+        b.err = errno;
+    }
+    if (rc != 0) {
         hf_log(log, HF_LOG_ERR, p,
                HFLOGNO(00503) "spool: cannot make %d event%s durable "
                "in %s: %s", b.n, b.n == 1 ? "" : "s", cfg->spool,

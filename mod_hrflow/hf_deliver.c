@@ -84,7 +84,7 @@ static int run_logged(apr_pool_t *p, const hf_event_t *ev,
 
 int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
                  const char *const *argv, int timeout, int attempt,
-                 volatile int *cancel, const hf_logger_t *log,
+                 atomic_int *cancel, const hf_logger_t *log,
                  hf_run_result_t *res)
 {
     hf_run_spec_t spec = {argv, hf_env_block(p, ev->vars), ev->text,

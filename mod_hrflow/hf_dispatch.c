@@ -74,6 +74,8 @@ typedef struct {
     apr_thread_cond_t *work;
     entry_t *jobs, *done;           /* handed out / handed back */
     entry_t *unstored;              /* outcomes still to store */
+    int quit;                       /* workers stop (under lock) */
+    int rescan;                     /* an event was missed: scan again */
     int wake[2];                    /* workers to main thread */
     int notify_fd;
 } dispatcher_t;
@@ -133,10 +135,19 @@ static void add_event(dispatcher_t *d, const char *folder, const char *name)
         || apr_hash_get(d->known, name, APR_HASH_KEY_STRING))
         return;
     apr_pool_create(&p, d->pool);
-    e = calloc(1, sizeof *e);
-    e->name = strdup(name);
     key = hf_spool_name_key(p, name);
-    e->key = key ? strdup(key) : NULL;
+    if (!(e = calloc(1, sizeof *e)) || !(e->name = strdup(name))
+        || (key && !(e->key = strdup(key)))) {
+        /* Its file stays where it is: looked for again in a while. */
+        hf_log(d->spec->log, HF_LOG_ERR, p,
+               HFLOGNO(00413) "spool %s: out of memory for "
+               "%s/%s (tried again later)", d->spec->dir, folder, name);
+        if (e)
+            entry_free(e);
+        apr_pool_destroy(p);
+        d->rescan = 1;
+        return;
+    }
     e->folder = folder;
     e->interrupted = !strcmp(folder, "run");
     if (e->interrupted
@@ -428,9 +439,9 @@ static void *APR_THREAD_FUNC worker(apr_thread_t *t, void *data)
     for (;;) {
         entry_t *e;
         apr_thread_mutex_lock(d->lock);
-        while (!d->jobs && !*d->spec->stop)
+        while (!d->jobs && !*d->spec->stop && !d->quit)
             apr_thread_cond_wait(d->work, d->lock);
-        if (!(e = d->jobs)) {
+        if (d->quit || !(e = d->jobs)) {
             apr_thread_mutex_unlock(d->lock);
             break;
         }
@@ -729,8 +740,14 @@ static int setup(apr_pool_t *p, dispatcher_t *d)
                s->dir, strerror(errno));
         return -1;
     }
-    apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, p);
-    apr_thread_cond_create(&d->work, p);
+    if (apr_thread_mutex_create(&d->lock, APR_THREAD_MUTEX_DEFAULT, p)
+            != APR_SUCCESS
+        || apr_thread_cond_create(&d->work, p) != APR_SUCCESS) {
+        hf_log(s->log, HF_LOG_ERR, p,
+               HFLOGNO(00414) "spool %s: cannot create a lock",
+               s->dir);
+        return -1;
+    }
     purge(p, s->dir, "tmp", STALE_TMP_SEC);
     scan_folder(d, "run");      /* was running when the last one stopped */
     scan_folder(d, "retry");
@@ -738,11 +755,28 @@ static int setup(apr_pool_t *p, dispatcher_t *d)
     return 0;
 }
 
+/* Ends the first n worker threads: each finishes the handler it runs. */
+static void stop_workers(dispatcher_t *d, apr_thread_t **threads, int n)
+{
+    int i;
+
+    apr_thread_mutex_lock(d->lock);
+    d->quit = 1;
+    apr_thread_cond_broadcast(d->work);
+    apr_thread_mutex_unlock(d->lock);
+    for (i = 0; i < n; i++) {
+        apr_status_t rv;
+        apr_thread_join(&rv, threads[i]);
+    }
+}
+
 int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
 {
     dispatcher_t d;
     apr_thread_t **threads;
     apr_time_t last_purge = 0;
+    apr_status_t rv;
+    char error[120];
     int lock_fd, i;
 
     memset(&d, 0, sizeof d);
@@ -761,7 +795,18 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
            s->concurrency, s->retry);
     threads = apr_pcalloc(p, (apr_size_t)s->concurrency * sizeof *threads);
     for (i = 0; i < s->concurrency; i++)
-        apr_thread_create(&threads[i], NULL, worker, &d, p);
+        if ((rv = apr_thread_create(&threads[i], NULL, worker, &d, p))
+            != APR_SUCCESS) {
+            /* Fewer workers than asked for would hold events back
+             * unseen: stop, and let the parent start another. */
+            hf_log(s->log, HF_LOG_ERR, p,
+                   HFLOGNO(00415) "spool %s: cannot start worker "
+                   "thread %d of %d: %s", s->dir, i + 1, s->concurrency,
+                   apr_strerror(rv, error, sizeof error));
+            stop_workers(&d, threads, i);
+            close(lock_fd);
+            return -1;
+        }
     while (!*s->stop) {
         struct pollfd fds[3] = {{d.notify_fd, POLLIN, 0},
                                 {d.wake[0], POLLIN, 0},
@@ -785,17 +830,17 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
             timed |= store_outcomes(&d, pass);
             apr_pool_destroy(pass);
         }
+        if (d.rescan) {
+            d.rescan = 0;
+            scan_folder(&d, "run");
+            scan_folder(&d, "retry");
+            scan_folder(&d, "new");
+        }
         poll(fds, s->wake_fd >= 0 ? 3 : 2, timed ? 250 : 1000);
         read_notifications(&d);
         collect(&d);
     }
-    apr_thread_mutex_lock(d.lock);
-    apr_thread_cond_broadcast(d.work);
-    apr_thread_mutex_unlock(d.lock);
-    for (i = 0; i < s->concurrency; i++) {
-        apr_status_t rv;
-        apr_thread_join(&rv, threads[i]);
-    }
+    stop_workers(&d, threads, s->concurrency);
     hf_log(s->log, HF_LOG_NOTICE, p,
            HFLOGNO(00412) "spool %s: dispatcher %ld stopped",
            s->dir, (long)getpid());

@@ -8,9 +8,10 @@
  * timeout kills it and everything it started), the program's directory as
  * working directory, and no descriptor of ours beyond 0, 1 and 2.
  *
- * A handler that exits without reading its input must not kill us with
- * SIGPIPE: writes to it happen with the signal blocked in this thread, and
- * one it raised is taken back (httpd ignores it anyway; a CGI may not).
+ * A handler that exits without reading its input makes our write fail with
+ * EPIPE, and raise SIGPIPE: every process that runs handlers ignores that
+ * signal (httpd's MPMs in parent and children, hrflow.cgi's main, the
+ * dispatcher), so a caller must too.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -19,11 +20,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/close_range.h>
 #include <sys/prctl.h>
@@ -239,33 +238,11 @@ static void try_reap(child_t *c)
         c->reaped = 1;
 }
 
-/* write(2) that raises no SIGPIPE in this process. */
-static ssize_t write_quietly(int fd, const char *buf, apr_size_t len)
-{
-    sigset_t pipe_only, old, pending;
-    struct timespec now = {0, 0};
-    int was_pending, saved;
-    ssize_t n;
-
-    sigemptyset(&pipe_only);
-    sigaddset(&pipe_only, SIGPIPE);
-    sigpending(&pending);
-    was_pending = sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-    n = write(fd, buf, len);
-    saved = errno;
-    if (n < 0 && errno == EPIPE && !was_pending)
-        sigtimedwait(&pipe_only, NULL, &now);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = saved;
-    return n;
-}
-
 static void feed_input(const hf_run_spec_t *spec, child_t *c)
 {
     while (c->in_done < spec->input_len) {
-        ssize_t n = write_quietly(c->in_fd, spec->input + c->in_done,
-                                  spec->input_len - c->in_done);
+        ssize_t n = write(c->in_fd, spec->input + c->in_done,
+                          spec->input_len - c->in_done);
         if (n > 0) {
             c->in_done += (apr_size_t)n;
             continue;

@@ -488,8 +488,19 @@ static const char *read_file(apr_pool_t *p, const char *path, long owner,
     *text = apr_palloc(p, (apr_size_t)st.st_size + 1);
     while (got < (apr_size_t)st.st_size) {
         ssize_t n = read(fd, *text + got, (apr_size_t)st.st_size - got);
-        if (n <= 0)
-            break;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            /* Part of a file is not the file: a spool file read while it
+             * shrank, or an error, is no event. */
+            const char *why = n < 0 ? strerror(errno)
+                                    : apr_psprintf(p, "it ended after %"
+                                                   APR_SIZE_T_FMT " of its "
+                                                   "%ld bytes",
+                                                   got, (long)st.st_size);
+            close(fd);
+            return apr_psprintf(p, "cannot read %s: %s", path, why);
+        }
         got += (apr_size_t)n;
     }
     close(fd);

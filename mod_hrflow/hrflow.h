@@ -25,6 +25,7 @@
 #ifndef HRFLOW_H
 #define HRFLOW_H
 
+#include <stdatomic.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <apr_time.h>
@@ -453,7 +454,7 @@ typedef struct {
     apr_size_t input_len;
     int timeout;                 /* seconds */
     apr_size_t output_max;       /* bytes of output kept */
-    volatile int *cancel;        /* when set becomes non-zero: stop it */
+    atomic_int *cancel;          /* when set becomes non-zero: stop it */
     apr_time_t deadline;         /* 0, or stopped by then as by timeout */
 } hf_run_spec_t;
 
@@ -533,7 +534,7 @@ void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
  * result line; attempt 0 leaves the attempt out.  0 on success. */
 int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
                  const char *const *argv, int timeout, int attempt,
-                 volatile int *cancel, const hf_logger_t *log,
+                 atomic_int *cancel, const hf_logger_t *log,
                  hf_run_result_t *res);
 const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out);
 /* Logs why a request was refused, at the level its cause deserves. */
@@ -615,6 +616,7 @@ int hf_spool_count(apr_pool_t *p, const char *dir, const char *state);
 /* ---- accepting into the spool (hf_commit.c) ----------------------------- */
 /* Group commit: the concurrent requests of one process share their syncs. */
 typedef struct hf_committer_t hf_committer_t;
+/* NULL when its lock cannot be created. */
 hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir);
 /* Routes each event of out, writes those with a handler to the spool and
  * makes them durable: out->queued, or rc HF_E_SPOOL. */
@@ -633,7 +635,10 @@ typedef struct {
     int retry;                   /* further tries after the first */
     int retry_delay;             /* seconds before the first retry */
     const hf_logger_t *log;
-    volatile int *stop;          /* set by a signal: finish and return */
+    /* Set by a signal handler, read by every thread: finish and return.
+     * A lock-free atomic is safe in both places; a volatile sig_atomic_t
+     * only in the handler's own thread. */
+    atomic_int *stop;
     int wake_fd;                 /* readable when stop is set, or -1 */
 } hf_dispatch_spec_t;
 

@@ -49,7 +49,10 @@ typedef struct {
 
 static apr_array_header_t *dispatchers;  /* dispatcher_rec *, one per spool */
 static apr_hash_t *committers;           /* dir -> hf_committer_t *, per child */
-static volatile int stop_requested;
+/* Set by the stop signal's handler, read by the dispatcher's threads. */
+static atomic_int stop_requested;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2,
+               "the stop flag must be safe to set in a signal handler");
 static int stop_pipe[2] = {-1, -1};
 
 hf_committer_t *hrflow_spool_committer(const char *dir)
@@ -280,9 +283,14 @@ static void spool_child_init(apr_pool_t *pchild, server_rec *s)
     committers = apr_hash_make(pchild);
     for (i = 0; dispatchers && i < dispatchers->nelts; i++) {
         dispatcher_rec *d = APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *);
-        if (!d->refused)
-            apr_hash_set(committers, d->dir, APR_HASH_KEY_STRING,
-                         hf_committer_create(pchild, d->dir));
+        hf_committer_t *c;
+        if (d->refused)
+            continue;
+        if (!(c = hf_committer_create(pchild, d->dir)))
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "spool %s: cannot "
+                         "create a lock: this process answers 503", d->dir);
+        else
+            apr_hash_set(committers, d->dir, APR_HASH_KEY_STRING, c);
     }
 }
 

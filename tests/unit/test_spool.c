@@ -1,9 +1,18 @@
 /* test_spool.c - the spool's files: envelope round trip, order keys,
  * retry delays, and accepting a batch with group commit. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <dirent.h>
+#include <errno.h>
 #include <malloc.h>
+#include <sched.h>
 #include <unistd.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <apr_thread_proc.h>
 #include "unit.h"
 
 static const char *make_dir(void)
@@ -484,6 +493,228 @@ START_TEST(envelope_event_over_the_caps_refused)
 }
 END_TEST
 
+/* Events of the config's spool whose files new/ holds, each read back. */
+static int readable_in_new(const char *dir)
+{
+    DIR *d = opendir(hf_spool_path(pool, dir, "new", NULL));
+    struct dirent *de;
+    hf_envelope_t e;
+    int files = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)))
+        if (hf_spool_is_event_name(de->d_name)) {
+            ck_assert_ptr_null(hf_envelope_read(
+                pool, hf_spool_path(pool, dir, "new", de->d_name), &e));
+            ck_assert_str_eq(e.argv[0], "/bin/true");
+            files++;
+        }
+    closedir(d);
+    return files;
+}
+
+static hf_config_t *spool_config(const char *dir)
+{
+    hf_config_t *cfg = hf_config_create(pool);
+    hf_config_ctx_t ctx = {pool, NULL};
+    char *handler[] = {"*", "/bin/true", NULL};
+
+    cfg->spool = dir;
+    ck_assert_ptr_null(hf_config_apply(&ctx, cfg,
+                                       hf_directive_find("HrflowHandler"), 2,
+                                       handler));
+    return cfg;
+}
+
+/* Without /proc (as under ChrootDir) an unnamed file cannot be named:
+ * event files go through tmp/ instead, and the events are accepted.  The
+ * child hides /proc in a mount namespace of its own. */
+START_TEST(accept_without_proc_writes_through_tmp)
+{
+    const char *dir = make_dir();
+    hf_config_t *cfg = spool_config(dir);
+    int status;
+    pid_t child = fork();
+
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        hf_outcome_t out;
+        struct stat st;
+        if (unshare(CLONE_NEWNS) != 0
+            && unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+            _exit(77);
+        /* Names for valgrind: a change of propagation ignores them. */
+        if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0
+            || mount("none", "/proc", "tmpfs", 0, NULL) != 0)
+            _exit(78);
+        if (stat("/proc/self/fd", &st) == 0)
+            _exit(79);
+        memset(&out, 0, sizeof out);
+        out.events = events_of("[{\"type\":\"job.a.b\"},"
+                               "{\"type\":\"job.c.d\"}]");
+        hf_spool_accept(pool, cfg, hf_committer_create(pool, dir), &out,
+                        NULL);
+        /* A second request of the same process: the way is known. */
+        hf_spool_accept(pool, cfg, hf_committer_create(pool, dir), &out,
+                        NULL);
+        _exit(out.rc == HF_OK && out.queued == 2 ? 0 : 1);
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) < 77,
+                  "cannot hide /proc here (status %d)", status);
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    ck_assert_int_eq(readable_in_new(dir), 4);
+    ck_assert_int_eq(hf_spool_count(pool, dir, "tmp"), 0);
+    remove_dir(dir);
+}
+END_TEST
+
+#define ACCEPT_THREADS 8
+#define ACCEPTS_PER_THREAD 25
+
+typedef struct {
+    const hf_config_t *cfg;
+    hf_committer_t *committer;
+    int id, accepted;
+} accepter_t;
+
+static void *APR_THREAD_FUNC accept_many(apr_thread_t *t, void *data)
+{
+    accepter_t *a = data;
+    apr_pool_t *p;
+    int i;
+
+    apr_pool_create(&p, NULL);
+    for (i = 0; i < ACCEPTS_PER_THREAD; i++) {
+        hf_outcome_t out;
+        const char *err;
+        char body[64];
+        memset(&out, 0, sizeof out);
+        /* Bodies differ, so do their delivery ids and file names. */
+        snprintf(body, sizeof body, "{\"type\":\"job.a.b\",\"n\":%d}",
+                 a->id * 1000 + i);
+        if (hf_events_from_json(p, body, strlen(body), 100, &out.events,
+                                &err) != HF_OK)
+            break;
+        hf_spool_accept(p, a->cfg, a->committer, &out, NULL);
+        if (out.rc == HF_OK && out.queued == 1)
+            a->accepted++;
+        apr_pool_clear(p);
+    }
+    apr_pool_destroy(p);
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+/* Concurrent requests share group commits, and every event they were
+ * answered for is in new/, whole. */
+START_TEST(accept_from_many_threads_commits_every_event)
+{
+    const char *dir = make_dir();
+    hf_config_t *cfg = spool_config(dir);
+    hf_committer_t *c = hf_committer_create(pool, dir);
+    apr_thread_t *threads[ACCEPT_THREADS];
+    accepter_t a[ACCEPT_THREADS];
+    apr_uint64_t groups, events;
+    int i, accepted = 0;
+
+    ck_assert_ptr_nonnull(c);
+    for (i = 0; i < ACCEPT_THREADS; i++) {
+        a[i].cfg = cfg;
+        a[i].committer = c;
+        a[i].id = i;
+        a[i].accepted = 0;
+        ck_assert_int_eq(apr_thread_create(&threads[i], NULL, accept_many,
+                                           &a[i], pool), APR_SUCCESS);
+    }
+    for (i = 0; i < ACCEPT_THREADS; i++) {
+        apr_status_t rv;
+        apr_thread_join(&rv, threads[i]);
+        accepted += a[i].accepted;
+    }
+    ck_assert_int_eq(accepted, ACCEPT_THREADS * ACCEPTS_PER_THREAD);
+    ck_assert_int_eq(readable_in_new(dir), accepted);
+    hf_committer_stats(c, &groups, &events);
+    ck_assert_uint_eq(events, (apr_uint64_t)accepted);
+    ck_assert(groups >= 1 && groups <= events);
+    remove_dir(dir);
+}
+END_TEST
+
+/* Whether a line that mentions what ctx points to was logged. */
+static void find_line(void *ctx, int level, const char *msg)
+{
+    const char **wanted = ctx;
+
+    if (*wanted && strstr(msg, *wanted))
+        *wanted = NULL;
+}
+
+/* A dispatcher that cannot start its worker threads says so and returns
+ * -1 (its parent starts another a little later) instead of running
+ * without them.  A child limited to one process of its user (the nobody
+ * user when root, whom the limit would not bind) cannot make a thread. */
+START_TEST(dispatcher_without_threads_does_not_start)
+{
+    const char *dir = make_dir();
+    atomic_int stop = 1;        /* were it to start, it would stop at once */
+    int i, status;
+    pid_t child;
+
+    if (geteuid() == 0) {
+        ck_assert_int_eq(chown(dir, 65534, 65534), 0);
+        for (i = 0; hf_spool_states[i]; i++)
+            ck_assert_int_eq(chown(hf_spool_path(pool, dir,
+                                                 hf_spool_states[i], NULL),
+                                   65534, 65534), 0);
+    }
+    child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        const char *wanted = "cannot start worker thread 1 of 2";
+        hf_logger_t log = {find_line, &wanted, NULL};
+        hf_dispatch_spec_t spec = {dir, 2, 0, 1, &log, &stop, -1};
+        struct rlimit one = {1, 1};
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(77);
+        if (setrlimit(RLIMIT_NPROC, &one) != 0)
+            _exit(78);
+        if (hf_dispatch_run(pool, &spec) != -1)
+            _exit(1);
+        _exit(wanted ? 2 : 0);      /* -1, and for that reason */
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status), "the dispatcher died (status %d)",
+                  status);
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    unlink(apr_pstrcat(pool, dir, "/dispatcher.pid", NULL));
+    unlink(apr_pstrcat(pool, dir, "/dispatcher.lock", NULL));
+    remove_dir(dir);
+}
+END_TEST
+
+/* A file shorter than its size said (here sysfs, which gives every
+ * attribute a size of a page) is not read as if whole. */
+START_TEST(read_file_refuses_a_short_read)
+{
+    const char *path = "/sys/devices/system/cpu/online";
+    struct stat st;
+    char *text, buf[128];
+    apr_size_t len;
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    ck_assert_ptr_nonnull(f);
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_msg(n > 0 && (size_t)st.st_size > n,
+                  "%s: size %ld, %zu bytes: not shorter", path,
+                  (long)st.st_size, n);
+    ck_assert_ptr_nonnull(hf_spool_read_file(pool, path, &text, &len));
+}
+END_TEST
+
 static Suite *spool_suite(void)
 {
     Suite *s = suite_create("spool");
@@ -504,6 +735,10 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, order_key_from_profile_or_job);
     tcase_add_test(tc, accept_writes_routed_events_to_new);
     tcase_add_test(tc, accept_into_missing_spool_is_503);
+    tcase_add_test(tc, accept_without_proc_writes_through_tmp);
+    tcase_add_test(tc, accept_from_many_threads_commits_every_event);
+    tcase_add_test(tc, read_file_refuses_a_short_read);
+    tcase_add_test(tc, dispatcher_without_threads_does_not_start);
     tcase_add_test(tc, prepare_refuses_a_linked_state_folder);
     tcase_add_test(tc, prepare_refuses_a_link_or_fifo_in_a_state_folder);
     tcase_add_test(tc, spool_files_are_never_read_or_written_through_a_link);
