@@ -103,7 +103,7 @@ def run_webhook(scratch, seconds, conns, script):
 
 
 def run_spool(scratch, seconds, conns, script):
-    out = os.path.join(scratch, "spool-ran.log")
+    out = os.path.join(scratch, "out", "spool-ran.log")
     spool = os.path.join(scratch, "spool")
     server = Httpd("bench-spool", scratch)
     # Go's server keeps connections open for good; so may Apache here.
@@ -139,7 +139,11 @@ HrflowSpool {spool}
 
 def main():
     seconds, conns = args(3, 64)
-    scratch = make_scratch(0o777)
+    # The spool's parent may be writable by root only; the handlers run as
+    # the server's user and write their lines in out/.
+    scratch = make_scratch(0o755)
+    os.mkdir(os.path.join(scratch, "out"))
+    os.chmod(os.path.join(scratch, "out"), 0o777)
     shutil.copy(os.path.join(HERE, "append.sh"), scratch)
     script = os.path.join(scratch, "post.lua")
     with open(script, "w") as f:
