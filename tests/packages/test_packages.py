@@ -228,28 +228,30 @@ def example_path():
     return found[0]
 
 
-def example_site(server, secret_file):
-    """The installed example with what an administrator changes: the
-    port, the secret file, and the file log-event.sh appends to.  Handlers
-    the package does not ship are the administrator's to write: left out.
-    Returns the site, its location, its host and an event type a shipped
-    handler maps."""
+def example_site(server):
+    """The installed example with what an administrator changes: the port,
+    a secret in the file it names (in the copy of /etc/apache2), and the
+    file log-event.sh appends to.  Every handler it maps is installed.
+    Returns the site, its location, its host and an event type it maps."""
     text = open(example_path()).read()
     text, n = re.subn(r"<VirtualHost \*:\d+>",
                       f"<VirtualHost 127.0.0.1:{server.port}>", text)
     assert n == 1, text
-    text, n = re.subn(r"^(\s*)HrflowSecretFile \S+",
-                      lambda m: m.group(1) + "HrflowSecretFile " + secret_file,
-                      text, flags=re.M)
-    assert n == 1, text
+    named = re.findall(r"^\s*HrflowSecretFile (\S+)", text, re.M)
+    assert len(named) == 1, text
+    secret_file = named[0].replace(CONFDIR + "/", server.confdir + "/", 1)
+    assert secret_file.startswith(server.confdir + "/"), named
+    with open(secret_file, "w") as f:
+        f.write(SECRETS[0] + "\n")
+    os.chmod(secret_file, 0o600)
+    text = text.replace(named[0], secret_file)
     host = re.search(r"^\s*ServerName (\S+)", text, re.M).group(1)
     location = re.search(r"^\s*<Location (\S+)>", text, re.M).group(1)
     patterns = []
 
     def handler(m):
         indent, pattern, program = m.group(1), m.group(2), m.group(3)
-        if not os.path.isfile(program):
-            return f"{indent}# (not installed) {m.group(0).strip()}"
+        assert os.access(program, os.X_OK), f"not installed: {program}"
         patterns.append(pattern)
         if os.path.basename(program) == "log-event.sh":
             out = os.path.join(server.top, "out", "events.log")
@@ -258,7 +260,7 @@ def example_site(server, secret_file):
 
     text = re.sub(r"^(\s*)HrflowHandler\s+(\S+)\s+(\S+).*$", handler, text,
                   flags=re.M)
-    assert patterns, "the example maps no handler the package installs"
+    assert patterns, "the example maps no handler"
     etype = next(t for t in KNOWN_TYPES
                  if fnmatch.fnmatchcase(t, patterns[0]))
     return text, location, host, etype
@@ -304,15 +306,12 @@ def drive_copy(top):
     os.chmod(os.path.join(top, "out"), 0o777)
     try:
         run(["a2enmod", "hrflow"], env=server.env)
-        secret_file = os.path.join(server.confdir, "hrflow.secrets")
-        with open(secret_file, "w") as f:
-            f.write(SECRETS[0] + "\n")
-        os.chmod(secret_file, 0o600)
-        site, location, host, etype = example_site(server, secret_file)
+        # As the example's own first lines say.
+        site, location, host, etype = example_site(server)
         with open(os.path.join(server.confdir, "sites-available",
-                               "hrflow-example.conf"), "w") as f:
+                               "hrflow.conf"), "w") as f:
             f.write(site)
-        run(["a2ensite", "hrflow-example"], env=server.env)
+        run(["a2ensite", "hrflow"], env=server.env)
         r = server.ctl("configtest")
         assert r.returncode == 0, r.stdout + r.stderr
         server.start()
