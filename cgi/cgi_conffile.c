@@ -76,6 +76,31 @@ static int others_may(const struct stat *st, mode_t bits)
     return (st->st_mode & bits) != 0;
 }
 
+/* Why the user running us cannot read a secret file of someone else's:
+ * without suEXEC a CGI runs as the server's user, not as the customer who
+ * owns the file, so a 0600 file is closed to it. */
+static const char *unreadable_secret(apr_pool_t *p, const char *path,
+                                     const struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+    if (fd >= 0)
+        return close(fd), NULL;
+    if (errno != EACCES || st->st_uid == geteuid())
+        return NULL;                 /* the directive reports it */
+    return apr_psprintf(p,
+                        "HrflowSecretFile: cannot read %s: permission "
+                        "denied: " HRFLOW_CGI_NAME " runs as uid %ld and the "
+                        "file belongs to uid %ld (mode %04o).  Without "
+                        "suEXEC the server runs CGI programs as its own "
+                        "user (www-data on Debian): let that user, and "
+                        "only it, read the file (the host: chgrp www-data "
+                        "and chmod 640; or you: setfacl -m u:www-data:r), "
+                        "or ask for suEXEC, under which 600 works",
+                        path, (long)geteuid(), (long)st->st_uid,
+                        (unsigned)(st->st_mode & 07777));
+}
+
 /* Refuses a secret file that other users of the host may read. */
 static const char *check_secret_file(apr_pool_t *p, const char *base,
                                      const char *file)
@@ -95,7 +120,7 @@ static const char *check_secret_file(apr_pool_t *p, const char *base,
                             path, (unsigned)(st.st_mode & 07777));
     if ((why = cgi_trust_path(p, path)))
         return apr_psprintf(p, "HrflowSecretFile: %s: %s", path, why);
-    return NULL;
+    return unreadable_secret(p, path, &st);
 }
 
 /* Refuses the handler program just added if others could replace it. */
@@ -119,10 +144,45 @@ static const char *server_only(apr_pool_t *p, const hf_directive_t *d)
                         d->name);
 }
 
-/* Applies one directive line; NULL or the reason. */
-static const char *apply_line(apr_pool_t *p, const hf_config_ctx_t *ctx,
-                              hf_config_t *cfg, char *line, int *inline_secret)
+/* How one file is being read. */
+typedef struct {
+    const hf_config_ctx_t *ctx;
+    int flags;                       /* CGI_CONF_* */
+    const hf_logger_t *log;          /* warnings; NULL: none */
+    int *inline_secret;
+} conf_read_t;
+
+/* With CGI_CONF_MISSING_HANDLERS, a handler program that is not there yet
+ * (a config checked or used to sign before the handlers are uploaded) is
+ * left out with a warning: 1.  0 otherwise. */
+static int skip_missing_handler(apr_pool_t *p, const conf_read_t *r,
+                                const hf_directive_t *d,
+                                const apr_array_header_t *args)
 {
+    const char *program;
+    char *path;
+    struct stat st;
+
+    if (!(r->flags & CGI_CONF_MISSING_HANDLERS)
+        || strcmp(d->name, "HrflowHandler") != 0 || args->nelts < 3)
+        return 0;
+    program = APR_ARRAY_IDX(args, 1, char *);
+    if (apr_filepath_merge(&path, r->ctx->base_dir, program, 0, p)
+            != APR_SUCCESS
+        || lstat(path, &st) == 0 || errno != ENOENT)
+        return 0;
+    if (r->log)
+        hf_log(r->log, HF_LOG_WARNING, p,
+               "HrflowHandler: %s is not there (yet): left out of this "
+               "check; upload it (chmod 755) before the first event", path);
+    return 1;
+}
+
+/* Applies one directive line; NULL or the reason. */
+static const char *apply_line(apr_pool_t *p, const conf_read_t *r,
+                              hf_config_t *cfg, char *line)
+{
+    const hf_config_ctx_t *ctx = r->ctx;
     apr_array_header_t *args = apr_array_make(p, 4, sizeof(char *));
     const hf_directive_t *d;
     const char *name = next_word(p, &line), *err;
@@ -146,7 +206,9 @@ static const char *apply_line(apr_pool_t *p, const hf_config_ctx_t *ctx,
                                     APR_ARRAY_IDX(args, 0, char *))))
         return err;
     if (!strcmp(d->name, "HrflowSecret"))
-        *inline_secret = 1;
+        *r->inline_secret = 1;
+    if (skip_missing_handler(p, r, d, args))
+        return NULL;
     if ((err = hf_config_apply(ctx, cfg, d, args->nelts - 1,
                                (char *const *)args->elts)))
         return err;
@@ -213,13 +275,15 @@ static int read_line(conf_text_t *t, char *buf, apr_size_t size, int *line_no)
     return len > 0;
 }
 
-const char *cgi_config_parse(apr_pool_t *p, const char *path,
-                             const char *text, apr_size_t len,
-                             const char *base_dir, hf_config_t **cfg,
-                             int *inline_secret)
+static const char *parse_text(apr_pool_t *p, const char *path,
+                              const char *text, apr_size_t len,
+                              const char *base_dir, hf_config_t **cfg,
+                              int *inline_secret, int flags,
+                              const hf_logger_t *log)
 {
     char *line = apr_palloc(p, LINE_MAX_BYTES);
     hf_config_ctx_t ctx = {p, base_dir};
+    conf_read_t r = {&ctx, flags, log, inline_secret};
     conf_text_t t = {text, text + len};
     const char *err = NULL;
     int line_no = 0, got;
@@ -235,14 +299,22 @@ const char *cgi_config_parse(apr_pool_t *p, const char *path,
         }
         while (apr_isspace(*s))
             s++;
-        if (*s && *s != '#' && (err = apply_line(p, &ctx, *cfg, s,
-                                                 inline_secret)))
+        if (*s && *s != '#' && (err = apply_line(p, &r, *cfg, s)))
             err = apr_psprintf(p, "%s line %d: %s", path, line_no, err);
     }
     memset(line, 0, LINE_MAX_BYTES);  /* it may have held a secret */
     if (!err && (err = hf_config_check_endpoint(p, *cfg)))
         err = apr_psprintf(p, "%s: %s", path, err);
     return err;
+}
+
+const char *cgi_config_parse(apr_pool_t *p, const char *path,
+                             const char *text, apr_size_t len,
+                             const char *base_dir, hf_config_t **cfg,
+                             int *inline_secret)
+{
+    return parse_text(p, path, text, len, base_dir, cfg, inline_secret, 0,
+                      NULL);
 }
 
 /* Reads the whole file, which may hold a secret (cleared by the caller). */
@@ -261,7 +333,8 @@ static const char *read_all(apr_pool_t *p, const char *path, FILE *f,
 }
 
 const char *cgi_config_read(apr_pool_t *p, const char *path,
-                            hf_config_t **cfg, const hf_logger_t *log)
+                            hf_config_t **cfg, const hf_logger_t *log,
+                            int flags)
 {
     char *text = NULL, *dir, *slash;
     const char *base_dir;
@@ -279,16 +352,18 @@ const char *cgi_config_read(apr_pool_t *p, const char *path,
     err = read_all(p, path, f, &st, &text, &len);
     fclose(f);
     if (!err)
-        err = cgi_config_parse(p, path, text, len, base_dir, cfg,
-                               &inline_secret);
+        err = parse_text(p, path, text, len, base_dir, cfg, &inline_secret,
+                         flags, log);
     if (text)
         memset(text, 0, len);
     if (!err && inline_secret && others_may(&st, S_IROTH))
         hf_log(log, HF_LOG_WARNING, p,
+               HFLOGNO(00601)
                "%s holds HrflowSecret and other users may read it: move the "
                "secret to an HrflowSecretFile that only you can read", path);
     if (!err && hf_config_signature(*cfg) == HF_SIG_OFF)
         hf_log(log, HF_LOG_WARNING, p,
+               HFLOGNO(00602)
                "%s: HrflowSignature off: anyone who can reach this program "
                "can run its handlers", path);
     return err;

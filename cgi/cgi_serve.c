@@ -177,9 +177,9 @@ int cgi_serve(apr_pool_t *p, const char *argv0)
     hf_request_t req = {0};
     hf_outcome_t out;
 
-    if ((err = cgi_config_read(p, path, &cfg, &cgi_stderr_log))) {
+    if ((err = cgi_config_read(p, path, &cfg, &cgi_stderr_log, 0))) {
         discard_body();
-        hf_log(&cgi_stderr_log, HF_LOG_ERR, p, "%s", err);
+        hf_log(&cgi_stderr_log, HF_LOG_ERR, p, HFLOGNO(00611) "%s", err);
         refuse(p, HF_E_CONFIG, "server_misconfigured");
         return 0;
     }
@@ -192,6 +192,7 @@ int cgi_serve(apr_pool_t *p, const char *argv0)
         discard_body();           /* answered 405, but read first */
     else if (read_body(p, hf_config_max_body(cfg), &req) != 0) {
         hf_log(&cgi_stderr_log, HF_LOG_INFO, p,
+               HFLOGNO(00612)
                "refused with 400: the body is shorter than CONTENT_LENGTH");
         refuse(p, HF_E_MALFORMED, "incomplete_body");
         return 0;

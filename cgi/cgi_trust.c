@@ -4,9 +4,16 @@
  * On a shared host, a file that another user can replace, directly or
  * through its folder, is that user's command running as ours.  What suexec
  * refuses is refused here too: the file must be a regular file owned by the
- * user running the CGI (or root) and writable by nobody else, and so must
- * the folder that holds it (a world-writable sticky folder such as /tmp
- * included: others can still plant names there).
+ * user running the CGI, by the owner of the program, or by root, and
+ * writable by nobody else, and so must the folder that holds it (a
+ * world-writable sticky folder such as /tmp included: others can still
+ * plant names there).
+ *
+ * The program's owner: under suEXEC it is the user the program runs as;
+ * without suEXEC the program runs as the server's user (www-data) but
+ * belongs to the customer who uploaded it, and their files are no less
+ * trustworthy than the program itself: whoever could replace them could
+ * replace it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -17,22 +24,44 @@
 #include <apr_strings.h>
 #include "hrflow_cgi.h"
 
+/* The owner of the running program, or root's uid when unknown. */
+static uid_t program_owner(void)
+{
+    struct stat st;
+
+    return stat("/proc/self/exe", &st) == 0 ? st.st_uid : 0;
+}
+
+/* Who may own a trusted file, for a message. */
+static const char *trusted_owners(apr_pool_t *p, uid_t me, uid_t owner)
+{
+    if (owner == me || owner == 0)
+        return apr_psprintf(p, "the user running " HRFLOW_CGI_NAME
+                            " (uid %ld) or root", (long)me);
+    return apr_psprintf(p, "the user running " HRFLOW_CGI_NAME " (uid %ld), "
+                        "the program's owner (uid %ld) or root", (long)me,
+                        (long)owner);
+}
+
 /* The rule st breaks, said of "it" (a file) or of a folder; NULL if none. */
 static const char *check_stat(apr_pool_t *p, const struct stat *st,
                               int folder)
 {
-    uid_t me = geteuid();
+    uid_t me = geteuid(), owner = program_owner();
+    unsigned mode = (unsigned)(st->st_mode & 07777);
 
     if (folder ? !S_ISDIR(st->st_mode) : !S_ISREG(st->st_mode))
         return folder ? "is not a folder" : "is not a regular file";
-    if (st->st_uid != me && st->st_uid != 0)
-        return apr_psprintf(p, "is owned by uid %ld, not by the user running "
-                            HRFLOW_CGI_NAME " (uid %ld) or root",
-                            (long)st->st_uid, (long)me);
-    if (st->st_mode & (S_IWGRP | S_IWOTH))
-        return apr_psprintf(p, "is writable by others (mode %04o); "
-                            "chmod go-w it",
-                            (unsigned)(st->st_mode & 07777));
+    if (st->st_uid != me && st->st_uid != 0 && st->st_uid != owner)
+        return apr_psprintf(p, "is owned by uid %ld, not by %s",
+                            (long)st->st_uid, trusted_owners(p, me, owner));
+    /* suexec's own words for both are "writable by others". */
+    if (st->st_mode & S_IWOTH)
+        return apr_psprintf(p, "is writable by others (mode %04o): only its "
+                            "owner may write to it; chmod go-w it", mode);
+    if (st->st_mode & S_IWGRP)
+        return apr_psprintf(p, "is writable by its group (mode %04o): only "
+                            "its owner may write to it; chmod g-w it", mode);
     return NULL;
 }
 

@@ -23,9 +23,14 @@ extern const hf_logger_t cgi_stderr_log;
 const char *cgi_config_path(apr_pool_t *p, const char *argv0);
 
 /* Reads a config file of module directives into *cfg.  NULL, or a message
- * naming the file, the line and the reason.  Warnings go to log. */
+ * naming the file, the line and the reason.  Warnings go to log.  flags:
+ * CGI_CONF_MISSING_HANDLERS leaves out, with a warning, each HrflowHandler
+ * whose program does not exist (checking or signing on a machine where the
+ * handlers are not); never when serving. */
+#define CGI_CONF_MISSING_HANDLERS 1
 const char *cgi_config_read(apr_pool_t *p, const char *path,
-                            hf_config_t **cfg, const hf_logger_t *log);
+                            hf_config_t **cfg, const hf_logger_t *log,
+                            int flags);
 
 /* Parses the text of a config file (named path in messages; relative paths
  * taken from base_dir) into *cfg, as cgi_config_read does once the file is

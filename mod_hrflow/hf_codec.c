@@ -7,6 +7,8 @@
  */
 #include "hrflow.h"
 
+/* The value of a base64 character: 0-63, -1 for a character of neither
+ * alphabet, -2 for one of the other alphabet than before. */
 static int b64_value(unsigned char c, int *alphabet)
 {
     int which = 0;
@@ -22,14 +24,14 @@ static int b64_value(unsigned char c, int *alphabet)
     else return -1;
     if (which) {
         if (*alphabet && *alphabet != which)
-            return -1;
+            return -2;
         *alphabet = which;
     }
     return v;
 }
 
-int hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                     unsigned char **out, apr_size_t *outlen)
+const char *hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                             unsigned char **out, apr_size_t *outlen)
 {
     apr_size_t pad = 0, i, n = 0;
     unsigned long acc = 0;
@@ -41,14 +43,15 @@ int hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
         pad++;
     }
     if (pad && (len + pad) % 4 != 0)
-        return -1;
+        return "padding where the length does not need it";
     if (len % 4 == 1)
-        return -1;
+        return "a length no base64 text has";
     dst = apr_palloc(p, len * 3 / 4 + 1);
     for (i = 0; i < len; i++) {
         int v = b64_value((unsigned char)src[i], &alphabet);
         if (v < 0)
-            return -1;
+            return v == -2 ? "both alphabets mixed" : "a character that is "
+                                                      "not base64";
         acc = (acc << 6) | (unsigned long)v;
         bits += 6;
         if (bits >= 8) {
@@ -58,11 +61,11 @@ int hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
         }
     }
     if (acc != 0)          /* non-canonical: bits past the last byte */
-        return -1;
+        return "bits set past the last byte";
     dst[n] = '\0';
     *out = dst;
     *outlen = n;
-    return 0;
+    return NULL;
 }
 
 static int hex_value(unsigned char c)
@@ -73,26 +76,26 @@ static int hex_value(unsigned char c)
     return -1;
 }
 
-int hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                  unsigned char **out, apr_size_t *outlen)
+const char *hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                          unsigned char **out, apr_size_t *outlen)
 {
     apr_size_t i;
     unsigned char *dst;
 
     if (len % 2)
-        return -1;
+        return "an odd number of hex digits";
     dst = apr_palloc(p, len / 2 + 1);
     for (i = 0; i < len; i += 2) {
         int hi = hex_value((unsigned char)src[i]);
         int lo = hex_value((unsigned char)src[i + 1]);
         if (hi < 0 || lo < 0)
-            return -1;
+            return "a character that is not a hex digit";
         dst[i / 2] = (unsigned char)(hi << 4 | lo);
     }
     dst[len / 2] = '\0';
     *out = dst;
     *outlen = len / 2;
-    return 0;
+    return NULL;
 }
 
 void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst)

@@ -250,13 +250,15 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
          * envelope past that bound (an order key of escapes, a huge
          * handler line) would be a 202 the dispatcher cannot read. */
         if (len > HF_SPOOL_FILE_MAX) {
-            hf_log(log, HF_LOG_ERR, p, "spool: event %s is %" APR_SIZE_T_FMT
+            hf_log(log, HF_LOG_ERR, p,
+                   HFLOGNO(00501) "spool: event %s is %" APR_SIZE_T_FMT
                    " bytes in its spool file, more than %d: refused",
                    ev->id, len, HF_SPOOL_FILE_MAX);
             return refuse(out, &b, HF_E_TOO_LARGE, "body_too_large");
         }
         if ((b.fd[b.n] = write_event(p, committer, &b, name, text, len)) < 0) {
-            hf_log(log, HF_LOG_ERR, p, "spool: cannot write %s: %s",
+            hf_log(log, HF_LOG_ERR, p,
+                   HFLOGNO(00502) "spool: cannot write %s: %s",
                    b.dst[b.n], strerror(errno));
             return refuse(out, &b, HF_E_SPOOL, "spool_unavailable");
         }
@@ -265,7 +267,8 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
     if (b.n == 0)
         return;
     if (commit(committer, &b) != 0) {
-        hf_log(log, HF_LOG_ERR, p, "spool: cannot make %d event%s durable "
+        hf_log(log, HF_LOG_ERR, p,
+               HFLOGNO(00503) "spool: cannot make %d event%s durable "
                "in %s: %s", b.n, b.n == 1 ? "" : "s", cfg->spool,
                strerror(b.err));
         return refuse(out, &b, HF_E_SPOOL, "spool_unavailable");
@@ -273,7 +276,11 @@ void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
     out->queued = b.n;
     for (i = 0; i < b.n; i++) {
         close(b.fd[i]);
-        hf_log(log, HF_LOG_INFO, p, "event %s type=%s delivery=%s "
+        hf_log(log, HF_LOG_DEBUG, p,
+               HFLOGNO(00505) "event %s committed as %s (a group of %d)",
+               b.event[i]->id, b.dst[i], b.n);
+        hf_log(log, HF_LOG_INFO, p,
+               HFLOGNO(00504) "event %s type=%s delivery=%s "
                "result=queued", b.event[i]->id, b.event[i]->type,
                b.event[i]->delivery_id);
     }

@@ -54,13 +54,46 @@ hf_config_t *hf_config_merge(apr_pool_t *p, const hf_config_t *base,
     return cfg;
 }
 
+/* The settings of durable mode, which belong to the server. */
+#define HF_SERVER_SCALARS(X) X(concurrency) X(retry) X(retry_delay)
+
+hf_config_t *hf_config_with_server(apr_pool_t *p, const hf_config_t *dir,
+                                   const hf_config_t *server)
+{
+    hf_config_t *cfg = apr_pmemdup(p, dir, sizeof *cfg);
+
+    cfg->spool = server->spool;
+#define COPY(m) cfg->m = server->m;
+    HF_SERVER_SCALARS(COPY)
+#undef COPY
+    return cfg;
+}
+
+const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
+                                      const hf_config_t *b)
+{
+#define DIFFERS(m, name) \
+    if (hf_config_##m(a) != hf_config_##m(b)) \
+        return apr_psprintf(p, name " %d and %d", hf_config_##m(a), \
+                            hf_config_##m(b));
+    DIFFERS(concurrency, "HrflowConcurrency")
+    DIFFERS(retry, "HrflowRetry")
+    DIFFERS(retry_delay, "HrflowRetryDelay")
+#undef DIFFERS
+    return NULL;
+}
+
 int hf_config_signature(const hf_config_t *c)
 {
     return c->signature == HF_UNSET ? HF_SIG_REQUIRED : c->signature;
 }
+int hf_config_timeout_ms(const hf_config_t *c)
+{
+    return c->timeout == HF_UNSET ? HF_DEFAULT_TIMEOUT * 1000 : c->timeout;
+}
 int hf_config_timeout(const hf_config_t *c)
 {
-    return c->timeout == HF_UNSET ? HF_DEFAULT_TIMEOUT : c->timeout;
+    return (hf_config_timeout_ms(c) + 999) / 1000;
 }
 apr_off_t hf_config_max_body(const hf_config_t *c)
 {
@@ -86,6 +119,35 @@ int hf_config_retry_delay(const hf_config_t *c)
 }
 
 /* ---- value parsers ---------------------------------------------------- */
+
+/* The units of httpd's ap_timeout_parameter_parse, seconds by default. */
+static const struct {
+    const char *suffix;
+    apr_interval_time_t unit;
+} time_units[] = {{"", APR_USEC_PER_SEC},     {"s", APR_USEC_PER_SEC},
+                  {"ms", 1000},               {"mi", 60 * APR_USEC_PER_SEC},
+                  {"min", 60 * APR_USEC_PER_SEC},
+                  {"h", 3600 * APR_USEC_PER_SEC}};
+
+const char *hf_config_parse_time(const char *s, apr_interval_time_t *out)
+{
+    char *end;
+    apr_int64_t v;
+    apr_size_t i;
+
+    if (!apr_isdigit(*s))
+        return "not a number";
+    errno = 0;
+    v = apr_strtoi64(s, &end, 10);
+    if (errno || v > 1000000000)   /* no overflow in any unit */
+        return "too large";
+    for (i = 0; i < sizeof time_units / sizeof *time_units; i++)
+        if (!strcasecmp(end, time_units[i].suffix)) {
+            *out = (apr_interval_time_t)v * time_units[i].unit;
+            return NULL;
+        }
+    return "not one of the units ms, s, min, h";
+}
 
 static const char *parse_number(apr_pool_t *p, const char *s, apr_int64_t min,
                                 apr_int64_t max, apr_int64_t *out)
@@ -116,12 +178,29 @@ static const char *set_int(apr_pool_t *p, const char *s, apr_int64_t min,
 
 /* A path as the configuration keeps it: in the configuration's pool, since
  * the caller's words may live in a pool that dies after the config pass
- * (httpd's cmd->temp_pool), and relative ones taken from base_dir. */
+ * (httpd's cmd->temp_pool), and relative ones merged onto base_dir as
+ * ap_server_root_relative does ("./spool" and "spool" are one folder).
+ * The module hands in paths it already resolved that way. */
 static const char *resolve(const hf_config_ctx_t *ctx, const char *path)
 {
-    if (path[0] == '/' || !ctx->base_dir)
-        return apr_pstrdup(ctx->pool, path);
-    return apr_pstrcat(ctx->pool, ctx->base_dir, "/", path, NULL);
+    char *out;
+    apr_size_t len;
+
+    if (!ctx->base_dir)
+        out = apr_pstrdup(ctx->pool, path);
+    else if (apr_filepath_merge(&out, ctx->base_dir, path,
+                                APR_FILEPATH_TRUENAME, ctx->pool)
+             != APR_SUCCESS)
+        return NULL;
+    /* "spool/" is "spool" too. */
+    for (len = strlen(out); len > 1 && out[len - 1] == '/'; len--)
+        out[len - 1] = '\0';
+    return out;
+}
+
+static const char *bad_path(apr_pool_t *p, const char *path)
+{
+    return apr_psprintf(p, "'%s' is not a valid path", path);
 }
 
 /* ---- directive setters ------------------------------------------------ */
@@ -214,6 +293,8 @@ static const char *set_secret_file(const hf_config_ctx_t *ctx,
     apr_size_t len = 0;
     int found = 0, line_no = 0;
 
+    if (!path)
+        return bad_path(ctx->pool, argv[0]);
     if ((why = read_secret_file(ctx->pool, path, &text, &len)))
         return why;
     for (line = text; !why && line < text + len; line = nl + 1) {
@@ -275,6 +356,8 @@ static const char *set_handler(const hf_config_ctx_t *ctx, hf_config_t *cfg,
 
     if (why)
         return apr_psprintf(ctx->pool, "bad pattern '%s': %s", argv[0], why);
+    if (!program)
+        return bad_path(ctx->pool, argv[1]);
     if (stat(program, &st) != 0)
         return apr_psprintf(ctx->pool, "cannot run %s: %s", program,
                             strerror(errno));
@@ -284,6 +367,8 @@ static const char *set_handler(const hf_config_ctx_t *ctx, hf_config_t *cfg,
     if (access(program, X_OK) != 0 || !(st.st_mode & 0111))
         return apr_psprintf(ctx->pool, "cannot run %s: not executable",
                             program);
+    if ((why = hf_run_check_crlf(ctx->pool, program)))
+        return why;
     args = apr_pcalloc(ctx->pool, (apr_size_t)argc * sizeof *args);
     args[0] = program;
     for (i = 2; i < argc; i++)
@@ -300,7 +385,17 @@ static const char *set_handler(const hf_config_ctx_t *ctx, hf_config_t *cfg,
 static const char *set_timeout(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                                int argc, char *const *argv)
 {
-    return set_int(ctx->pool, argv[0], 1, 86400, &cfg->timeout);
+    apr_interval_time_t t;
+
+    if (hf_config_parse_time(argv[0], &t) || t < apr_time_from_msec(1)
+        || t > apr_time_from_sec(HF_MAX_TIMEOUT))
+        return apr_psprintf(ctx->pool,
+                            "'%s' is not a time from 1ms to %ds: a whole "
+                            "number of seconds, or with a unit as httpd's "
+                            "timeouts (500ms, 30s, 2min, 1h)",
+                            argv[0], HF_MAX_TIMEOUT);
+    cfg->timeout = (int)apr_time_as_msec(t);
+    return NULL;
 }
 
 static const char *set_max_body(const hf_config_ctx_t *ctx, hf_config_t *cfg,
@@ -326,7 +421,7 @@ static const char *set_spool(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                              int argc, char *const *argv)
 {
     cfg->spool = resolve(ctx, argv[0]);
-    return NULL;
+    return cfg->spool ? NULL : bad_path(ctx->pool, argv[0]);
 }
 
 static const char *set_concurrency(const hf_config_ctx_t *ctx,
@@ -349,10 +444,10 @@ static const char *set_retry_delay(const hf_config_ctx_t *ctx,
     return set_int(ctx->pool, argv[0], 1, 3600, &cfg->retry_delay);
 }
 
-#define AS_ENTRY(name, set, min, max, scope, help) \
-    {name, set, min, max, scope, help},
+#define AS_ENTRY(name, set, how, min, max, scope, path, help) \
+    {name, set, min, max, scope, path, help},
 const hf_directive_t hf_directives[] = {
-    HF_DIRECTIVE_LIST(AS_ENTRY) {NULL, NULL, 0, 0, 0, NULL}};
+    HF_DIRECTIVE_LIST(AS_ENTRY) {NULL, NULL, 0, 0, 0, -1, NULL}};
 #undef AS_ENTRY
 
 const hf_directive_t *hf_directive_find(const char *name)
@@ -385,6 +480,70 @@ const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
     else
         err = d->set(ctx, cfg, argc, argv);
     return err ? apr_pstrcat(ctx->pool, d->name, ": ", err, NULL) : NULL;
+}
+
+/* ---- who may run a handler ------------------------------------------- */
+
+/* Whether the user may use bit (S_IXUSR's class) of st: the kernel's mode
+ * check, one class only (the owner's, else the group's, else the
+ * others'), root needing an x bit somewhere on a file only. */
+static int user_may(const struct stat *st, const hf_user_t *u)
+{
+    int i;
+
+    if (u->uid == 0)
+        return S_ISDIR(st->st_mode) || (st->st_mode & 0111);
+    if ((long)st->st_uid == u->uid)
+        return (st->st_mode & S_IXUSR) != 0;
+    for (i = 0; i < u->ngroups; i++)
+        if ((long)st->st_gid == u->groups[i])
+            return (st->st_mode & S_IXGRP) != 0;
+    return (st->st_mode & S_IXOTH) != 0;
+}
+
+static const char *refusal(apr_pool_t *p, const char *program,
+                           const hf_user_t *u, const char *what,
+                           const char *path, const struct stat *st)
+{
+    return apr_psprintf(p, "cannot run %s: user %s cannot %s%s%s (mode %04o, "
+                        "owner uid %ld, group gid %ld)",
+                        program, u->name, what, path ? " " : "",
+                        path ? path : "", (unsigned)(st->st_mode & 07777),
+                        (long)st->st_uid, (long)st->st_gid);
+}
+
+const char *hf_config_runnable_by(apr_pool_t *p, const char *program,
+                                  const hf_user_t *u)
+{
+    char *dir = apr_pstrdup(p, program), *slash;
+    struct stat st;
+
+    /* Every folder on the way needs search permission. */
+    for (slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        if (stat(dir, &st) == 0 && !user_may(&st, u))
+            return refusal(p, program, u, "enter", dir, &st);
+        *slash = '/';
+    }
+    if (stat(program, &st) != 0)
+        return apr_psprintf(p, "cannot run %s: %s", program, strerror(errno));
+    if (!user_may(&st, u))
+        return refusal(p, program, u, "execute it", NULL, &st);
+    return NULL;
+}
+
+const char *hf_config_check_handlers(apr_pool_t *p, const hf_config_t *cfg,
+                                     const hf_user_t *u)
+{
+    int i;
+
+    for (i = 0; cfg->handlers && i < cfg->handlers->nelts; i++) {
+        const char *why = hf_config_runnable_by(
+            p, APR_ARRAY_IDX(cfg->handlers, i, hf_handler_t).argv[0], u);
+        if (why)
+            return apr_pstrcat(p, "HrflowHandler: ", why, NULL);
+    }
+    return NULL;
 }
 
 const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg)

@@ -24,9 +24,11 @@ static void log_output(const hf_logger_t *log, apr_pool_t *p,
 
     for (line = apr_strtok(text, "\n", &state); line;
          line = apr_strtok(NULL, "\n", &state))
-        hf_log(log, level, p, "event %.12s output: %s", ev->id, line);
+        hf_log(log, level, p,
+               HFLOGNO(00311) "event %.12s output: %s", ev->id, line);
     if (res->output_dropped)
         hf_log(log, level, p,
+               HFLOGNO(00312)
                "event %.12s output: %" APR_SIZE_T_FMT " more bytes not logged",
                ev->id, res->output_dropped);
 }
@@ -37,9 +39,15 @@ const hf_handler_t *hf_route_event(apr_pool_t *p, const hf_config_t *cfg,
 {
     const hf_handler_t *h = hf_route(cfg->handlers, ev->type);
 
+    if (h)
+        hf_log(log, HF_LOG_DEBUG, p,
+               HFLOGNO(00318) "event %s type=%s routed by %s pattern '%s' "
+               "to %s", ev->id, ev->type, h->exact ? "exact" : "wildcard",
+               h->pattern, h->argv[0]);
     if (!h) {
         out->ignored++;
         hf_log(log, HF_LOG_INFO, p,
+               HFLOGNO(00313)
                "event %s type=%s delivery=%s handler=none result=ignored",
                ev->id, ev->type, ev->delivery_id);
     }
@@ -55,10 +63,16 @@ static int run_logged(apr_pool_t *p, const hf_event_t *ev,
 
     hf_run(p, spec, res);
     ok = hf_run_succeeded(res);
+    if (res->started)
+        hf_log(log, HF_LOG_DEBUG, p,
+               HFLOGNO(00319) "event %.12s: handler %s ran as pid %ld",
+               ev->id, spec->argv[0], res->pid);
     if (!res->started)
-        hf_log(log, HF_LOG_ERR, p, "event %.12s: %s", ev->id, res->error);
+        hf_log(log, HF_LOG_ERR, p,
+               HFLOGNO(00314) "event %.12s: %s", ev->id, res->error);
     log_output(log, p, ev, res, ok ? HF_LOG_INFO : HF_LOG_ERR);
     hf_log(log, ok ? HF_LOG_INFO : HF_LOG_ERR, p,
+           HFLOGNO(00315)
            "event %s type=%s delivery=%s%s handler=%s result=%s ms=%"
            APR_TIME_T_FMT,
            ev->id, ev->type, ev->delivery_id,
@@ -87,6 +101,7 @@ void hf_event_vars(apr_pool_t *p, hf_event_t *ev, const hf_batch_t *batch,
     ev->vars = hf_env_build(p, ev, batch, &dropped);
     if (dropped)
         hf_log(log, HF_LOG_WARNING, p,
+               HFLOGNO(00316)
                "event %.12s: %d variables left out (limits: %d variables, "
                "%d bytes of names and values, names of %d bytes); the full "
                "JSON is on standard input",
@@ -103,7 +118,7 @@ static void stop_batch(apr_pool_t *p, hf_outcome_t *out, int i,
     out->error = error;
     out->not_run = out->events->nelts - i;
     if (out->not_run > 0)
-        hf_log(log, HF_LOG_ERR, p, "%s: %d events not run", why,
+        hf_log(log, HF_LOG_ERR, p, HFLOGNO(00317) "%s: %d events not run", why,
                out->not_run);
 }
 
@@ -113,7 +128,9 @@ void hf_deliver_watched(apr_pool_t *p, const hf_config_t *cfg,
 {
     hf_batch_t batch = {out->events->nelts, out->verified, 1};
     int timeout = hf_config_timeout(cfg);
-    apr_time_t budget_end = apr_time_now() + apr_time_from_sec(timeout);
+    /* The budget bounds each handler too: HrflowTimeout 500ms holds. */
+    apr_time_t budget_end = apr_time_now()
+                            + apr_time_from_msec(hf_config_timeout_ms(cfg));
     int i;
 
     /* The first event's variables are also the request's, for the access
@@ -139,7 +156,8 @@ void hf_deliver_watched(apr_pool_t *p, const hf_config_t *cfg,
         if (apr_time_now() >= budget_end) {
             stop_batch(p, out, i, "time_budget_spent",
                        apr_psprintf(p, "the batch's time budget "
-                                    "(HrflowTimeout %d s) is spent", timeout),
+                                    "(HrflowTimeout %d ms) is spent",
+                                    hf_config_timeout_ms(cfg)),
                        log);
             return;
         }

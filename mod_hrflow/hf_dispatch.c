@@ -318,11 +318,12 @@ static entry_result_t give_up(apr_pool_t *p, const dispatcher_t *d,
     const char *err;
 
     keep_outcome(e, status, res);
-    hf_log(s->log, HF_LOG_ERR, p, "%s: moved to %s", what,
+    hf_log(s->log, HF_LOG_ERR, p, HFLOGNO(00401) "%s: moved to %s", what,
            hf_spool_path(p, s->dir, "failed", e->name));
     if (!(err = store_failed(p, s->dir, e)))
         return FAILED;
-    hf_log(s->log, HF_LOG_ERR, p, "spool: %s (tried again later)", err);
+    hf_log(s->log, HF_LOG_ERR, p,
+           HFLOGNO(00402) "spool: %s (tried again later)", err);
     e->store_to = "failed";
     return UNSTORED;
 }
@@ -346,7 +347,8 @@ static entry_result_t after_failure(apr_pool_t *p, const dispatcher_t *d,
         if ((err = hf_spool_rewrite(p, s->dir, env, "run", "retry"))) {
             /* The file stays in run/ as it was; the retry is kept here
              * and runs from there, its tries counted here. */
-            hf_log(s->log, HF_LOG_ERR, p, "spool: %s (retried from run/)",
+            hf_log(s->log, HF_LOG_ERR, p,
+                   HFLOGNO(00403) "spool: %s (retried from run/)",
                    err);
             e->folder = "run";
         }
@@ -372,7 +374,8 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
         && rename(hf_spool_path(p, s->dir, e->folder, e->name), path) != 0) {
         if (errno == ENOENT)
             return DONE;                /* requeued or removed */
-        hf_log(s->log, HF_LOG_ERR, p, "spool: cannot move %s to run/: %s "
+        hf_log(s->log, HF_LOG_ERR, p,
+               HFLOGNO(00404) "spool: cannot move %s to run/: %s "
                "(tried again later)",
                hf_spool_path(p, s->dir, e->folder, e->name), strerror(errno));
         return BLOCKED;
@@ -404,7 +407,8 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
     if (hf_run_succeeded(&res)) {
         if (!(err = store_done(p, s->dir, e->name)))
             return DONE;
-        hf_log(s->log, HF_LOG_ERR, p, "spool: %s (tried again later)", err);
+        hf_log(s->log, HF_LOG_ERR, p,
+               HFLOGNO(00405) "spool: %s (tried again later)", err);
         e->store_to = "done";
         return UNSTORED;
     }
@@ -525,7 +529,8 @@ static int store_outcomes(dispatcher_t *d, apr_pool_t *p)
             entry_free(e);
             continue;
         }
-        hf_log(s->log, HF_LOG_ERR, p, "spool: %s (tried again later)", err);
+        hf_log(s->log, HF_LOG_ERR, p,
+               HFLOGNO(00406) "spool: %s (tried again later)", err);
         e->due = backoff(e);
         at = &e->next;
     }
@@ -591,7 +596,8 @@ static int lock_spool(apr_pool_t *p, const hf_dispatch_spec_t *s, int *fd)
 
     *fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
     if (*fd < 0) {
-        hf_log(s->log, HF_LOG_ERR, p, "spool: cannot open %s: %s", path,
+        hf_log(s->log, HF_LOG_ERR, p,
+               HFLOGNO(00407) "spool: cannot open %s: %s", path,
                strerror(errno));
         return -1;
     }
@@ -599,7 +605,8 @@ static int lock_spool(apr_pool_t *p, const hf_dispatch_spec_t *s, int *fd)
         if (*s->stop)
             return -1;
         if (waited++ == 0)
-            hf_log(s->log, HF_LOG_WARNING, p, "spool %s: waiting for the "
+            hf_log(s->log, HF_LOG_WARNING, p,
+                   HFLOGNO(00408) "spool %s: waiting for the "
                    "previous dispatcher to let go of it", s->dir);
         apr_sleep(apr_time_from_msec(100));
     }
@@ -689,7 +696,8 @@ static void end_old_session(apr_pool_t *p, const hf_dispatch_spec_t *s)
             killed++;
     closedir(proc);
     if (killed)
-        hf_log(s->log, HF_LOG_WARNING, p, "spool %s: killed %d process%s "
+        hf_log(s->log, HF_LOG_WARNING, p,
+               HFLOGNO(00409) "spool %s: killed %d process%s "
                "left by dispatcher %ld", s->dir, killed,
                killed == 1 ? "" : "es", old);
 }
@@ -716,7 +724,8 @@ static int setup(apr_pool_t *p, dispatcher_t *d)
         || inotify_add_watch(d->notify_fd,
                              hf_spool_path(p, s->dir, "new", NULL),
                              IN_MOVED_TO | IN_CREATE) < 0) {
-        hf_log(s->log, HF_LOG_ERR, p, "spool %s: cannot watch new/: %s",
+        hf_log(s->log, HF_LOG_ERR, p,
+               HFLOGNO(00410) "spool %s: cannot watch new/: %s",
                s->dir, strerror(errno));
         return -1;
     }
@@ -746,6 +755,7 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
     if (setup(p, &d) != 0)
         return -1;
     hf_log(s->log, HF_LOG_NOTICE, p,
+           HFLOGNO(00411)
            "spool %s: dispatcher %ld started: %d waiting, %d at once, "
            "%d retries", s->dir, (long)getpid(), d.pending->nelts,
            s->concurrency, s->retry);
@@ -786,7 +796,8 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
         apr_status_t rv;
         apr_thread_join(&rv, threads[i]);
     }
-    hf_log(s->log, HF_LOG_NOTICE, p, "spool %s: dispatcher %ld stopped",
+    hf_log(s->log, HF_LOG_NOTICE, p,
+           HFLOGNO(00412) "spool %s: dispatcher %ld stopped",
            s->dir, (long)getpid());
     close(lock_fd);
     return 0;

@@ -110,7 +110,7 @@ static hf_rc_t events_from_array(apr_pool_t *p, hf_json_t *arr,
     }
     starts = apr_array_make(p, (int)n, sizeof(apr_size_t));
     lens = apr_array_make(p, (int)n, sizeof(apr_size_t));
-    if (hf_json_array_spans(text, len, starts, lens) != 0
+    if (hf_json_array_spans(text, len, starts, lens)
         || (apr_size_t)starts->nelts != n) {
         *err = "invalid_json";
         return HF_E_MALFORMED;

@@ -523,8 +523,9 @@ int hf_json_size_ok(const hf_json_size_t *size)
            && size->containers <= HF_JSON_MAX_CONTAINERS;
 }
 
-int hf_json_array_spans(const char *t, apr_size_t len,
-                        apr_array_header_t *starts, apr_array_header_t *lens)
+const char *hf_json_array_spans(const char *t, apr_size_t len,
+                                apr_array_header_t *starts,
+                                apr_array_header_t *lens)
 {
     scan_t s;
 
@@ -536,8 +537,8 @@ int hf_json_array_spans(const char *t, apr_size_t len,
     s.lens = lens;
     skip_ws(&s);
     if (s.i >= len || t[s.i] != '[')
-        return -1;
-    return scan(&s) ? -1 : 0;
+        return "not an array";
+    return scan(&s);
 }
 
 /* ---- flattening ----------------------------------------------------------

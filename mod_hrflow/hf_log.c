@@ -6,6 +6,11 @@
 #include <string.h>
 #include <apr_strings.h>
 #include "hrflow.h"
+#include "config.h"
+
+/* From configure.ac's AC_INIT, here because httpd's headers define their
+ * own PACKAGE_VERSION. */
+const char hf_version[] = PACKAGE_VERSION;
 
 void hf_log(const hf_logger_t *log, int level, apr_pool_t *p,
             const char *fmt, ...)

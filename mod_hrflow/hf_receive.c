@@ -154,14 +154,16 @@ void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
     case HF_E_HANDLER:
         return;
     case HF_E_CONFIG:
-        hf_log(log, HF_LOG_ERR, p, "refused with 500: %s",
+        hf_log(log, HF_LOG_ERR, p, HFLOGNO(00301) "refused with 500: %s",
                hf_config_check_endpoint(p, cfg));
         return;
     default:
         hf_log(log,
                out->rc == HF_E_SIGNATURE || out->rc == HF_E_UNSIGNED
                    ? HF_LOG_WARNING : HF_LOG_INFO,
-               p, "refused with %d: %s", hf_rc_http_status(out->rc),
+               p,
+                   HFLOGNO(00302)
+                   "refused with %d: %s", hf_rc_http_status(out->rc),
                out->error);
     }
 }

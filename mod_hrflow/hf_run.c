@@ -131,6 +131,38 @@ static int fork_tied(const hf_run_spec_t *spec, const char *dir, int in_fd,
     return 0;
 }
 
+const char *hf_run_check_crlf(apr_pool_t *p, const char *program)
+{
+    char head[256];     /* the kernel reads no more of a "#!" line */
+    const char *nl;
+    ssize_t n;
+    int fd = open(program, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+    if (fd < 0)
+        return NULL;
+    n = read(fd, head, sizeof head);
+    close(fd);
+    if (n < 3 || head[0] != '#' || head[1] != '!')
+        return NULL;
+    nl = memchr(head, '\n', (size_t)n);
+    if (!nl || nl[-1] != '\r')
+        return NULL;
+    return apr_psprintf(p, "cannot run %s: it has CRLF line endings (its "
+                        "first line \"#!...\\r\" names an interpreter "
+                        "whose name ends in a carriage return); convert it "
+                        "to LF line endings, e.g. with dos2unix", program);
+}
+
+/* Why spawning program failed with err: ENOENT for a file that exists is
+ * most often a script saved with CRLF line endings. */
+static const char *spawn_error(apr_pool_t *p, const char *program, int err)
+{
+    const char *crlf = err == ENOENT ? hf_run_check_crlf(p, program) : NULL;
+
+    return crlf ? crlf : apr_psprintf(p, "cannot run %s: %s", program,
+                                      strerror(err));
+}
+
 static int spawn(apr_pool_t *p, const hf_run_spec_t *spec, child_t *c,
                  const char **error)
 {
@@ -186,8 +218,7 @@ spawned:
     if (rc != 0) {
         close(in[1]);
         close(out[0]);
-        *error = apr_psprintf(p, "cannot run %s: %s", spec->argv[0],
-                              strerror(rc));
+        *error = spawn_error(p, spec->argv[0], rc);
         return -1;
     }
     c->in_fd = in[1];
@@ -346,6 +377,7 @@ void hf_run(apr_pool_t *p, const hf_run_spec_t *spec, hf_run_result_t *res)
         return;
     }
     res->started = 1;
+    res->pid = (long)c.pid;
     if (spec->input_len == 0)
         close_fd(&c.in_fd);
     deadline = start + apr_time_from_sec(spec->timeout);

@@ -86,7 +86,7 @@ static int body_signature_matches(apr_pool_t *p, const char *v,
     if (len == 2 * MAC_LEN && claimed_from_bytes((const unsigned char *)v,
                                                  len, &c))
         return any_secret_matches(&c, secrets, body, body_len);
-    if (hf_base64_decode(p, v, len, &bytes, &n) == 0
+    if (!hf_base64_decode(p, v, len, &bytes, &n)
         && claimed_from_bytes(bytes, n, &c))
         return any_secret_matches(&c, secrets, body, body_len);
     return 0;
@@ -111,15 +111,14 @@ void hf_signature_check(apr_pool_t *p, const char *value, const char *body,
         return;
     }
     enc_payload = dot + 1;
-    if (hf_base64_decode(p, enc_payload, strlen(enc_payload), &payload,
-                         &payload_len) == 0) {
+    if (!hf_base64_decode(p, enc_payload, strlen(enc_payload), &payload,
+                          &payload_len)) {
         out->payload = payload;
         out->payload_len = payload_len;
     } else {
         out->payload_bad = 1;
     }
     if (hf_base64_decode(p, value, (apr_size_t)(dot - value), &sig, &sig_len)
-            != 0
         || !claimed_from_bytes(sig, sig_len, &c))
         return;
     out->matched = any_secret_matches(&c, secrets, enc_payload,

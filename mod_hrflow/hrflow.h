@@ -9,6 +9,18 @@
  *   hf_response_body()  the small JSON answer of SPEC section 5
  *
  * and each front end only moves bytes and log lines in and out.
+ *
+ * Errors, one convention: a function that can fail returns const char *,
+ * NULL on success, else what went wrong as a lower-case phrase ("cannot
+ * open %s: reason"), static or in the caller's pool; what it produces goes
+ * through out-parameters.  Three kinds keep another shape, each for its
+ * reason: constructors return the object or NULL, with the reason in
+ * *err when there is one (hf_json_parse); a request's outcome is an
+ * hf_rc_t, since it picks the HTTP status, with the reason in *err
+ * (hf_events_from_json); and thin wrappers of system calls return 0 or -1
+ * with errno, as the calls do, so that the caller names the file
+ * (hf_spool_write, hf_spool_sync_dir, hf_write_all).  Functions that log
+ * their own failures (hf_run_event, hf_dispatch_run) return 0 or -1.
  */
 #ifndef HRFLOW_H
 #define HRFLOW_H
@@ -19,6 +31,7 @@
 
 /* ---- limits and defaults (SPEC sections 3 and 4) ----------------------- */
 #define HF_DEFAULT_TIMEOUT 30         /* seconds a handler may run */
+#define HF_MAX_TIMEOUT 86400          /* seconds: HrflowTimeout's ceiling */
 #define HF_DEFAULT_MAX_BODY 1048576   /* bytes of request body */
 #define HF_DEFAULT_MAX_EVENTS 100     /* events in one batch */
 #define HF_DEFAULT_CONCURRENCY 4
@@ -71,6 +84,18 @@ struct hf_outcome_t;
 int hf_outcome_http_status(const struct hf_outcome_t *out);
 
 /* ---- log sink: levels are syslog's, as httpd's APLOG_* ----------------- */
+
+/* Every log line of the module and the CGI starts with its own number, in
+ * the spirit of httpd's APLOGNO: "HF00315: event ...".  Numbers are never
+ * reused for another message; README.md lists those an administrator
+ * meets.  Ranges: 001xx mod_hrflow.c, 002xx mod_hrflow_spool.c, 003xx the
+ * request (hf_receive.c, hf_deliver.c), 004xx the dispatcher, 005xx the
+ * spool commit, 006xx the CGI. */
+#define HFLOGNO(n) "HF" #n ": "
+
+/* The version of configure.ac's AC_INIT. */
+extern const char hf_version[];
+
 #define HF_LOG_ERR 3
 #define HF_LOG_WARNING 4
 #define HF_LOG_NOTICE 5
@@ -101,13 +126,14 @@ char *hf_log_escape(apr_pool_t *p, const char *s);
 
 /* ---- base64 and hex (hf_codec.c) ---------------------------------------- */
 
-/* Decodes base64 in either alphabet (+/ or -_), padded or not.  Returns 0, or
- * -1 for anything else (bad character, mixed alphabets, bad length/padding). */
-int hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                     unsigned char **out, apr_size_t *outlen);
-/* Decodes hex of either case; -1 on odd length or a non-hex character. */
-int hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                  unsigned char **out, apr_size_t *outlen);
+/* Decodes base64 in either alphabet (+/ or -_), padded or not: NULL, or
+ * what is wrong (bad character, mixed alphabets, bad length/padding). */
+const char *hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                             unsigned char **out, apr_size_t *outlen);
+/* Decodes hex of either case: NULL, or what is wrong (odd length, a
+ * non-hex character). */
+const char *hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                          unsigned char **out, apr_size_t *outlen);
 void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst);
 /* URL-safe base64 without padding, as HrFlow signs: a new string. */
 char *hf_base64url_encode(apr_pool_t *p, const unsigned char *src,
@@ -165,9 +191,10 @@ void hf_json_put_string(hf_json_t *obj, const char *key, const char *val);
 void hf_json_put(hf_json_t *obj, const char *key, hf_json_t *child);
 const char *hf_json_text(apr_pool_t *p, const hf_json_t *j, apr_size_t *len);
 /* Finds the text of each element of a JSON array as it stands in the input,
- * with the scanner of hf_json_check: 0, or -1 when text is not an array. */
-int hf_json_array_spans(const char *text, apr_size_t len,
-                        apr_array_header_t *starts, apr_array_header_t *lens);
+ * with the scanner of hf_json_check: NULL, or why text is not an array. */
+const char *hf_json_array_spans(const char *text, apr_size_t len,
+                                apr_array_header_t *starts,
+                                apr_array_header_t *lens);
 
 /* Calls leaf() for the scalars under object j, in order, with the path joined
  * by '_' after prefix ("HRFLOW_profile_source_key", path_len bytes) and the
@@ -269,7 +296,7 @@ typedef struct {
     const char *signature_header;  /* NULL: the three of SPEC 2 */
     const char *spool;
     int signature;                 /* hf_sig_mode_t or HF_UNSET */
-    int timeout;
+    int timeout;                   /* milliseconds */
     apr_off_t max_body;
     int max_events;
     int concurrency;
@@ -295,39 +322,48 @@ typedef struct {
     int min_args;
     int max_args;          /* -1: no limit */
     int scope;
+    int path_arg;          /* the argument that is a path, or -1: the
+                              module resolves it under ServerRoot, the CGI
+                              beside its config file */
     const char *help;
 } hf_directive_t;
 
 /* Every directive, once: the module's command table and hf_directives[]
- * (read by the CGI) are both expanded from this list. */
+ * (read by the CGI) are both expanded from this list.  HOW is httpd's
+ * argument handling for it (AP_INIT_<HOW>): TAKE1 or TAKE_ARGV. */
 #define HF_DIRECTIVE_LIST(X) \
-    X("HrflowSecret", set_secret, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowSecret", set_secret, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
       "a webhook secret; repeat for rotation") \
-    X("HrflowSecretFile", set_secret_file, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowSecretFile", set_secret_file, TAKE1, 1, 1, HF_SCOPE_DIR, 0, \
       "file of webhook secrets, one per line, read at startup") \
-    X("HrflowSignature", set_signature, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowSignature", set_signature, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
       "required | optional | off") \
-    X("HrflowSignatureHeader", set_signature_header, 1, 1, HF_SCOPE_DIR, \
-      "the only request header that carries the signature") \
-    X("HrflowHandler", set_handler, 2, -1, HF_SCOPE_DIR, \
+    X("HrflowSignatureHeader", set_signature_header, TAKE1, 1, 1, \
+      HF_SCOPE_DIR, -1, "the only request header that carries the signature") \
+    X("HrflowHandler", set_handler, TAKE_ARGV, 2, -1, HF_SCOPE_DIR, 1, \
       "PATTERN PROGRAM [ARG...]: run PROGRAM for matching event types") \
-    X("HrflowTimeout", set_timeout, 1, 1, HF_SCOPE_DIR, \
-      "seconds a handler may run before it is killed") \
-    X("HrflowMaxBody", set_max_body, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowTimeout", set_timeout, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
+      "time a handler may run before it is killed: 30, 30s, 500ms, 2min") \
+    X("HrflowMaxBody", set_max_body, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
       "largest accepted request body, in bytes") \
-    X("HrflowMaxEvents", set_max_events, 1, 1, HF_SCOPE_DIR, \
+    X("HrflowMaxEvents", set_max_events, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
       "largest accepted batch, in events") \
-    X("HrflowSpool", set_spool, 1, 1, HF_SCOPE_SERVER, \
+    X("HrflowSpool", set_spool, TAKE1, 1, 1, HF_SCOPE_SERVER, 0, \
       "directory of the durable spool") \
-    X("HrflowConcurrency", set_concurrency, 1, 1, HF_SCOPE_SERVER, \
+    X("HrflowConcurrency", set_concurrency, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
       "handlers running at once in durable mode") \
-    X("HrflowRetry", set_retry, 1, 1, HF_SCOPE_SERVER, \
+    X("HrflowRetry", set_retry, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
       "further tries of a failed handler in durable mode") \
-    X("HrflowRetryDelay", set_retry_delay, 1, 1, HF_SCOPE_SERVER, \
+    X("HrflowRetryDelay", set_retry_delay, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
       "seconds before the first retry; each further one waits twice as long")
 
-/* The same list as a table, ending with a NULL name. */
+/* The same list as a table, ending with a NULL name; HF_DIRECTIVE_<set> is
+ * the index of a directive's entry (the module's cmd->info points there). */
 extern const hf_directive_t hf_directives[];
+#define HF_AS_INDEX(name, set, how, min, max, scope, path, help) \
+    HF_DIRECTIVE_##set,
+enum { HF_DIRECTIVE_LIST(HF_AS_INDEX) HF_DIRECTIVE_COUNT };
+#undef HF_AS_INDEX
 
 hf_config_t *hf_config_create(apr_pool_t *p);
 hf_config_t *hf_config_merge(apr_pool_t *p, const hf_config_t *base,
@@ -337,11 +373,46 @@ const hf_directive_t *hf_directive_find(const char *name);
 const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                             const hf_directive_t *d, int argc,
                             char *const *argv);
+/* Durable mode's settings are the server's (HF_SCOPE_SERVER): the module
+ * keeps them in its server config, and an endpoint sees them through this,
+ * a copy of dir with server's spool, concurrency, retry and retry delay. */
+hf_config_t *hf_config_with_server(apr_pool_t *p, const hf_config_t *dir,
+                                   const hf_config_t *server);
+/* One spool has one dispatcher: NULL when two servers' settings for their
+ * spool agree, else the first directive they differ on, with both values
+ * ("HrflowRetry 5 and 0"). */
+const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
+                                      const hf_config_t *b);
+/* The user handlers run as (the module's User), with its groups (primary
+ * and supplementary). */
+typedef struct {
+    const char *name;
+    long uid;
+    const long *groups;
+    int ngroups;
+} hf_user_t;
+/* Whether u may run program, every folder above it searchable: the mode
+ * bits as the kernel reads them (ACLs are not read).  NULL, or the reason
+ * naming the file or folder, the user and the mode. */
+const char *hf_config_runnable_by(apr_pool_t *p, const char *program,
+                                  const hf_user_t *u);
+/* hf_config_runnable_by for every handler of cfg, "HrflowHandler: ...". */
+const char *hf_config_check_handlers(apr_pool_t *p, const hf_config_t *cfg,
+                                     const hf_user_t *u);
 /* Checks what only the whole endpoint shows; NULL or the reason. */
 const char *hf_config_check_endpoint(apr_pool_t *p, const hf_config_t *cfg);
 
+/* A time as httpd's ap_timeout_parameter_parse reads it (seconds by
+ * default; ms, s, mi or min, h suffixes, any case), but refusing anything
+ * after the unit: NULL, or why s is not such a time.  HrflowTimeout in
+ * both front ends. */
+const char *hf_config_parse_time(const char *s, apr_interval_time_t *out);
+
 /* Values with their defaults applied. */
 int hf_config_signature(const hf_config_t *cfg);
+/* HrflowTimeout in milliseconds, and in whole seconds rounded up (a spool
+ * file's handler timeout). */
+int hf_config_timeout_ms(const hf_config_t *cfg);
 int hf_config_timeout(const hf_config_t *cfg);
 apr_off_t hf_config_max_body(const hf_config_t *cfg);
 int hf_config_max_events(const hf_config_t *cfg);
@@ -377,6 +448,7 @@ typedef struct {
 
 typedef struct {
     int started;                 /* 0: could not be started, see error */
+    long pid;                    /* the handler's, when started */
     const char *error;
     int exit_code;               /* when exited normally */
     int signal;                  /* when killed by a signal */
@@ -396,6 +468,10 @@ void hf_run_die_with_us(void);
 int hf_run_succeeded(const hf_run_result_t *res);
 /* "exit 3", "signal 9", "timeout", "stopped", "not started" */
 const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res);
+/* NULL, or why a script cannot run because its first line ends in a
+ * carriage return ("#!/bin/sh\r\n": the kernel then looks for an
+ * interpreter named "/bin/sh\r" and exec fails with ENOENT). */
+const char *hf_run_check_crlf(apr_pool_t *p, const char *program);
 
 /* ---- one request (hf_receive.c) ----------------------------------------- */
 typedef struct {

@@ -7,8 +7,11 @@
  * need the whole configuration run in check_config, so that
  * `apachectl configtest` reports them.
  */
+#include <grp.h>
+#include <limits.h>
 #include <string.h>
 #include <poll.h>
+#include <unistd.h>
 #include <httpd.h>
 #include <http_config.h>
 #include <http_core.h>
@@ -16,6 +19,7 @@
 #include <http_main.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <unixd.h>
 #include <ap_expr.h>
 #include <apr_portable.h>
 #include <apr_strings.h>
@@ -37,31 +41,64 @@ static void *merge_dir_config(apr_pool_t *p, void *base, void *add)
     return hf_config_merge(p, base, add);
 }
 
-/* Every directive comes here: split the arguments as httpd does and apply
- * the core's definition of the directive. */
-static const char *set_directive(cmd_parms *cmd, void *dcfg, const char *args)
+/* The server config holds durable mode's settings (HF_SCOPE_SERVER), a
+ * virtual host inheriting what it does not set. */
+static void *create_server_config(apr_pool_t *p, server_rec *s)
 {
-    const hf_directive_t *d = hf_directive_find(cmd->cmd->name);
-    hf_config_ctx_t ctx = {cmd->pool, ap_server_root};
-    apr_array_header_t *argv = apr_array_make(cmd->temp_pool, 4,
-                                              sizeof(char *));
-    const char *err;
-
-    if (d->scope == HF_SCOPE_SERVER
-        && (err = ap_check_cmd_context(cmd, NOT_IN_DIR_LOC_FILE)))
-        return err;
-    while (*args) {
-        char *word = ap_getword_conf(cmd->temp_pool, &args);
-        if (*word)
-            APR_ARRAY_PUSH(argv, char *) = word;
-    }
-    APR_ARRAY_PUSH(argv, char *) = NULL;
-    return hf_config_apply(&ctx, dcfg, d, argv->nelts - 1,
-                           (char *const *)argv->elts);
+    return hf_config_create(p);
 }
 
-#define AS_COMMAND(name, set, min, max, scope, help) \
-    AP_INIT_RAW_ARGS(name, set_directive, NULL, RSRC_CONF | ACCESS_CONF, help),
+const hf_config_t *hrflow_server_config(const server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &hrflow_module);
+}
+
+/* Every directive comes here, its arguments split by httpd (AP_INIT_TAKE1
+ * or AP_INIT_TAKE_ARGV) and cmd->info pointing at its entry in the core's
+ * table, which applies it. */
+static const char *set_directive(cmd_parms *cmd, void *dcfg, int argc,
+                                 char *const argv[])
+{
+    const hf_directive_t *d = cmd->info;
+    hf_config_ctx_t ctx = {cmd->pool, ap_server_root};
+    hf_config_t *cfg = d->scope == HF_SCOPE_SERVER
+                           ? ap_get_module_config(cmd->server->module_config,
+                                                  &hrflow_module)
+                           : dcfg;
+
+    if (d->path_arg >= 0 && d->path_arg < argc) {
+        /* A relative path is under ServerRoot, the way httpd's own
+         * directives take it. */
+        char **copy = apr_pmemdup(cmd->temp_pool, argv,
+                                  (apr_size_t)(argc + 1) * sizeof *argv);
+        copy[d->path_arg] = ap_server_root_relative(cmd->pool,
+                                                    argv[d->path_arg]);
+        if (!copy[d->path_arg])
+            return apr_psprintf(cmd->pool, "%s: '%s' is not a valid path",
+                                d->name, argv[d->path_arg]);
+        argv = copy;
+    }
+    return hf_config_apply(&ctx, cfg, d, argc, argv);
+}
+
+static const char *set_directive_take1(cmd_parms *cmd, void *dcfg,
+                                       const char *arg)
+{
+    char *argv[2] = {(char *)arg, NULL};
+
+    return set_directive(cmd, dcfg, 1, argv);
+}
+
+/* Server-wide directives are RSRC_CONF: httpd itself refuses them in a
+ * <Location> or <Directory> ("HrflowSpool not allowed in <Location>
+ * context"). */
+#define WHERE(scope) \
+    ((scope) == HF_SCOPE_SERVER ? RSRC_CONF : RSRC_CONF | ACCESS_CONF)
+#define ENTRY(set) ((void *)(apr_uintptr_t)&hf_directives[HF_DIRECTIVE_##set])
+#define SETTER_TAKE1 set_directive_take1
+#define SETTER_TAKE_ARGV set_directive
+#define AS_COMMAND(name, set, how, min, max, scope, path, help) \
+    AP_INIT_##how(name, SETTER_##how, ENTRY(set), WHERE(scope), help),
 static const command_rec hrflow_cmds[] = {
     HF_DIRECTIVE_LIST(AS_COMMAND) {NULL}};
 #undef AS_COMMAND
@@ -98,26 +135,61 @@ static int is_endpoint(apr_pool_t *p, ap_conf_vector_t *section,
                            APR_HASH_KEY_STRING) != NULL;
 }
 
+/* The server's User, as the handlers will run: checked while configtest
+ * still runs as root, who could run them all.  NULL when httpd does not
+ * change users (not started as root): access() said it all. */
+static const hf_user_t *handler_user(apr_pool_t *p)
+{
+    hf_user_t *u;
+    gid_t groups[NGROUPS_MAX + 1];
+    int n = NGROUPS_MAX + 1, i;
+    long *kept;
+
+    if (geteuid() != 0)
+        return NULL;
+    u = apr_pcalloc(p, sizeof *u);
+    u->name = ap_unixd_config.user_name;
+    u->uid = (long)ap_unixd_config.user_id;
+    if (getgrouplist(u->name, ap_unixd_config.group_id, groups, &n) < 0) {
+        groups[0] = ap_unixd_config.group_id;   /* too many: the primary */
+        n = 1;
+    }
+    kept = apr_palloc(p, (apr_size_t)n * sizeof *kept);
+    for (i = 0; i < n; i++)
+        kept[i] = (long)groups[i];
+    u->groups = kept;
+    u->ngroups = n;
+    return u;
+}
+
 /* Checks one section that holds SetHandler hrflow-webhook. */
 static int check_endpoint(apr_pool_t *p, server_rec *s,
                           const hf_config_t *defaults,
                           ap_conf_vector_t *section)
 {
+    const hf_user_t *user = handler_user(p);
     core_dir_config *core = ap_get_core_module_config(section);
-    const hf_config_t *cfg = hf_config_merge(
-        p, defaults, ap_get_module_config(section, &hrflow_module));
+    /* A section with no Hrflow directive of its own has no config of
+     * ours: it runs with the server's. */
+    const hf_config_t *own = ap_get_module_config(section, &hrflow_module);
+    const hf_config_t *cfg = hf_config_with_server(
+        p, own ? hf_config_merge(p, defaults, own) : defaults,
+        hrflow_server_config(s));
     const char *where = core->d ? core->d : s->server_hostname;
     const char *err = hf_config_check_endpoint(p, cfg);
 
+    if (!err && user)
+        err = hf_config_check_handlers(p, cfg, user);
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
-                     "%s (endpoint %s, %s line %u)", err,
+                     HFLOGNO(00101) "%s (endpoint %s, %s line %u)", err,
                      where ? where : "/", core->expr_handler->filename,
                      core->expr_handler->line_number);
         return -1;
     }
     if (hf_config_signature(cfg) == HF_SIG_OFF)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     HFLOGNO(00102)
                      "HrflowSignature off for endpoint %s: anyone who can "
                      "reach it can run its handlers",
                      where ? where : "/");
@@ -138,6 +210,44 @@ static int check_sections(apr_pool_t *p, server_rec *s,
     return bad;
 }
 
+static const char *server_name(apr_pool_t *p, const server_rec *s)
+{
+    return s->defn_name ? apr_psprintf(p, "virtual host %s (%s line %u)",
+                                       s->server_hostname, s->defn_name,
+                                       s->defn_line_number)
+                        : "the main server";
+}
+
+/* One spool has one dispatcher, so one set of durable settings: servers
+ * that share a spool folder with different ones are refused, rather than
+ * silently getting the first one's. */
+static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
+{
+    server_rec *s, *t;
+
+    for (s = main_server; s; s = s->next) {
+        const hf_config_t *a = hrflow_server_config(s);
+        for (t = s->next; a->spool && t; t = t->next) {
+            const hf_config_t *b = hrflow_server_config(t);
+            const char *diff = b->spool && !strcmp(a->spool, b->spool)
+                                   ? hf_config_server_conflict(p, a, b)
+                                   : NULL;
+            if (diff) {
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                             HFLOGNO(00103)
+                             "HrflowSpool %s: %s and %s share it with "
+                             "different settings (%s); one spool has one "
+                             "dispatcher: give them the same values or each "
+                             "its own HrflowSpool",
+                             a->spool, server_name(p, s), server_name(p, t),
+                             diff);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                                apr_pool_t *ptemp, server_rec *main_server)
 {
@@ -146,17 +256,19 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     int bad = 0;
 
     find_endpoints(ptemp, ap_conftree, endpoints);
+    bad = check_shared_spools(ptemp, main_server);
     for (s = main_server; s; s = s->next) {
         core_server_config *sconf = ap_get_core_module_config(s->module_config);
         const hf_config_t *defaults =
             ap_get_module_config(s->lookup_defaults, &hrflow_module);
+        const char *spool = hrflow_server_config(s)->spool;
         /* At a restart the spool's post_config refuses a bad spool on its
          * own, keeping the server up: see spool_post_config. */
-        if (defaults->spool && ap_state_query(AP_SQ_CONFIG_GEN) <= 1) {
-            const char *err = hrflow_spool_check(ptemp, defaults->spool);
+        if (spool && ap_state_query(AP_SQ_CONFIG_GEN) <= 1) {
+            const char *err = hrflow_spool_check(ptemp, spool);
             if (err) {
                 ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
-                             "%s", err);
+                             HFLOGNO(00104) "%s", err);
                 bad = 1;
             }
         }
@@ -167,6 +279,19 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         bad |= check_sections(ptemp, s, defaults, sconf->sec_dir, endpoints);
     }
     return bad ? !OK : OK;
+}
+
+/* Once per start and restart, not in the dry run that precedes the first
+ * start (nor in configtest, which stops before post_config). */
+static int hrflow_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                              apr_pool_t *ptemp, server_rec *s)
+{
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 HFLOGNO(00107) "mod_hrflow %s configured (generation %d)",
+                 hf_version, ap_state_query(AP_SQ_CONFIG_GEN));
+    return OK;
 }
 
 /* ---- the request ------------------------------------------------------ */
@@ -286,6 +411,7 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
         out->rc = HF_E_SPOOL;
         out->error = "spool_unavailable";
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      HFLOGNO(00105)
                       "spool %s is not ready in this process", cfg->spool);
         return;
     }
@@ -377,7 +503,9 @@ static int hrflow_handler(request_rec *r)
 
     if (!r->handler || strcmp(r->handler, HRFLOW_HANDLER) != 0)
         return DECLINED;
-    cfg = ap_get_module_config(r->per_dir_config, &hrflow_module);
+    cfg = hf_config_with_server(
+        r->pool, ap_get_module_config(r->per_dir_config, &hrflow_module),
+        hrflow_server_config(r->server));
     req.method = r->method;
     req.content_type = apr_table_get(r->headers_in, "Content-Type");
     req.header = request_header;
@@ -386,7 +514,7 @@ static int hrflow_handler(request_rec *r)
     if (r->method_number == M_POST
         && (rc = read_body(r, hf_config_max_body(cfg), &req)) != OK) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "cannot read the body (%d)", rc);
+                      HFLOGNO(00106) "cannot read the body (%d)", rc);
         return rc;
     }
     hf_receive(r->pool, cfg, &req, &out);
@@ -407,6 +535,7 @@ static int hrflow_handler(request_rec *r)
 static void register_hooks(apr_pool_t *p)
 {
     ap_hook_check_config(hrflow_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(hrflow_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(hrflow_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(hrflow_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
@@ -419,8 +548,8 @@ module AP_MODULE_DECLARE_DATA hrflow_module = {
     STANDARD20_MODULE_STUFF,
     create_dir_config,
     merge_dir_config,
-    NULL,
-    NULL,
+    create_server_config,
+    merge_dir_config,   /* hf_config_merge: "add if set, else base" too */
     hrflow_cmds,
     register_hooks,
     AP_MODULE_FLAG_NONE};

@@ -97,18 +97,6 @@ static int server_wants(void *ctx, int level)
     return APLOG_IS_LEVEL((server_rec *)ctx, level);
 }
 
-/* What a dispatcher must not keep of the parent: its listening sockets. */
-static void close_listeners(void)
-{
-    ap_listen_rec *lr;
-
-    for (lr = ap_listeners; lr; lr = lr->next) {
-        apr_os_sock_t fd;
-        if (lr->sd && apr_os_sock_get(&fd, lr->sd) == APR_SUCCESS)
-            close(fd);
-    }
-}
-
 static void dispatcher_main(dispatcher_rec *d, pid_t parent)
 {
     hf_logger_t log = {log_to_server, d->server, server_wants};
@@ -123,7 +111,10 @@ static void dispatcher_main(dispatcher_rec *d, pid_t parent)
     /* Answering HrFlow comes first: handlers (which inherit this) run in
      * the CPU time that requests leave over. */
     setpriority(PRIO_PROCESS, 0, HRFLOW_DISPATCHER_NICE);
-    close_listeners();
+    /* What a dispatcher must not keep of the parent: its listening
+     * sockets, duplicates per listener bucket included (mod_cgid's daemon
+     * does the same). */
+    ap_close_listeners();
     apr_pool_create(&p, NULL);
     if (ap_run_drop_privileges(p, d->server) != OK)
         _exit(1);
@@ -178,6 +169,7 @@ static int start_dispatcher(dispatcher_rec *d)
         dispatcher_main(d, parent);     /* does not return */
     if (rv != APR_INPARENT) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, d->server,
+                     HFLOGNO(00201)
                      "spool %s: cannot start the dispatcher", d->dir);
         return -1;
     }
@@ -200,6 +192,7 @@ static void dispatcher_maint(int reason, void *data, apr_wait_t status)
         if (state == AP_MPMQ_STOPPING)
             break;
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->server,
+                     HFLOGNO(00202)
                      "spool %s: dispatcher %ld died (status %d), starting "
                      "it again", d->dir, (long)d->proc.pid, (int)status);
         start_dispatcher(d);
@@ -220,8 +213,7 @@ static void collect_spools(apr_pool_t *pconf, server_rec *main_server)
 
     dispatchers = apr_array_make(pconf, 2, sizeof(dispatcher_rec *));
     for (s = main_server; s; s = s->next) {
-        const hf_config_t *c = ap_get_module_config(s->lookup_defaults,
-                                                    &hrflow_module);
+        const hf_config_t *c = hrflow_server_config(s);
         dispatcher_rec *d;
         for (i = 0; c->spool && i < dispatchers->nelts; i++)
             if (!strcmp(APR_ARRAY_IDX(dispatchers, i, dispatcher_rec *)->dir,
@@ -264,6 +256,7 @@ static int spool_post_config(apr_pool_t *pconf, apr_pool_t *plog,
              * first) must not let it stop the whole server: this spool
              * alone answers 503 until it is repaired. */
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, main_server,
+                         HFLOGNO(00203)
                          "HrflowSpool: %s; its endpoints answer 503 until "
                          "it is repaired and the server restarted", err);
             d->refused = 1;
@@ -271,7 +264,7 @@ static int spool_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
         if (err) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
-                         "HrflowSpool: %s", err);
+                         HFLOGNO(00204) "HrflowSpool: %s", err);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         if (start_dispatcher(d) != 0)

@@ -24,7 +24,12 @@ mkdir -p "$share/log"
 cp conf/handlers/*.sh "$share/"
 chmod 755 "$share" "$share"/*.sh
 chmod 1777 "$share/log"
-secret=$(openssl rand -hex 16)
+# The secret lives in a file (root reads it at startup): never on a command
+# line, where ps and shell history show it.
+secret_file="$demo/hrflow.secret"
+(umask 077 && openssl rand -hex 16 > "$secret_file")
+wrong_file="$demo/wrong.secret"
+(umask 077 && echo wrong-secret > "$wrong_file")
 user_lines=""
 [ "$(id -u)" -eq 0 ] && user_lines=$'User www-data\nGroup www-data'
 
@@ -44,7 +49,7 @@ LoadModule hrflow_module $top/build/mod_hrflow.so
 $user_lines
 <Location /hrflow>
     SetHandler hrflow-webhook
-    HrflowSecret $secret
+    HrflowSecretFile $secret_file
     HrflowHandler profile.* $share/show-env.sh
     HrflowHandler * $share/log-event.sh $share/log/events.log
 </Location>
@@ -63,22 +68,22 @@ job='{"type":"job.storing.update","origin":"api","message":"job storing update",
 echo
 echo "== a signed profile event, as HrFlow sends it"
 curl -sS -i -X POST "http://127.0.0.1:$port/hrflow" \
-    -H "HTTP-HRFLOW-SIGNATURE: $(printf '%s' "$event" | scripts/sign.sh "$secret")"
+    -H "HTTP-HRFLOW-SIGNATURE: $(printf '%s' "$event" | scripts/sign.sh "$secret_file")"
 echo
 echo "== a signed job event"
 curl -sS -X POST "http://127.0.0.1:$port/hrflow" \
-    -H "HTTP-HRFLOW-SIGNATURE: $(printf '%s' "$job" | scripts/sign.sh "$secret")"
+    -H "HTTP-HRFLOW-SIGNATURE: $(printf '%s' "$job" | scripts/sign.sh "$secret_file")"
 echo
 echo "== a forged one"
 curl -sS -X POST "http://127.0.0.1:$port/hrflow" \
-    -H "HTTP-HRFLOW-SIGNATURE: $(printf '%s' "$job" | scripts/sign.sh wrong-secret)"
+    -H "HTTP-HRFLOW-SIGNATURE: $(printf '%s' "$job" | scripts/sign.sh "$wrong_file")"
 sleep 0.3
 echo
 echo "== what the handlers did ($demo/error.log, $share/log/events.log)"
 grep 'hrflow:' "$demo/error.log" | sed -E 's/^\[[^]]*\] //; s/\[pid [^]]*\] //; s/\[client [^]]*\] //'
 cat "$share/log/events.log"
 echo
-echo "Apache is running on http://127.0.0.1:$port/hrflow with secret $secret"
+echo "Apache is running on http://127.0.0.1:$port/hrflow with the secret in $secret_file"
 echo "send your own:  curl -X POST http://127.0.0.1:$port/hrflow \\"
-echo "                  -H \"HTTP-HRFLOW-SIGNATURE: \$(scripts/sign.sh $secret < event.json)\""
+echo "                  -H \"HTTP-HRFLOW-SIGNATURE: \$(scripts/sign.sh $secret_file < event.json)\""
 echo "stop it:        $httpd -f $demo/httpd.conf -k stop"

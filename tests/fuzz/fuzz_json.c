@@ -44,7 +44,7 @@ static void check_spans(apr_pool_t *p, const char *text, apr_size_t len,
     apr_array_header_t *lens = apr_array_make(p, 4, sizeof(apr_size_t));
     apr_size_t i;
 
-    FUZZ_CHECK(hf_json_array_spans(text, len, starts, lens) == 0);
+    FUZZ_CHECK(!hf_json_array_spans(text, len, starts, lens));
     FUZZ_CHECK((apr_size_t)starts->nelts == hf_json_array_length(arr));
     for (i = 0; i < hf_json_array_length(arr); i++) {
         apr_size_t at = APR_ARRAY_IDX(starts, i, apr_size_t);

@@ -97,7 +97,7 @@ static void check_hex(apr_pool_t *p, const char *s)
     apr_size_t n, i;
     char *again;
 
-    if (hf_hex_decode(p, s, strlen(s), &bytes, &n) != 0)
+    if (hf_hex_decode(p, s, strlen(s), &bytes, &n))
         return;
     FUZZ_CHECK(n * 2 == strlen(s));
     again = apr_palloc(p, 2 * n + 1);
@@ -122,7 +122,7 @@ static void check_received(apr_pool_t *p, const char *rest, apr_size_t len)
     FUZZ_CHECK(!sig.payload || strchr(value, '.'));
     if (!strchr(value, '.'))
         FUZZ_CHECK(!sig.payload && !sig.payload_bad);
-    if (hf_base64_decode(p, value, strlen(value), &bytes, &n) == 0)
+    if (!hf_base64_decode(p, value, strlen(value), &bytes, &n))
         FUZZ_CHECK(n <= strlen(value) * 3 / 4);
     check_hex(p, value);
 }

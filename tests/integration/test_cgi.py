@@ -197,7 +197,7 @@ def test_check_with_the_example_config_of_conf(tmp_path):
     d = tmp_path / "site"
     d.mkdir()
     (d / "handlers").mkdir()
-    for h in ("profile-parsed.sh", "job-changed.sh"):
+    for h in ("show-env.sh", "log-event.sh"):
         (d / "handlers" / h).write_text("#!/bin/sh\n")
         (d / "handlers" / h).chmod(0o755)
     (d / "hrflow.secret").write_text("s3cret\n")

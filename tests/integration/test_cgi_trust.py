@@ -49,8 +49,9 @@ OK_CONF = "HrflowSignature optional\nHrflowHandler * /bin/true\n"
 def test_config_in_a_folder_others_can_write(tmp_path, mode):
     d = folder(tmp_path, "site", mode)
     conf = write(d / "hrflow.conf", OK_CONF)
-    refused(conf, f"config {conf}: its folder {d} is writable by others "
-                  f"(mode {mode:04o})")
+    who = "others" if mode & 0o002 else "its group"
+    refused(conf, f"config {conf}: its folder {d} is writable by {who} "
+                  f"(mode {mode:04o}): only its owner may write to it")
 
 
 @as_root
@@ -71,7 +72,8 @@ def test_config_in_a_folder_of_another_user(tmp_path):
 
 def test_config_group_writable(tmp_path):
     conf = write(tmp_path / "hrflow.conf", OK_CONF, 0o620)
-    refused(conf, f"config {conf}: it is writable by others (mode 0620)")
+    refused(conf, f"config {conf}: it is writable by its group (mode 0620): "
+                  "only its owner may write to it; chmod g-w it")
 
 
 def test_config_that_is_a_symbolic_link(tmp_path):
@@ -143,7 +145,7 @@ def test_handler_writable_by_its_group(tmp_path):
     h = handler(tmp_path, mode=0o775)
     conf = write(tmp_path / "hrflow.conf",
                  f"HrflowSignature optional\nHrflowHandler * {h}\n")
-    refused(conf, f"HrflowHandler: {h}: it is writable by others "
+    refused(conf, f"HrflowHandler: {h}: it is writable by its group "
                   "(mode 0775)")
 
 

@@ -220,13 +220,15 @@ def example_vhost(server, secret_file, spool):
     return text
 
 
-def many_endpoints(server, spool):
+def many_endpoints(server, spool, durable=()):
     """A second site: ENDPOINTS locations, each with its own secret and a
     handler program of its own, long absolute paths all; in durable mode it
-    shares the example's spool."""
+    shares the example's spool, and so its durable settings (one spool has
+    one dispatcher: configtest refuses different ones)."""
     lines = [f"<VirtualHost *:{server.port}>", "    ServerName many.test"]
     if spool:
         lines.append(f"    HrflowSpool {spool}")
+        lines += [f"    {x}" for x in durable]
     deep = os.path.join(server.top, "handlers", "a-rather-long-folder-name"
                         "-for-handler-programs", "of-the-many-endpoints")
     os.makedirs(deep, exist_ok=True)
@@ -270,8 +272,11 @@ def debian(request):
     spool = os.path.join(top, "spool") if request.param == "spool" else None
     server.use_mpm(os.environ.get("HRFLOW_MPM", "event"))
     server.install_module()
-    server.add_site("hrflow", example_vhost(server, secret_file, spool))
-    server.add_site("hrflow-many", many_endpoints(server, spool))
+    site = example_vhost(server, secret_file, spool)
+    server.add_site("hrflow", site)
+    durable = re.findall(r"^\s*(Hrflow(?:Retry\w*|Concurrency) \S+)", site,
+                         re.M)
+    server.add_site("hrflow-many", many_endpoints(server, spool, durable))
     server.spool = spool
     r = server.ctl("configtest")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -21,8 +21,8 @@ BAD = {
                           "HrflowSecretFile: no secret in"),
     "bad_pattern": ("HrflowSecret s\nHrflowHandler Job.[ {scratch}/handlers/fail.sh",
                     "HrflowHandler: bad pattern 'Job.['"),
-    "bad_timeout": ("HrflowSecret s\nHrflowTimeout 30s",
-                    "HrflowTimeout: '30s' is not a whole number from 1 to 86400"),
+    "bad_timeout": ("HrflowSecret s\nHrflowTimeout soon",
+                    "HrflowTimeout: 'soon' is not a time from 1ms to 86400s"),
     "zero_timeout": ("HrflowSecret s\nHrflowTimeout 0", "HrflowTimeout: '0'"),
     "bad_max_body": ("HrflowSecret s\nHrflowMaxBody 1M",
                      "HrflowMaxBody: '1M' is not a whole number"),
@@ -85,4 +85,27 @@ def test_signature_off_warns(scratch):
 def test_server_wide_directive_refused_in_location(scratch):
     r = configtest(scratch, "spool-in-location", "HrflowSecret s\nHrflowRetry 3")
     assert r.returncode != 0
-    assert "HrflowRetry" in r.stderr and "cannot occur within" in r.stderr
+    # httpd's own refusal of an RSRC_CONF directive.
+    assert "HrflowRetry not allowed in <Location> context" in r.stderr, \
+        r.stderr
+
+
+def test_bare_endpoint_takes_the_server_settings(scratch):
+    # A <Location> with no Hrflow directive of its own: everything comes
+    # from the server.  configtest used to crash on it.
+    server = Httpd("startup-bare", scratch)
+    server.write_config(
+        f"HrflowSecret s\nHrflowHandler * {scratch}/handlers/fail.sh\n"
+        "<Location /hook>\nSetHandler hrflow-webhook\n</Location>\n")
+    r = server.apachectl("-t")
+    assert r.returncode == 0, r.stderr
+    assert "Syntax OK" in r.stderr
+
+
+def test_bare_endpoint_without_a_secret_fails_clearly(scratch):
+    server = Httpd("startup-bare-nosecret", scratch)
+    server.write_config(
+        "<Location /hook>\nSetHandler hrflow-webhook\n</Location>\n")
+    r = server.apachectl("-t")
+    assert r.returncode != 0
+    assert "no HrflowSecret or HrflowSecretFile" in r.stderr, r.stderr

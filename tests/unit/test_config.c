@@ -1,4 +1,5 @@
 /* test_config.c - directives, their errors, and per-directory merging. */
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include "unit.h"
@@ -95,8 +96,10 @@ START_TEST(values_and_errors)
     ck_assert_ptr_null(apply(c, "HrflowSignature Optional"));
     ck_assert_int_eq(hf_config_signature(c), HF_SIG_OPTIONAL);
     ck_assert_ptr_null(hf_config_check_endpoint(pool, c));
-    ck_assert_str_eq(apply(c, "HrflowTimeout 5s"),
-                     "HrflowTimeout: '5s' is not a whole number from 1 to 86400");
+    ck_assert_str_eq(apply(c, "HrflowTimeout 5sec"),
+                     "HrflowTimeout: '5sec' is not a time from 1ms to 86400s: "
+                     "a whole number of seconds, or with a unit as httpd's "
+                     "timeouts (500ms, 30s, 2min, 1h)");
     ck_assert_ptr_nonnull(apply(c, "HrflowTimeout 0"));
     ck_assert_ptr_nonnull(apply(c, "HrflowTimeout -1"));
     ck_assert_ptr_nonnull(apply(c, "HrflowMaxEvents 99999999999999999999"));
@@ -211,6 +214,64 @@ START_TEST(merge_inherits_and_overrides)
 }
 END_TEST
 
+/* HrflowTimeout reads times as httpd's own timeouts do, in both front
+ * ends (the CGI's config file goes through the same setter). */
+START_TEST(timeouts_in_httpd_syntax)
+{
+    static const struct {
+        const char *text;
+        apr_interval_time_t usec;
+    } good[] = {{"30", 30000000}, {"30s", 30000000}, {"30S", 30000000},
+                {"500ms", 500000}, {"500MS", 500000}, {"2min", 120000000},
+                {"2mi", 120000000}, {"1h", 3600000000}, {"0", 0}};
+    static const char *const bad[] = {"", "s", "-1", "+1", "1.5s", "30sec",
+                                      "30 s", "1m", "5d", "ms",
+                                      "99999999999999999999",
+                                      "1000000001h"};
+    hf_config_t *c = hf_config_create(pool);
+    apr_interval_time_t t;
+    size_t i;
+
+    for (i = 0; i < sizeof good / sizeof *good; i++) {
+        ck_assert_msg(!hf_config_parse_time(good[i].text, &t), "%s",
+                      good[i].text);
+        ck_assert_int_eq(t, good[i].usec);
+    }
+    for (i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_msg(hf_config_parse_time(bad[i], &t), "%s", bad[i]);
+    ck_assert_ptr_null(apply(c, "HrflowTimeout 500ms"));
+    ck_assert_int_eq(hf_config_timeout_ms(c), 500);
+    ck_assert_int_eq(hf_config_timeout(c), 1);   /* whole seconds, up */
+    ck_assert_ptr_null(apply(c, "HrflowTimeout 2min"));
+    ck_assert_int_eq(hf_config_timeout(c), 120);
+    ck_assert_ptr_null(apply(c, "HrflowTimeout 24h"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowTimeout 25h"));
+    ck_assert_ptr_nonnull(apply(c, "HrflowTimeout 0ms"));
+    ck_assert_int_eq(hf_config_timeout_ms(c), 86400000);
+}
+END_TEST
+
+/* Relative paths merge onto the base as ap_server_root_relative merges
+ * them onto ServerRoot: one folder has one name. */
+START_TEST(relative_paths_are_normalised)
+{
+    hf_config_t *c = hf_config_create(pool);
+    hf_config_ctx_t ctx = {pool, "/srv/www"};
+    char *dots[] = {"./x/../spool", NULL}, *up[] = {"../spool", NULL};
+
+    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
+                                       1, dots));
+    ck_assert_str_eq(c->spool, "/srv/www/spool");
+    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
+                                       1, up));
+    ck_assert_str_eq(c->spool, "/srv/spool");
+    up[0] = "/var/spool/hrflow//";
+    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
+                                       1, up));
+    ck_assert_str_eq(c->spool, "/var/spool/hrflow");
+}
+END_TEST
+
 START_TEST(relative_paths_from_base_dir)
 {
     hf_config_t *c = hf_config_create(pool);
@@ -285,6 +346,83 @@ START_TEST(every_directive_in_table)
 }
 END_TEST
 
+START_TEST(server_settings_overlay_and_conflicts)
+{
+    hf_config_t *dir = hf_config_create(pool), *a = hf_config_create(pool);
+    hf_config_t *b = hf_config_create(pool);
+    const hf_config_t *e;
+
+    ck_assert_ptr_null(apply(dir, "HrflowTimeout 7"));
+    ck_assert_ptr_null(apply(a, "HrflowSpool /s"));
+    ck_assert_ptr_null(apply(a, "HrflowRetry 2"));
+    e = hf_config_with_server(pool, dir, a);
+    ck_assert_str_eq(e->spool, "/s");
+    ck_assert_int_eq(hf_config_retry(e), 2);
+    ck_assert_int_eq(hf_config_timeout(e), 7);
+    ck_assert_ptr_null(dir->spool);     /* the section itself is unchanged */
+    /* Unset and the default agree; a different value is named. */
+    ck_assert_ptr_null(apply(b, "HrflowRetry 5"));
+    ck_assert_ptr_null(hf_config_server_conflict(pool, b, hf_config_create(pool)));
+    ck_assert_str_eq(hf_config_server_conflict(pool, a, b),
+                     "HrflowRetry 2 and 5");
+    ck_assert_ptr_null(apply(b, "HrflowRetry 2"));
+    ck_assert_ptr_null(apply(b, "HrflowRetryDelay 9"));
+    ck_assert_str_eq(hf_config_server_conflict(pool, a, b),
+                     "HrflowRetryDelay 1 and 9");
+}
+END_TEST
+
+/* The kernel's mode check for the server's User, evaluated by root. */
+START_TEST(runnable_by_the_user_not_by_root)
+{
+    static const long with_group[] = {1000, 4242}, alone[] = {1000};
+    hf_user_t member = {"web", 1000, with_group, 2};
+    hf_user_t other = {"web", 1000, alone, 1};
+    hf_user_t root = {"root", 0, alone, 1};
+    char dir[] = "/tmp/hrflow-unit-exec-XXXXXX";
+    const char *prog, *why;
+
+    if (geteuid() != 0)
+        return;                  /* chown needs root */
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    chmod(dir, 0755);
+    prog = apr_pstrcat(pool, dir, "/h", NULL);
+    close(open(prog, O_CREAT | O_WRONLY, 0700));
+    /* 0700 root: root may, the user may not. */
+    ck_assert_int_eq(chown(prog, 0, 0), 0);
+    chmod(prog, 0700);
+    ck_assert_ptr_null(hf_config_runnable_by(pool, prog, &root));
+    why = hf_config_runnable_by(pool, prog, &member);
+    ck_assert_str_eq(why, apr_psprintf(pool, "cannot run %s: user web cannot "
+                                       "execute it (mode 0700, owner uid 0, "
+                                       "group gid 0)", prog));
+    /* Group class through a supplementary group only. */
+    ck_assert_int_eq(chown(prog, 0, 4242), 0);
+    chmod(prog, 0710);
+    ck_assert_ptr_null(hf_config_runnable_by(pool, prog, &member));
+    ck_assert_ptr_nonnull(hf_config_runnable_by(pool, prog, &other));
+    /* The owner's class alone applies to the owner. */
+    ck_assert_int_eq(chown(prog, 1000, 0), 0);
+    chmod(prog, 0011);
+    ck_assert_ptr_nonnull(hf_config_runnable_by(pool, prog, &other));
+    chmod(prog, 0100);
+    ck_assert_ptr_null(hf_config_runnable_by(pool, prog, &other));
+    /* No x bit at all: not even root. */
+    chmod(prog, 0600);
+    ck_assert_ptr_nonnull(hf_config_runnable_by(pool, prog, &root));
+    /* A folder on the way the user cannot search. */
+    chmod(prog, 0755);
+    chmod(dir, 0700);
+    why = hf_config_runnable_by(pool, prog, &member);
+    ck_assert_str_eq(why, apr_psprintf(pool, "cannot run %s: user web cannot "
+                                       "enter %s (mode 0700, owner uid 0, "
+                                       "group gid 0)", prog, dir));
+    ck_assert_ptr_null(hf_config_runnable_by(pool, prog, &root));
+    unlink(prog);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -299,8 +437,12 @@ static Suite *config_suite(void)
     tcase_add_test(tc, secret_file_long_lines);
     tcase_add_test(tc, merge_inherits_and_overrides);
     tcase_add_test(tc, relative_paths_from_base_dir);
+    tcase_add_test(tc, relative_paths_are_normalised);
+    tcase_add_test(tc, timeouts_in_httpd_syntax);
     tcase_add_test(tc, kept_strings_outlive_the_words);
     tcase_add_test(tc, every_directive_in_table);
+    tcase_add_test(tc, server_settings_overlay_and_conflicts);
+    tcase_add_test(tc, runnable_by_the_user_not_by_root);
     return s;
 }
 

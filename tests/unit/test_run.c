@@ -132,6 +132,37 @@ START_TEST(missing_program)
 }
 END_TEST
 
+/* A script in a fresh file of the test's own; its path. */
+static const char *script_file(const char *text)
+{
+    char *path = apr_pstrdup(pool, "/tmp/hrflow-unit-XXXXXX");
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    return path;
+}
+
+START_TEST(crlf_script_is_named_as_such)
+{
+    const char *crlf = script_file("#!/bin/sh\r\nexit 0\r\n");
+    const char *lf = script_file("#!/bin/sh\nexit 0\r\n");
+    const char *binary = script_file("\x7f" "ELF\r\n");
+    const char *why = hf_run_check_crlf(pool, crlf);
+
+    ck_assert_ptr_nonnull(why);
+    ck_assert_ptr_nonnull(strstr(why, "CRLF line endings"));
+    ck_assert_ptr_nonnull(strstr(why, crlf));
+    ck_assert_ptr_null(hf_run_check_crlf(pool, lf));
+    ck_assert_ptr_null(hf_run_check_crlf(pool, binary));
+    ck_assert_ptr_null(hf_run_check_crlf(pool, "/nonexistent/handler"));
+    unlink(crlf);
+    unlink(lf);
+    unlink(binary);
+}
+END_TEST
+
 START_TEST(runs_in_program_directory_without_our_fds)
 {
     const char *argv[] = {"/bin/sh", "-c", "pwd; ls /proc/self/fd | wc -l",
@@ -295,6 +326,7 @@ static Suite *run_suite(void)
     tcase_add_test(tc, grandchild_holding_output_does_not_block);
     tcase_add_test(tc, killed_by_signal);
     tcase_add_test(tc, missing_program);
+    tcase_add_test(tc, crlf_script_is_named_as_such);
     tcase_add_test(tc, runs_in_program_directory_without_our_fds);
     tcase_add_test(tc, cancel_stops_the_handler);
     tcase_add_test(tc, deadline_stops_the_handler_like_its_timeout);
