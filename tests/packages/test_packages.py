@@ -222,6 +222,37 @@ def check_static_cgi():
     assert needed and not shared, needed
 
 
+def check_cgi_upload(folder):
+    """/usr/share/mod_hrflow/cgi is what a customer uploads (as `make
+    dist-cgi` packs it): copied with its program, with a secret added, it
+    passes --check and serves a signed event to a shipped handler."""
+    shutil.copytree("/usr/share/mod_hrflow/cgi", folder, symlinks=False)
+    for name in ("hrflow.cgi", "hrflow.conf", "htaccess", "README",
+                 "handlers/show-env.sh", "handlers/log-event.sh"):
+        assert os.path.isfile(os.path.join(folder, name)), name
+    secret = os.path.join(folder, "hrflow.secret")
+    with open(secret, "w") as f:
+        f.write(SECRETS[1] + "\n")
+    os.chmod(secret, 0o600)
+    run(["./hrflow.cgi", "--check", "hrflow.conf"], cwd=folder)
+    key = "cgi-" + os.urandom(6).hex()
+    payload = json.dumps({"type": "profile.scoring.error",
+                          "profile": {"key": key}}).encode()
+    env = {"PATH": "/usr/bin:/bin", "GATEWAY_INTERFACE": "CGI/1.1",
+           "REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json",
+           "CONTENT_LENGTH": str(len(payload)),
+           "SCRIPT_FILENAME": os.path.join(folder, "hrflow.cgi"),
+           "HTTP_HRFLOW_SIGNATURE": signed_value(SECRETS[1], payload)}
+    r = subprocess.run(["./hrflow.cgi"], cwd=folder, env=env, input=payload,
+                       capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0 and out.startswith("Status: 200"), (
+        out, r.stderr.decode(errors="replace"))
+    logged = "".join(open(p, errors="replace").read() for p in glob.glob(
+        os.path.join(folder, "**", "events.log"), recursive=True))
+    assert f"profile={key} " in logged, (out, logged)
+
+
 def example_path():
     found = glob.glob("/usr/share/mod_hrflow/hrflow-*")
     assert len(found) == 1, f"the example vhost: {found}"
@@ -366,6 +397,7 @@ def test_packages_install_enable_event_purge(built):
         assert os.path.isfile("/usr/lib/apache2/modules/mod_hrflow.so")
         check_fields()
         check_static_cgi()
+        check_cgi_upload(os.path.join(top, "upload"))
         drive_copy(os.path.join(top, "apache"))
     finally:
         r = apt("purge", *PACKAGES)
