@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
-from conftest import CRASH_MARKS, SECRETS, TEST_TMP  # noqa: E402
+from conftest import BUILD, CRASH_MARKS, SECRETS, TEST_TMP  # noqa: E402
 from hrflow_sign import signed_value  # noqa: E402
 from test_debian import DebianApache  # noqa: E402
 
@@ -111,13 +111,14 @@ def forget_state_dirs(before):
 
 
 def source_files():
-    """What is in the repository (tracked, or new and not ignored)."""
+    """What is in the repository (tracked, or new and not ignored), or
+    None outside a git checkout."""
     # safe.directory: the checkout may belong to another user than root.
     r = subprocess.run(["git", "-c", f"safe.directory={TOP}", "-C", TOP,
                         "ls-files", "-z", "--cached", "--others",
                         "--exclude-standard"], capture_output=True)
     if r.returncode != 0:
-        pytest.skip("the source is not a git checkout: " + r.stderr.decode())
+        return None
     names = [n for n in r.stdout.decode().split("\0") if n]
     return [n for n in names if os.path.lexists(os.path.join(TOP, n))]
 
@@ -128,17 +129,33 @@ def version():
 
 
 def copy_source(top):
-    """The source as a release tarball would hold it: the orig tarball
-    without debian/, the unpacked tree with it."""
+    """The source as a release tarball holds it: the orig tarball without
+    debian/, the unpacked tree with it.  From git's list of files, else
+    from `make dist` in the configured build folder."""
     upstream = version().rsplit("-", 1)[0]
     src = os.path.join(top, "src")
-    for name in source_files():
+    orig = os.path.join(top, f"libapache2-mod-hrflow_{upstream}.orig.tar.gz")
+    names = source_files()
+    if names is None:
+        return dist_source(top, src, orig, upstream)
+    for name in names:
         dst = os.path.join(src, name)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy2(os.path.join(TOP, name), dst, follow_symlinks=False)
-    orig = os.path.join(top, f"libapache2-mod-hrflow_{upstream}.orig.tar.gz")
     run(["tar", "-C", top, "--exclude=src/debian", "-czf", orig,
          f"--transform=s|^src|mod_hrflow-{upstream}|", "src"])
+    return src
+
+
+def dist_source(top, src, orig, upstream):
+    if not os.path.isfile(os.path.join(BUILD, "Makefile")):
+        pytest.skip("neither a git checkout nor a configured build folder "
+                    f"({BUILD}) to make the release tarball in")
+    run(["make", "-C", BUILD, "dist"])
+    shutil.move(os.path.join(BUILD, f"mod_hrflow-{upstream}.tar.gz"), orig)
+    os.makedirs(src)
+    run(["tar", "-C", src, "--strip-components=1", "-xzf", orig])
+    shutil.copytree(os.path.join(TOP, "debian"), os.path.join(src, "debian"))
     return src
 
 
