@@ -385,6 +385,13 @@ def drive_copy(top):
     assert SECRETS[0] not in logs
 
 
+def test_packages_version_is_configure_version():
+    """debian/changelog follows AC_INIT: a new version needs its entry."""
+    text = open(os.path.join(TOP, "configure.ac")).read()
+    upstream = re.search(r"AC_INIT\(\[[^]]*\],\s*\[([^]]+)\]", text).group(1)
+    assert version().rsplit("-", 1)[0] == upstream, (version(), upstream)
+
+
 @pytest.fixture(scope="module")
 def built():
     """The packages, built once from a copy of the source."""
