@@ -398,10 +398,12 @@ def built():
     missing(BUILD_TOOLS)
     top = tempfile.mkdtemp(prefix="hrflow-packages-", dir=TEST_TMP)
     os.chmod(top, 0o755)
-    changes, debs = build(top)
-    yield top, changes, debs
-    if not os.environ.get("HRFLOW_KEEP_SCRATCH"):
-        shutil.rmtree(top, ignore_errors=True)
+    try:
+        changes, debs = build(top)
+        yield top, changes, debs
+    finally:
+        if not os.environ.get("HRFLOW_KEEP_SCRATCH"):
+            shutil.rmtree(top, ignore_errors=True)
 
 
 def test_packages_build_lintian_clean(built):
