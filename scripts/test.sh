@@ -128,8 +128,8 @@ for mpm in event worker prefork; do
     integration "$mpm" build HRFLOW_MPM="$mpm"
 done
 
-# Once: the Debian packages built from a copy of the source, lintian,
-# installed, driven in a copy of /etc/apache2, purged (skipped unless root).
+# Once: the Debian packages built from a copy of the source and checked by
+# lintian; as root also installed, driven in a copy of /etc/apache2, purged.
 HRFLOW_TEST_PATHS=tests/packages integration packages build
 
 # Again under each MPM against a module and CGI built with ASan and UBSan,

@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
-from conftest import CRASH_MARKS, SECRETS, TEST_TMP  # noqa: E402
+from conftest import BUILD, CRASH_MARKS, SECRETS, TEST_TMP  # noqa: E402
 from hrflow_sign import signed_value  # noqa: E402
 from test_debian import DebianApache  # noqa: E402
 
@@ -71,6 +71,13 @@ def dpkg_installed(package):
     return r.returncode == 0 and "installed" in r.stdout.split()
 
 
+def dpkg_known(package):
+    """Installed, or removed with its conffiles left: purge has work."""
+    r = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}",
+                        package], capture_output=True, text=True)
+    return r.returncode == 0 and r.stdout[1:2] in ("i", "c")
+
+
 def run(args, cwd=None, env=None, timeout=600):
     r = subprocess.run(args, cwd=cwd, env=env, capture_output=True,
                        text=True, timeout=timeout)
@@ -104,13 +111,14 @@ def forget_state_dirs(before):
 
 
 def source_files():
-    """What is in the repository (tracked, or new and not ignored)."""
+    """What is in the repository (tracked, or new and not ignored), or
+    None outside a git checkout."""
     # safe.directory: the checkout may belong to another user than root.
     r = subprocess.run(["git", "-c", f"safe.directory={TOP}", "-C", TOP,
                         "ls-files", "-z", "--cached", "--others",
                         "--exclude-standard"], capture_output=True)
     if r.returncode != 0:
-        pytest.skip("the source is not a git checkout: " + r.stderr.decode())
+        return None
     names = [n for n in r.stdout.decode().split("\0") if n]
     return [n for n in names if os.path.lexists(os.path.join(TOP, n))]
 
@@ -121,17 +129,33 @@ def version():
 
 
 def copy_source(top):
-    """The source as a release tarball would hold it: the orig tarball
-    without debian/, the unpacked tree with it."""
+    """The source as a release tarball holds it: the orig tarball without
+    debian/, the unpacked tree with it.  From git's list of files, else
+    from `make dist` in the configured build folder."""
     upstream = version().rsplit("-", 1)[0]
     src = os.path.join(top, "src")
-    for name in source_files():
+    orig = os.path.join(top, f"libapache2-mod-hrflow_{upstream}.orig.tar.gz")
+    names = source_files()
+    if names is None:
+        return dist_source(top, src, orig, upstream)
+    for name in names:
         dst = os.path.join(src, name)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy2(os.path.join(TOP, name), dst, follow_symlinks=False)
-    orig = os.path.join(top, f"libapache2-mod-hrflow_{upstream}.orig.tar.gz")
     run(["tar", "-C", top, "--exclude=src/debian", "-czf", orig,
          f"--transform=s|^src|mod_hrflow-{upstream}|", "src"])
+    return src
+
+
+def dist_source(top, src, orig, upstream):
+    if not os.path.isfile(os.path.join(BUILD, "Makefile")):
+        pytest.skip("neither a git checkout nor a configured build folder "
+                    f"({BUILD}) to make the release tarball in")
+    run(["make", "-C", BUILD, "dist"])
+    shutil.move(os.path.join(BUILD, f"mod_hrflow-{upstream}.tar.gz"), orig)
+    os.makedirs(src)
+    run(["tar", "-C", src, "--strip-components=1", "-xzf", orig])
+    shutil.copytree(os.path.join(TOP, "debian"), os.path.join(src, "debian"))
     return src
 
 
@@ -222,34 +246,67 @@ def check_static_cgi():
     assert needed and not shared, needed
 
 
+def check_cgi_upload(folder):
+    """/usr/share/mod_hrflow/cgi is what a customer uploads (as `make
+    dist-cgi` packs it): copied with its program, with a secret added, it
+    passes --check and serves a signed event to a shipped handler."""
+    shutil.copytree("/usr/share/mod_hrflow/cgi", folder, symlinks=False)
+    for name in ("hrflow.cgi", "hrflow.conf", "htaccess", "README",
+                 "handlers/show-env.sh", "handlers/log-event.sh"):
+        assert os.path.isfile(os.path.join(folder, name)), name
+    secret = os.path.join(folder, "hrflow.secret")
+    with open(secret, "w") as f:
+        f.write(SECRETS[1] + "\n")
+    os.chmod(secret, 0o600)
+    run(["./hrflow.cgi", "--check", "hrflow.conf"], cwd=folder)
+    key = "cgi-" + os.urandom(6).hex()
+    payload = json.dumps({"type": "profile.scoring.error",
+                          "profile": {"key": key}}).encode()
+    env = {"PATH": "/usr/bin:/bin", "GATEWAY_INTERFACE": "CGI/1.1",
+           "REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json",
+           "CONTENT_LENGTH": str(len(payload)),
+           "SCRIPT_FILENAME": os.path.join(folder, "hrflow.cgi"),
+           "HTTP_HRFLOW_SIGNATURE": signed_value(SECRETS[1], payload)}
+    r = subprocess.run(["./hrflow.cgi"], cwd=folder, env=env, input=payload,
+                       capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0 and out.startswith("Status: 200"), (
+        out, r.stderr.decode(errors="replace"))
+    logged = "".join(open(p, errors="replace").read() for p in glob.glob(
+        os.path.join(folder, "**", "events.log"), recursive=True))
+    assert f"profile={key} " in logged, (out, logged)
+
+
 def example_path():
     found = glob.glob("/usr/share/mod_hrflow/hrflow-*")
     assert len(found) == 1, f"the example vhost: {found}"
     return found[0]
 
 
-def example_site(server, secret_file):
-    """The installed example with what an administrator changes: the
-    port, the secret file, and the file log-event.sh appends to.  Handlers
-    the package does not ship are the administrator's to write: left out.
-    Returns the site, its location, its host and an event type a shipped
-    handler maps."""
+def example_site(server):
+    """The installed example with what an administrator changes: the port,
+    a secret in the file it names (in the copy of /etc/apache2), and the
+    file log-event.sh appends to.  Every handler it maps is installed.
+    Returns the site, its location, its host and an event type it maps."""
     text = open(example_path()).read()
     text, n = re.subn(r"<VirtualHost \*:\d+>",
                       f"<VirtualHost 127.0.0.1:{server.port}>", text)
     assert n == 1, text
-    text, n = re.subn(r"^(\s*)HrflowSecretFile \S+",
-                      lambda m: m.group(1) + "HrflowSecretFile " + secret_file,
-                      text, flags=re.M)
-    assert n == 1, text
+    named = re.findall(r"^\s*HrflowSecretFile (\S+)", text, re.M)
+    assert len(named) == 1, text
+    secret_file = named[0].replace(CONFDIR + "/", server.confdir + "/", 1)
+    assert secret_file.startswith(server.confdir + "/"), named
+    with open(secret_file, "w") as f:
+        f.write(SECRETS[0] + "\n")
+    os.chmod(secret_file, 0o600)
+    text = text.replace(named[0], secret_file)
     host = re.search(r"^\s*ServerName (\S+)", text, re.M).group(1)
     location = re.search(r"^\s*<Location (\S+)>", text, re.M).group(1)
     patterns = []
 
     def handler(m):
         indent, pattern, program = m.group(1), m.group(2), m.group(3)
-        if not os.path.isfile(program):
-            return f"{indent}# (not installed) {m.group(0).strip()}"
+        assert os.access(program, os.X_OK), f"not installed: {program}"
         patterns.append(pattern)
         if os.path.basename(program) == "log-event.sh":
             out = os.path.join(server.top, "out", "events.log")
@@ -258,7 +315,7 @@ def example_site(server, secret_file):
 
     text = re.sub(r"^(\s*)HrflowHandler\s+(\S+)\s+(\S+).*$", handler, text,
                   flags=re.M)
-    assert patterns, "the example maps no handler the package installs"
+    assert patterns, "the example maps no handler"
     etype = next(t for t in KNOWN_TYPES
                  if fnmatch.fnmatchcase(t, patterns[0]))
     return text, location, host, etype
@@ -304,15 +361,12 @@ def drive_copy(top):
     os.chmod(os.path.join(top, "out"), 0o777)
     try:
         run(["a2enmod", "hrflow"], env=server.env)
-        secret_file = os.path.join(server.confdir, "hrflow.secrets")
-        with open(secret_file, "w") as f:
-            f.write(SECRETS[0] + "\n")
-        os.chmod(secret_file, 0o600)
-        site, location, host, etype = example_site(server, secret_file)
+        # As the example's own first lines say.
+        site, location, host, etype = example_site(server)
         with open(os.path.join(server.confdir, "sites-available",
-                               "hrflow-example.conf"), "w") as f:
+                               "hrflow.conf"), "w") as f:
             f.write(site)
-        run(["a2ensite", "hrflow-example"], env=server.env)
+        run(["a2ensite", "hrflow"], env=server.env)
         r = server.ctl("configtest")
         assert r.returncode == 0, r.stdout + r.stderr
         server.start()
@@ -331,16 +385,25 @@ def drive_copy(top):
     assert SECRETS[0] not in logs
 
 
+def test_packages_version_is_configure_version():
+    """debian/changelog follows AC_INIT: a new version needs its entry."""
+    text = open(os.path.join(TOP, "configure.ac")).read()
+    upstream = re.search(r"AC_INIT\(\[[^]]*\],\s*\[([^]]+)\]", text).group(1)
+    assert version().rsplit("-", 1)[0] == upstream, (version(), upstream)
+
+
 @pytest.fixture(scope="module")
 def built():
     """The packages, built once from a copy of the source."""
     missing(BUILD_TOOLS)
     top = tempfile.mkdtemp(prefix="hrflow-packages-", dir=TEST_TMP)
     os.chmod(top, 0o755)
-    changes, debs = build(top)
-    yield top, changes, debs
-    if not os.environ.get("HRFLOW_KEEP_SCRATCH"):
-        shutil.rmtree(top, ignore_errors=True)
+    try:
+        changes, debs = build(top)
+        yield top, changes, debs
+    finally:
+        if not os.environ.get("HRFLOW_KEEP_SCRATCH"):
+            shutil.rmtree(top, ignore_errors=True)
 
 
 def test_packages_build_lintian_clean(built):
@@ -367,13 +430,22 @@ def test_packages_install_enable_event_purge(built):
         assert os.path.isfile("/usr/lib/apache2/modules/mod_hrflow.so")
         check_fields()
         check_static_cgi()
+        check_cgi_upload(os.path.join(top, "upload"))
         drive_copy(os.path.join(top, "apache"))
+        # Removed, not purged: the prerm disabled it, the conffiles stay.
+        r = apt("remove", *PACKAGES)
+        assert r.returncode == 0, r.stdout + r.stderr
+        avail = os.path.join(CONFDIR, "mods-available")
+        assert not os.path.lexists(os.path.join(CONFDIR, "mods-enabled",
+                                                "hrflow.load"))
+        assert os.path.isfile(os.path.join(avail, "hrflow.load"))
+        assert not os.path.exists("/usr/lib/apache2/modules/mod_hrflow.so")
     finally:
-        r = apt("purge", *PACKAGES)
+        r = apt("purge", *[p for p in PACKAGES if dpkg_known(p)])
         guard.restore()
     assert r.returncode == 0, r.stdout + r.stderr
     for p in PACKAGES:
-        assert not dpkg_installed(p)
+        assert not dpkg_known(p)
     forget_state_dirs(before)
     after = snapshot()
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
