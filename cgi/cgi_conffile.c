@@ -23,7 +23,7 @@
 #define LINE_MAX_BYTES 16384
 #define CONFIG_MAX_BYTES (1024 * 1024)
 
-const char *cgi_config_path(apr_pool_t *p, const char *argv0)
+const char *cgi_conffile_path(apr_pool_t *p, const char *argv0)
 {
     const char *env = getenv(HRFLOW_CONFIG_ENV);
     const char *self = getenv("SCRIPT_FILENAME");
@@ -197,7 +197,7 @@ static const char *apply_line(apr_pool_t *p, const conf_read_t *r,
     if (!strcasecmp(name, "SetHandler") && args->nelts == 2
         && !strcasecmp(APR_ARRAY_IDX(args, 0, char *), "hrflow-webhook"))
         return NULL;                 /* true of every CGI config */
-    if (!(d = hf_directive_find(name)))
+    if (!(d = hf_config_directive_find(name)))
         return apr_psprintf(p, "unknown directive '%s'", name);
     if (d->scope == HF_SCOPE_SERVER)
         return server_only(p, d);
@@ -308,10 +308,10 @@ static const char *parse_text(apr_pool_t *p, const char *path,
     return err;
 }
 
-const char *cgi_config_parse(apr_pool_t *p, const char *path,
-                             const char *text, apr_size_t len,
-                             const char *base_dir, hf_config_t **cfg,
-                             int *inline_secret)
+const char *cgi_conffile_parse(apr_pool_t *p, const char *path,
+                               const char *text, apr_size_t len,
+                               const char *base_dir, hf_config_t **cfg,
+                               int *inline_secret)
 {
     return parse_text(p, path, text, len, base_dir, cfg, inline_secret, 0,
                       NULL);
@@ -332,9 +332,9 @@ static const char *read_all(apr_pool_t *p, const char *path, FILE *f,
     return NULL;
 }
 
-const char *cgi_config_read(apr_pool_t *p, const char *path,
-                            hf_config_t **cfg, const hf_logger_t *log,
-                            int flags)
+const char *cgi_conffile_read(apr_pool_t *p, const char *path,
+                              hf_config_t **cfg, const hf_logger_t *log,
+                              int flags)
 {
     char *text = NULL, *dir, *slash;
     const char *base_dir;

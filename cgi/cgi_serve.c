@@ -37,7 +37,7 @@ static void write_stderr(void *ctx, int level, const char *msg)
     fwrite(line, 1, (size_t)len, stderr);
 }
 
-const hf_logger_t cgi_stderr_log = {write_stderr, NULL, NULL};
+const hf_logger_t cgi_serve_stderr_log = {write_stderr, NULL, NULL};
 
 /* A request header is HTTP_ and its name upper-cased, '-' as '_'. */
 static const char *request_header(void *ctx, const char *name)
@@ -150,13 +150,13 @@ static const char *reason(int status)
 
 static void respond(apr_pool_t *p, const hf_outcome_t *out)
 {
-    int status = hf_outcome_http_status(out);
+    int status = hf_receive_outcome_http_status(out);
 
     printf("Status: %d %s\r\n", status, reason(status));
     if (out->rc == HF_E_METHOD)
         fputs("Allow: POST\r\n", stdout);
     printf("Content-Type: application/json\r\n\r\n%s",
-           hf_response_body(p, out));
+           hf_receive_response_body(p, out));
     fflush(stdout);
 }
 
@@ -172,14 +172,14 @@ static void refuse(apr_pool_t *p, hf_rc_t rc, const char *error)
 
 int cgi_serve(apr_pool_t *p, const char *argv0)
 {
-    const char *path = cgi_config_path(p, argv0), *err;
+    const char *path = cgi_conffile_path(p, argv0), *err;
     hf_config_t *cfg;
     hf_request_t req = {0};
     hf_outcome_t out;
 
-    if ((err = cgi_config_read(p, path, &cfg, &cgi_stderr_log, 0))) {
+    if ((err = cgi_conffile_read(p, path, &cfg, &cgi_serve_stderr_log, 0))) {
         discard_body();
-        hf_log(&cgi_stderr_log, HF_LOG_ERR, p, HFLOGNO(00611) "%s", err);
+        hf_log(&cgi_serve_stderr_log, HF_LOG_ERR, p, HFLOGNO(00611) "%s", err);
         refuse(p, HF_E_CONFIG, "server_misconfigured");
         return 0;
     }
@@ -191,16 +191,16 @@ int cgi_serve(apr_pool_t *p, const char *argv0)
     if (!req.method || strcmp(req.method, "POST") != 0)
         discard_body();           /* answered 405, but read first */
     else if (read_body(p, hf_config_max_body(cfg), &req) != 0) {
-        hf_log(&cgi_stderr_log, HF_LOG_INFO, p,
-               HFLOGNO(00612)
-               "refused with 400: the body is shorter than CONTENT_LENGTH");
+        hf_log(&cgi_serve_stderr_log, HF_LOG_INFO, p,
+               HFLOGNO(00612) "refused with 400: the body is shorter than "
+                              "CONTENT_LENGTH");
         refuse(p, HF_E_MALFORMED, "incomplete_body");
         return 0;
     }
     hf_receive(p, cfg, &req, &out);
     if (out.rc == HF_OK)
-        hf_deliver(p, cfg, &out, &cgi_stderr_log);
-    hf_log_refusal(p, cfg, &out, &cgi_stderr_log);
+        hf_deliver(p, cfg, &out, &cgi_serve_stderr_log);
+    hf_receive_log_refusal(p, cfg, &out, &cgi_serve_stderr_log);
     respond(p, &out);
     return 0;
 }

@@ -51,7 +51,8 @@ static const char usage[] =
 static int check(apr_pool_t *p, const char *path, int flags)
 {
     hf_config_t *cfg;
-    const char *err = cgi_config_read(p, path, &cfg, &cgi_stderr_log, flags);
+    const char *err =
+        cgi_conffile_read(p, path, &cfg, &cgi_serve_stderr_log, flags);
 
     if (err) {
         fprintf(stderr, "%s\n", err);
@@ -113,8 +114,8 @@ static const char *signing_secret(apr_pool_t *p, const char *config,
     const char *secret = NULL;
 
     if (!secret_file) {
-        if ((*err = cgi_config_read(p, config, cfg, &cgi_stderr_log,
-                                    CGI_CONF_MISSING_HANDLERS)))
+        if ((*err = cgi_conffile_read(p, config, cfg, &cgi_serve_stderr_log,
+                                      CGI_CONF_MISSING_HANDLERS)))
             return NULL;
         if (!(*cfg)->secrets || (*cfg)->secrets->nelts == 0)
             return *err = apr_psprintf(p, "%s: no secret to sign with",
@@ -137,9 +138,9 @@ static const char *signing_secret(apr_pool_t *p, const char *config,
     {
         hf_config_ctx_t ctx = {p, NULL};
         char *argv[] = {(char *)secret_file, NULL};
-        if ((*err = hf_config_apply(&ctx, *cfg,
-                                    hf_directive_find("HrflowSecretFile"), 1,
-                                    argv)))
+        if ((*err = hf_config_apply(
+                 &ctx, *cfg, hf_config_directive_find("HrflowSecretFile"), 1,
+                 argv)))
             return NULL;
     }
     return APR_ARRAY_IDX((*cfg)->secrets, 0, const char *);
@@ -189,9 +190,9 @@ static int sign(apr_pool_t *p, const char *config, const char *secret_file,
     if (hf_events_from_json(p, json, len, hf_config_max_events(cfg), &events,
                             &err) != HF_OK)
         return fprintf(stderr, "not an event: %s\n", err), 1;
-    hf_hmac_sha256(secret, json, len, mac);
-    printf("%s.%s\n", hf_base64url_encode(p, mac, sizeof mac),
-           hf_base64url_encode(p, (unsigned char *)json, len));
+    hf_sha256_hmac(secret, json, len, mac);
+    printf("%s.%s\n", hf_codec_base64url_encode(p, mac, sizeof mac),
+           hf_codec_base64url_encode(p, (unsigned char *)json, len));
     return 0;
 }
 
@@ -238,6 +239,6 @@ int cgi_tool(apr_pool_t *p, int argc, const char *const *argv)
         return check(p, check_file, flags);
     if (!do_sign || do_check || (config && secret_file))
         return fputs(usage, stderr), 2;
-    return sign(p, config ? config : cgi_config_path(p, argv[0]), secret_file,
+    return sign(p, config ? config : cgi_conffile_path(p, argv[0]), secret_file,
                 event_file);
 }

@@ -16,11 +16,11 @@
 #define HRFLOW_CONFIG_FILE "hrflow.conf"
 
 /* Log lines go to standard error, which httpd writes to its error log. */
-extern const hf_logger_t cgi_stderr_log;
+extern const hf_logger_t cgi_serve_stderr_log;
 
 /* The config file this program uses: $HRFLOW_CONFIG, else hrflow.conf in
  * the directory of the program (argv0, or SCRIPT_FILENAME under httpd). */
-const char *cgi_config_path(apr_pool_t *p, const char *argv0);
+const char *cgi_conffile_path(apr_pool_t *p, const char *argv0);
 
 /* Reads a config file of module directives into *cfg.  NULL, or a message
  * naming the file, the line and the reason.  Warnings go to log.  flags:
@@ -28,17 +28,17 @@ const char *cgi_config_path(apr_pool_t *p, const char *argv0);
  * whose program does not exist (checking or signing on a machine where the
  * handlers are not); never when serving. */
 #define CGI_CONF_MISSING_HANDLERS 1
-const char *cgi_config_read(apr_pool_t *p, const char *path,
-                            hf_config_t **cfg, const hf_logger_t *log,
-                            int flags);
+const char *cgi_conffile_read(apr_pool_t *p, const char *path,
+                              hf_config_t **cfg, const hf_logger_t *log,
+                              int flags);
 
 /* Parses the text of a config file (named path in messages; relative paths
- * taken from base_dir) into *cfg, as cgi_config_read does once the file is
+ * taken from base_dir) into *cfg, as cgi_conffile_read does once the file is
  * read.  *inline_secret: whether it holds an HrflowSecret line. */
-const char *cgi_config_parse(apr_pool_t *p, const char *path,
-                             const char *text, apr_size_t len,
-                             const char *base_dir, hf_config_t **cfg,
-                             int *inline_secret);
+const char *cgi_conffile_parse(apr_pool_t *p, const char *path,
+                               const char *text, apr_size_t len,
+                               const char *base_dir, hf_config_t **cfg,
+                               int *inline_secret);
 
 /* Whether a file may be trusted (cgi_trust.c): NULL, or the rule it
  * breaks, as "it is writable by others (mode 0666)" or "its folder /x is

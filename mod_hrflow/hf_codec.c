@@ -30,8 +30,9 @@ static int b64_value(unsigned char c, int *alphabet)
     return v;
 }
 
-const char *hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                             unsigned char **out, apr_size_t *outlen)
+const char *hf_codec_base64_decode(apr_pool_t *p, const char *src,
+                                   apr_size_t len, unsigned char **out,
+                                   apr_size_t *outlen)
 {
     apr_size_t pad = 0, i, n = 0;
     unsigned long acc = 0;
@@ -76,8 +77,8 @@ static int hex_value(unsigned char c)
     return -1;
 }
 
-const char *hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                          unsigned char **out, apr_size_t *outlen)
+const char *hf_codec_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                                unsigned char **out, apr_size_t *outlen)
 {
     apr_size_t i;
     unsigned char *dst;
@@ -98,7 +99,7 @@ const char *hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
     return NULL;
 }
 
-void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst)
+void hf_codec_hex_encode(const unsigned char *src, apr_size_t len, char *dst)
 {
     static const char digits[] = "0123456789abcdef";
     apr_size_t i;
@@ -110,8 +111,8 @@ void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst)
     dst[2 * len] = '\0';
 }
 
-char *hf_base64url_encode(apr_pool_t *p, const unsigned char *src,
-                          apr_size_t len)
+char *hf_codec_base64url_encode(apr_pool_t *p, const unsigned char *src,
+                                apr_size_t len)
 {
     static const char digits[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

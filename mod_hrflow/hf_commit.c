@@ -121,7 +121,7 @@ static int write_unnamed(const char *dir, const char *data, apr_size_t len)
 #ifdef O_TMPFILE
     int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
 
-    if (fd >= 0 && hf_write_all(fd, data, len) != 0) {
+    if (fd >= 0 && hf_spool_write_all(fd, data, len) != 0) {
         int saved = errno;
         close(fd);
         errno = saved;
@@ -303,7 +303,7 @@ static char *envelope_of(apr_pool_t *p, const hf_config_t *cfg,
     e.len = ev->len;
     *name = hf_spool_event_name(p, now, ev->index, ev->delivery_id,
                                 e.order_key);
-    return hf_envelope_encode(p, &e, len);
+    return hf_spool_envelope_encode(p, &e, len);
 }
 
 static void refuse(hf_outcome_t *out, batch_t *b, hf_rc_t rc,
@@ -321,9 +321,9 @@ static void refuse(hf_outcome_t *out, batch_t *b, hf_rc_t rc,
     out->queued = 0;
 }
 
-void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
-                     hf_committer_t *committer, hf_outcome_t *out,
-                     const hf_logger_t *log)
+void hf_commit_accept(apr_pool_t *p, const hf_config_t *cfg,
+                      hf_committer_t *committer, hf_outcome_t *out,
+                      const hf_logger_t *log)
 {
     int n = out->events->nelts, i, rc;
     batch_t b = {NULL, 0, NULL, NULL, NULL, NULL, 0, 0, 0};

@@ -347,7 +347,7 @@ static const char *set_signature_header(const hf_config_ctx_t *ctx,
 static const char *set_handler(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                                int argc, char *const *argv)
 {
-    const char *why = hf_pattern_check(argv[0]);
+    const char *why = hf_route_pattern_check(argv[0]);
     const char *program = resolve(ctx, argv[1]);
     const char **args;
     hf_handler_t *h;
@@ -446,15 +446,15 @@ static const char *set_retry_delay(const hf_config_ctx_t *ctx,
 
 #define AS_ENTRY(name, set, how, min, max, scope, path, help) \
     {name, set, min, max, scope, path, help},
-const hf_directive_t hf_directives[] = {
+const hf_directive_t hf_config_directives[] = {
     HF_DIRECTIVE_LIST(AS_ENTRY) {NULL, NULL, 0, 0, 0, -1, NULL}};
 #undef AS_ENTRY
 
-const hf_directive_t *hf_directive_find(const char *name)
+const hf_directive_t *hf_config_directive_find(const char *name)
 {
     const hf_directive_t *d;
 
-    for (d = hf_directives; d->name; d++)
+    for (d = hf_config_directives; d->name; d++)
         if (!strcasecmp(d->name, name))
             return d;
     return NULL;

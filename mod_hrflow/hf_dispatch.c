@@ -162,8 +162,8 @@ static void add_event(dispatcher_t *d, const char *folder, const char *name)
         return;
     }
     if (!strcmp(folder, "retry")
-        && !hf_envelope_read(p, hf_spool_path(p, d->spec->dir, folder, name),
-                             &env))
+        && !hf_spool_envelope_read(
+            p, hf_spool_path(p, d->spec->dir, folder, name), &env))
         e->due = env.next_attempt;
     apr_pool_destroy(p);
     insert_in_order(d, e);
@@ -225,7 +225,7 @@ static const char *event_of(apr_pool_t *p, const hf_envelope_t *env,
     ev->type = env->type;
     ev->index = env->index;
     hf_sha256(env->text, env->len, digest);
-    hf_hex_encode(digest, sizeof digest, ev->id);
+    hf_codec_hex_encode(digest, sizeof digest, ev->id);
     apr_cpystrn(ev->delivery_id, env->delivery_id, sizeof ev->delivery_id);
     return NULL;
 }
@@ -287,7 +287,7 @@ static const char *store_failed(apr_pool_t *p, const char *dir, entry_t *e)
     if (write_failure(p, dir, e) != 0)
         return apr_psprintf(p, "cannot write the status of %s in failed/: "
                             "%s", e->name, strerror(errno));
-    if (hf_envelope_read_owned(p, run, (long)geteuid(), &env) != NULL) {
+    if (hf_spool_envelope_read_owned(p, run, (long)geteuid(), &env) != NULL) {
         /* Unreadable (or not ours: never rewritten as ours): moved as it
          * is, the status says why. */
         if (rename(run, hf_spool_path(p, dir, "failed", e->name)) != 0)
@@ -394,7 +394,7 @@ static entry_result_t run_entry(apr_pool_t *p, dispatcher_t *d, entry_t *e)
     e->folder = "run";
     /* The handler it names runs as us: only a file we wrote is trusted,
      * whatever the folder's mode became since startup. */
-    if ((err = hf_envelope_read_owned(p, path, (long)geteuid(), &env))
+    if ((err = hf_spool_envelope_read_owned(p, path, (long)geteuid(), &env))
         || (err = event_of(p, &env, &ev))) {
         e->attempt = 0;
         return give_up(p, d, e, apr_pstrcat(p, "unreadable: ", err, NULL),

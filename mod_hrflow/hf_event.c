@@ -11,7 +11,7 @@
 #include <apr_lib.h>
 #include "hrflow.h"
 
-hf_body_kind_t hf_body_kind(const char *ct)
+hf_body_kind_t hf_event_body_kind(const char *ct)
 {
     apr_size_t n;
 
@@ -62,7 +62,7 @@ static void delivery_id(char out[33])
         memcpy(raw, &now, sizeof now);
         memcpy(raw + 8, &out, sizeof(void *) < 8 ? sizeof(void *) : 8);
     }
-    hf_hex_encode(raw, sizeof raw, out);
+    hf_codec_hex_encode(raw, sizeof raw, out);
 }
 
 /* Makes an event from one object and its text; NULL and *err if invalid. */
@@ -87,7 +87,7 @@ static hf_event_t *event_make(apr_pool_t *p, hf_json_t *obj, const char *text,
     ev->type = hf_json_get_string(obj, "type");
     ev->index = index;
     hf_sha256(text, len, digest);
-    hf_hex_encode(digest, sizeof digest, ev->id);
+    hf_codec_hex_encode(digest, sizeof digest, ev->id);
     delivery_id(ev->delivery_id);
     return ev;
 }

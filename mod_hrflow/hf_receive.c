@@ -14,7 +14,7 @@ static const char *const default_headers[] = {
     "HTTP-HRFLOW-SIGNATURE", "HRFLOW-SIGNATURE", "HTTP-RIMINDER-SIGNATURE",
     NULL};
 
-int hf_rc_http_status(hf_rc_t rc)
+int hf_receive_rc_http_status(hf_rc_t rc)
 {
     switch (rc) {
     case HF_OK: return 200;
@@ -31,9 +31,10 @@ int hf_rc_http_status(hf_rc_t rc)
     return 500;
 }
 
-int hf_outcome_http_status(const hf_outcome_t *out)
+int hf_receive_outcome_http_status(const hf_outcome_t *out)
 {
-    return out->rc == HF_OK && out->queued ? 202 : hf_rc_http_status(out->rc);
+    return out->rc == HF_OK && out->queued ? 202
+                                           : hf_receive_rc_http_status(out->rc);
 }
 
 static void fail(hf_outcome_t *out, hf_rc_t rc, const char *error)
@@ -70,7 +71,7 @@ static int check_sender(apr_pool_t *p, const hf_config_t *cfg,
             return fail(out, HF_E_UNSIGNED, "missing_signature"), -1;
         return 0;
     }
-    hf_signature_check(p, value, req->body, req->body_len, cfg->secrets, sig);
+    hf_verify_signature(p, value, req->body, req->body_len, cfg->secrets, sig);
     if (mode != HF_SIG_OFF && !sig->matched)
         return fail(out, HF_E_SIGNATURE, "invalid_signature"), -1;
     out->verified = mode != HF_SIG_OFF && sig->matched;
@@ -101,7 +102,7 @@ void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
                                  hf_config_max_events(cfg), &out->events,
                                  &error);
     } else {
-        switch (hf_body_kind(req->content_type)) {
+        switch (hf_event_body_kind(req->content_type)) {
         case HF_BODY_JSON:
             rc = hf_events_from_json(p, req->body, req->body_len,
                                      hf_config_max_events(cfg), &out->events,
@@ -119,7 +120,7 @@ void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
         fail(out, rc, error);
 }
 
-const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out)
+const char *hf_receive_response_body(apr_pool_t *p, const hf_outcome_t *out)
 {
     int n = out->events ? out->events->nelts : 0;
 
@@ -144,8 +145,8 @@ const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out)
                         out->error ? out->error : "internal");
 }
 
-void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
-                    const hf_outcome_t *out, const hf_logger_t *log)
+void hf_receive_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
+                            const hf_outcome_t *out, const hf_logger_t *log)
 {
     /* A 401 is someone sending forged or stale requests: worth a warning.
      * A failed handler already has its event's line. */
@@ -157,13 +158,14 @@ void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
         hf_log(log, HF_LOG_ERR, p, HFLOGNO(00301) "refused with 500: %s",
                hf_config_check_endpoint(p, cfg));
         return;
-    default:
-        hf_log(log,
-               out->rc == HF_E_SIGNATURE || out->rc == HF_E_UNSIGNED
-                   ? HF_LOG_WARNING : HF_LOG_INFO,
-               p,
-                   HFLOGNO(00302)
-                   "refused with %d: %s", hf_rc_http_status(out->rc),
-               out->error);
+    default: {
+        /* A bad signature is worth a warning: a misconfigured sender, or
+         * someone trying. */
+        int bad_sig = out->rc == HF_E_SIGNATURE || out->rc == HF_E_UNSIGNED;
+
+        hf_log(log, bad_sig ? HF_LOG_WARNING : HF_LOG_INFO, p,
+               HFLOGNO(00302) "refused with %d: %s",
+               hf_receive_rc_http_status(out->rc), out->error);
+    }
     }
 }

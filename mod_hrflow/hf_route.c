@@ -13,7 +13,7 @@ static int is_type_char(char c)
     return (c >= 'a' && c <= 'z') || c == '_' || c == '.';
 }
 
-const char *hf_pattern_check(const char *pat)
+const char *hf_route_pattern_check(const char *pat)
 {
     const char *c;
 

@@ -24,7 +24,7 @@ void hf_sha256(const void *data, apr_size_t len, unsigned char out[32])
     OPENSSL_cleanse(&c, sizeof c);
 }
 
-void hf_hmac_sha256(const char *key, const void *data, apr_size_t len,
+void hf_sha256_hmac(const char *key, const void *data, apr_size_t len,
                     unsigned char mac[32])
 {
     unsigned char k[BLOCK], pad[BLOCK], inner[32];

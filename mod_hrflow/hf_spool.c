@@ -303,7 +303,7 @@ const char *hf_spool_event_name(apr_pool_t *p, apr_time_t received,
         return apr_psprintf(p, "%" APR_TIME_T_FMT "-%04d-%s.json", received,
                             index, delivery_id);
     hf_sha256(order_key, strlen(order_key), digest);
-    hf_hex_encode(digest, 4, tag);
+    hf_codec_hex_encode(digest, 4, tag);
     return apr_psprintf(p, "%" APR_TIME_T_FMT "-%04d-%s-%s.json", received,
                         index, delivery_id, tag);
 }
@@ -331,8 +331,8 @@ apr_interval_time_t hf_spool_retry_delay(int attempt, int first_delay)
     return d > apr_time_from_sec(3600) ? apr_time_from_sec(3600) : d;
 }
 
-char *hf_envelope_encode(apr_pool_t *p, const hf_envelope_t *e,
-                         apr_size_t *len)
+char *hf_spool_envelope_encode(apr_pool_t *p, const hf_envelope_t *e,
+                               apr_size_t *len)
 {
     const char *argv = "";
     char *text;
@@ -432,8 +432,8 @@ static const char *envelope_split(apr_pool_t *p, const char *text,
     return NULL;
 }
 
-const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
-                              hf_envelope_t *e)
+const char *hf_spool_envelope_parse(apr_pool_t *p, const char *text,
+                                    apr_size_t len, hf_envelope_t *e)
 {
     const char *err = NULL, *head = NULL;
     apr_size_t hlen = 0;
@@ -515,19 +515,20 @@ const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
     return read_file(p, path, -1, text, len);
 }
 
-const char *hf_envelope_read(apr_pool_t *p, const char *path, hf_envelope_t *e)
+const char *hf_spool_envelope_read(apr_pool_t *p, const char *path,
+                                   hf_envelope_t *e)
 {
-    return hf_envelope_read_owned(p, path, -1, e);
+    return hf_spool_envelope_read_owned(p, path, -1, e);
 }
 
-const char *hf_envelope_read_owned(apr_pool_t *p, const char *path,
-                                   long owner, hf_envelope_t *e)
+const char *hf_spool_envelope_read_owned(apr_pool_t *p, const char *path,
+                                         long owner, hf_envelope_t *e)
 {
     char *text;
     apr_size_t len;
     const char *err = read_file(p, path, owner, &text, &len);
 
-    if (!err && (err = hf_envelope_parse(p, text, len, e)))
+    if (!err && (err = hf_spool_envelope_parse(p, text, len, e)))
         err = apr_psprintf(p, "%s: %s", path, err);
     return err;
 }
@@ -543,7 +544,7 @@ int hf_spool_sync_dir(const char *path)
     return rc;
 }
 
-int hf_write_all(int fd, const void *data, apr_size_t len)
+int hf_spool_write_all(int fd, const void *data, apr_size_t len)
 {
     apr_size_t done = 0;
 
@@ -574,7 +575,7 @@ int hf_spool_write(const char *path, const void *data, apr_size_t len,
                   0640);
     if (fd < 0)
         return -1;
-    if (hf_write_all(fd, data, len) != 0) {
+    if (hf_spool_write_all(fd, data, len) != 0) {
         int saved = errno;
         close(fd);
         unlink(path);
@@ -599,7 +600,7 @@ const char *hf_spool_rewrite(apr_pool_t *p, const char *dir,
                              const char *to)
 {
     apr_size_t len;
-    char *text = hf_envelope_encode(p, e, &len);
+    char *text = hf_spool_envelope_encode(p, e, &len);
     const char *tmp = hf_spool_path(p, dir, "tmp", e->name);
     const char *src = hf_spool_path(p, dir, from, e->name);
     const char *dst = hf_spool_path(p, dir, to, e->name);

@@ -51,7 +51,7 @@ static int claimed_matches(const claimed_t *c, const unsigned char mac[MAC_LEN])
 
     if (c->raw)
         return CRYPTO_memcmp(c->raw, mac, MAC_LEN) == 0;
-    hf_hex_encode(mac, MAC_LEN, hex);
+    hf_codec_hex_encode(mac, MAC_LEN, hex);
     return CRYPTO_memcmp(c->hex, hex, 2 * MAC_LEN) == 0;
 }
 
@@ -64,7 +64,7 @@ static int any_secret_matches(const claimed_t *c,
     int i, matched = 0;
 
     for (i = 0; secrets && i < secrets->nelts; i++) {
-        hf_hmac_sha256(APR_ARRAY_IDX(secrets, i, const char *), data, len, mac);
+        hf_sha256_hmac(APR_ARRAY_IDX(secrets, i, const char *), data, len, mac);
         matched |= claimed_matches(c, mac);
     }
     OPENSSL_cleanse(mac, sizeof mac);
@@ -86,15 +86,15 @@ static int body_signature_matches(apr_pool_t *p, const char *v,
     if (len == 2 * MAC_LEN && claimed_from_bytes((const unsigned char *)v,
                                                  len, &c))
         return any_secret_matches(&c, secrets, body, body_len);
-    if (!hf_base64_decode(p, v, len, &bytes, &n)
+    if (!hf_codec_base64_decode(p, v, len, &bytes, &n)
         && claimed_from_bytes(bytes, n, &c))
         return any_secret_matches(&c, secrets, body, body_len);
     return 0;
 }
 
-void hf_signature_check(apr_pool_t *p, const char *value, const char *body,
-                        apr_size_t body_len, const apr_array_header_t *secrets,
-                        hf_signature_t *out)
+void hf_verify_signature(apr_pool_t *p, const char *value, const char *body,
+                         apr_size_t body_len, const apr_array_header_t *secrets,
+                         hf_signature_t *out)
 {
     const char *dot = strchr(value, '.');
     const char *enc_payload;
@@ -111,14 +111,15 @@ void hf_signature_check(apr_pool_t *p, const char *value, const char *body,
         return;
     }
     enc_payload = dot + 1;
-    if (!hf_base64_decode(p, enc_payload, strlen(enc_payload), &payload,
-                          &payload_len)) {
+    if (!hf_codec_base64_decode(p, enc_payload, strlen(enc_payload), &payload,
+                                &payload_len)) {
         out->payload = payload;
         out->payload_len = payload_len;
     } else {
         out->payload_bad = 1;
     }
-    if (hf_base64_decode(p, value, (apr_size_t)(dot - value), &sig, &sig_len)
+    if (hf_codec_base64_decode(p, value, (apr_size_t)(dot - value), &sig,
+                               &sig_len)
         || !claimed_from_bytes(sig, sig_len, &c))
         return;
     out->matched = any_secret_matches(&c, secrets, enc_payload,

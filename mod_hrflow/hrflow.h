@@ -6,7 +6,7 @@
  *
  *   hf_receive()  method, size, signature, content type, body -> events
  *   hf_deliver()  route each event, flatten it into variables, run its handler
- *   hf_response_body()  the small JSON answer of SPEC section 5
+ *   hf_receive_response_body()  the small JSON answer of SPEC section 5
  *
  * and each front end only moves bytes and log lines in and out.
  *
@@ -19,7 +19,7 @@
  * hf_rc_t, since it picks the HTTP status, with the reason in *err
  * (hf_events_from_json); and thin wrappers of system calls return 0 or -1
  * with errno, as the calls do, so that the caller names the file
- * (hf_spool_write, hf_spool_sync_dir, hf_write_all).  Functions that log
+ * (hf_spool_write, hf_spool_sync_dir, hf_spool_write_all).  Functions that log
  * their own failures (hf_run_event, hf_dispatch_run) return 0 or -1.
  */
 #ifndef HRFLOW_H
@@ -79,10 +79,10 @@ typedef enum {
     HF_E_SPOOL         /* 503 */
 } hf_rc_t;
 
-int hf_rc_http_status(hf_rc_t rc);
+int hf_receive_rc_http_status(hf_rc_t rc);
 struct hf_outcome_t;
-/* 202 for events accepted into the spool, else as hf_rc_http_status. */
-int hf_outcome_http_status(const struct hf_outcome_t *out);
+/* 202 for events accepted into the spool, else as hf_receive_rc_http_status. */
+int hf_receive_outcome_http_status(const struct hf_outcome_t *out);
 
 /* ---- log sink: levels are syslog's, as httpd's APLOG_* ----------------- */
 
@@ -129,16 +129,17 @@ char *hf_log_escape(apr_pool_t *p, const char *s);
 
 /* Decodes base64 in either alphabet (+/ or -_), padded or not: NULL, or
  * what is wrong (bad character, mixed alphabets, bad length/padding). */
-const char *hf_base64_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                             unsigned char **out, apr_size_t *outlen);
+const char *hf_codec_base64_decode(apr_pool_t *p, const char *src,
+                                   apr_size_t len, unsigned char **out,
+                                   apr_size_t *outlen);
 /* Decodes hex of either case: NULL, or what is wrong (odd length, a
  * non-hex character). */
-const char *hf_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
-                          unsigned char **out, apr_size_t *outlen);
-void hf_hex_encode(const unsigned char *src, apr_size_t len, char *dst);
+const char *hf_codec_hex_decode(apr_pool_t *p, const char *src, apr_size_t len,
+                                unsigned char **out, apr_size_t *outlen);
+void hf_codec_hex_encode(const unsigned char *src, apr_size_t len, char *dst);
 /* URL-safe base64 without padding, as HrFlow signs: a new string. */
-char *hf_base64url_encode(apr_pool_t *p, const unsigned char *src,
-                          apr_size_t len);
+char *hf_codec_base64url_encode(apr_pool_t *p, const unsigned char *src,
+                                apr_size_t len);
 
 /* ---- JSON (hf_json.c): the only file that sees json-c ------------------- */
 typedef struct json_object hf_json_t;
@@ -250,7 +251,7 @@ typedef struct {
 } hf_event_t;
 
 typedef enum { HF_BODY_JSON, HF_BODY_FORM, HF_BODY_OTHER } hf_body_kind_t;
-hf_body_kind_t hf_body_kind(const char *content_type);
+hf_body_kind_t hf_event_body_kind(const char *content_type);
 
 int hf_event_type_valid(const char *type);
 
@@ -272,13 +273,13 @@ typedef struct {
 
 /* Checks a signature header value against every secret (const char *) and
  * every variant of SPEC section 2.  Comparisons are constant time. */
-void hf_signature_check(apr_pool_t *p, const char *value, const char *body,
-                        apr_size_t body_len, const apr_array_header_t *secrets,
-                        hf_signature_t *out);
+void hf_verify_signature(apr_pool_t *p, const char *value, const char *body,
+                         apr_size_t body_len, const apr_array_header_t *secrets,
+                         hf_signature_t *out);
 /* ---- hashes (hf_sha256.c) ----------------------------------------------- */
 void hf_sha256(const void *data, apr_size_t len, unsigned char out[32]);
 /* The HMAC-SHA256 of data under key, as 32 raw bytes. */
-void hf_hmac_sha256(const char *key, const void *data, apr_size_t len,
+void hf_sha256_hmac(const char *key, const void *data, apr_size_t len,
                     unsigned char mac[32]);
 
 /* ---- handler routing (hf_route.c) --------------------------------------- */
@@ -289,7 +290,7 @@ typedef struct {
 } hf_handler_t;
 
 /* NULL when pattern is a valid event-type pattern, else the reason. */
-const char *hf_pattern_check(const char *pattern);
+const char *hf_route_pattern_check(const char *pattern);
 /* Exact beats pattern; among patterns the first listed wins.  NULL: none. */
 const hf_handler_t *hf_route(const apr_array_header_t *handlers,
                              const char *type);
@@ -340,7 +341,7 @@ typedef struct {
     const char *help;
 } hf_directive_t;
 
-/* Every directive, once: the module's command table and hf_directives[]
+/* Every directive, once: the module's command table and hf_config_directives[]
  * (read by the CGI) are both expanded from this list.  HOW is httpd's
  * argument handling for it (AP_INIT_<HOW>): TAKE1 or TAKE_ARGV. */
 #define HF_DIRECTIVE_LIST(X) \
@@ -371,7 +372,7 @@ typedef struct {
 
 /* The same list as a table, ending with a NULL name; HF_DIRECTIVE_<set> is
  * the index of a directive's entry (the module's cmd->info points there). */
-extern const hf_directive_t hf_directives[];
+extern const hf_directive_t hf_config_directives[];
 #define HF_AS_INDEX(name, set, how, min, max, scope, path, help) \
     HF_DIRECTIVE_##set,
 enum { HF_DIRECTIVE_LIST(HF_AS_INDEX) HF_DIRECTIVE_COUNT };
@@ -380,7 +381,7 @@ enum { HF_DIRECTIVE_LIST(HF_AS_INDEX) HF_DIRECTIVE_COUNT };
 hf_config_t *hf_config_create(apr_pool_t *p);
 hf_config_t *hf_config_merge(apr_pool_t *p, const hf_config_t *base,
                              const hf_config_t *add);
-const hf_directive_t *hf_directive_find(const char *name);
+const hf_directive_t *hf_config_directive_find(const char *name);
 /* Applies one directive; NULL or an error message "Name: reason". */
 const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                             const hf_directive_t *d, int argc,
@@ -536,10 +537,10 @@ int hf_run_event(apr_pool_t *p, const hf_event_t *ev,
                  const char *const *argv, int timeout, int attempt,
                  atomic_int *cancel, const hf_logger_t *log,
                  hf_run_result_t *res);
-const char *hf_response_body(apr_pool_t *p, const hf_outcome_t *out);
+const char *hf_receive_response_body(apr_pool_t *p, const hf_outcome_t *out);
 /* Logs why a request was refused, at the level its cause deserves. */
-void hf_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
-                    const hf_outcome_t *out, const hf_logger_t *log);
+void hf_receive_log_refusal(apr_pool_t *p, const hf_config_t *cfg,
+                            const hf_outcome_t *out, const hf_logger_t *log);
 
 /* ---- the durable spool (hf_spool.c) ------------------------------------ */
 extern const char *const hf_spool_states[];  /* tmp new run retry failed done */
@@ -582,16 +583,16 @@ const char *hf_spool_event_name(apr_pool_t *p, apr_time_t received,
 const char *hf_spool_name_key(apr_pool_t *p, const char *name);
 /* Delay before try attempt+1: first_delay doubled per try, at most 1 h. */
 apr_interval_time_t hf_spool_retry_delay(int attempt, int first_delay);
-char *hf_envelope_encode(apr_pool_t *p, const hf_envelope_t *e,
-                         apr_size_t *len);
-const char *hf_envelope_parse(apr_pool_t *p, const char *text, apr_size_t len,
-                              hf_envelope_t *e);
-const char *hf_envelope_read(apr_pool_t *p, const char *path,
-                             hf_envelope_t *e);
-/* hf_envelope_read of a file that uid owner owns (the dispatcher's own
+char *hf_spool_envelope_encode(apr_pool_t *p, const hf_envelope_t *e,
+                               apr_size_t *len);
+const char *hf_spool_envelope_parse(apr_pool_t *p, const char *text,
+                                    apr_size_t len, hf_envelope_t *e);
+const char *hf_spool_envelope_read(apr_pool_t *p, const char *path,
+                                   hf_envelope_t *e);
+/* hf_spool_envelope_read of a file that uid owner owns (the dispatcher's own
  * user: a file someone else put in the spool names a handler of theirs). */
-const char *hf_envelope_read_owned(apr_pool_t *p, const char *path,
-                                   long owner, hf_envelope_t *e);
+const char *hf_spool_envelope_read_owned(apr_pool_t *p, const char *path,
+                                         long owner, hf_envelope_t *e);
 const char *hf_spool_read_file(apr_pool_t *p, const char *path, char **text,
                                apr_size_t *len);
 /* Writes a file; keep_open: returns the open fd unsynced, else syncs and
@@ -600,7 +601,7 @@ int hf_spool_write(const char *path, const void *data, apr_size_t len,
                    int keep_open);
 int hf_spool_sync_dir(const char *path);
 /* Writes all of data to fd (retrying short writes); 0, or -1 with errno. */
-int hf_write_all(int fd, const void *data, apr_size_t len);
+int hf_spool_write_all(int fd, const void *data, apr_size_t len);
 /* Rewrites e's file in state from and moves it to state to, durably. */
 const char *hf_spool_rewrite(apr_pool_t *p, const char *dir,
                              const hf_envelope_t *e, const char *from,
@@ -620,9 +621,9 @@ typedef struct hf_committer_t hf_committer_t;
 hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir);
 /* Routes each event of out, writes those with a handler to the spool and
  * makes them durable: out->queued, or rc HF_E_SPOOL. */
-void hf_spool_accept(apr_pool_t *p, const hf_config_t *cfg,
-                     hf_committer_t *committer, hf_outcome_t *out,
-                     const hf_logger_t *log);
+void hf_commit_accept(apr_pool_t *p, const hf_config_t *cfg,
+                      hf_committer_t *committer, hf_outcome_t *out,
+                      const hf_logger_t *log);
 /* Groups committed (each: one round of data syncs, one sync of new/) and
  * events made durable by this process so far. */
 void hf_committer_stats(hf_committer_t *c, apr_uint64_t *groups,

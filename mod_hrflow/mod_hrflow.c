@@ -94,7 +94,8 @@ static const char *set_directive_take1(cmd_parms *cmd, void *dcfg,
  * context"). */
 #define WHERE(scope) \
     ((scope) == HF_SCOPE_SERVER ? RSRC_CONF : RSRC_CONF | ACCESS_CONF)
-#define ENTRY(set) ((void *)(apr_uintptr_t)&hf_directives[HF_DIRECTIVE_##set])
+#define ENTRY(set)                                                             \
+    ((void *)(apr_uintptr_t)&hf_config_directives[HF_DIRECTIVE_##set])
 #define SETTER_TAKE1 set_directive_take1
 #define SETTER_TAKE_ARGV set_directive
 #define AS_COMMAND(name, set, how, min, max, scope, path, help) \
@@ -392,13 +393,13 @@ static int read_body(request_rec *r, apr_off_t max, hf_request_t *req)
 
 static int respond(request_rec *r, const hf_outcome_t *out)
 {
-    r->status = hf_outcome_http_status(out);
+    r->status = hf_receive_outcome_http_status(out);
     if (out->rc == HF_E_METHOD)
         apr_table_setn(r->headers_out, "Allow", "POST");
     if (out->rc == HF_E_TOO_LARGE)
         r->connection->keepalive = AP_CONN_CLOSE;
     ap_set_content_type(r, "application/json");
-    ap_rputs(hf_response_body(r->pool, out), r);
+    ap_rputs(hf_receive_response_body(r->pool, out), r);
     return OK;
 }
 
@@ -415,7 +416,7 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
                       "spool %s is not ready in this process", cfg->spool);
         return;
     }
-    hf_spool_accept(r->pool, cfg, c, out, log);
+    hf_commit_accept(r->pool, cfg, c, out, log);
     /* The access log's HRFLOW_* variables, as in synchronous mode: the
      * first event's (no try made yet, so no HRFLOW_ATTEMPT). */
     if (out->events->nelts > 0) {
@@ -473,7 +474,7 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb); b = next) {
         next = APR_BUCKET_NEXT(b);
         if (APR_BUCKET_IS_EOS(b)) {
-            const char *json = hf_response_body(r->pool, &out);
+            const char *json = hf_receive_response_body(r->pool, &out);
             APR_BUCKET_INSERT_BEFORE(
                 b, apr_bucket_pool_create(json, strlen(json), r->pool,
                                           f->c->bucket_alloc));
@@ -522,7 +523,7 @@ static int hrflow_handler(request_rec *r)
         accept_into_spool(r, cfg, &out, &log);
     else if (out.rc == HF_OK)
         hf_deliver_watched(r->pool, cfg, &out, &log, client_gone, r);
-    hf_log_refusal(r->pool, cfg, &out, &log);
+    hf_receive_log_refusal(r->pool, cfg, &out, &log);
     if (out.events->nelts > 0) {
         const hf_event_t *first = APR_ARRAY_IDX(out.events, 0, hf_event_t *);
         if (first->vars)

@@ -66,8 +66,8 @@ static void list_state(apr_pool_t *p, const char *dir, const char *state)
     for (i = 0; i < names->nelts; i++) {
         const char *name = APR_ARRAY_IDX(names, i, char *);
         hf_envelope_t e;
-        const char *err = hf_envelope_read(
-            p, hf_spool_path(p, dir, state, name), &e);
+        const char *err =
+            hf_spool_envelope_read(p, hf_spool_path(p, dir, state, name), &e);
         if (err) {
             printf("  %s  (%s)\n", hf_log_escape(p, name),
                    hf_log_escape(p, err));
@@ -147,8 +147,8 @@ static int show(apr_pool_t *p, const char *dir, const char *id)
 static int requeue_one(apr_pool_t *p, const char *dir, const char *name)
 {
     hf_envelope_t e;
-    const char *err = hf_envelope_read(
-        p, hf_spool_path(p, dir, "failed", name), &e);
+    const char *err =
+        hf_spool_envelope_read(p, hf_spool_path(p, dir, "failed", name), &e);
     const char *base = apr_pstrmemdup(p, name, strlen(name) - 5);
 
     if (!err) {

@@ -1,6 +1,6 @@
 /*
  * fuzz_conffile.c - libFuzzer target for the CGI's config file: the input
- * is the file's text, parsed in memory by cgi_config_parse.
+ * is the file's text, parsed in memory by cgi_conffile_parse.
  *
  * Relative paths in it are taken from a private folder made once per run,
  * which holds an executable "handler", a secret file "secrets" and one that
@@ -62,7 +62,7 @@ static void check_config(const hf_config_t *cfg)
     for (i = 0; cfg->handlers && i < cfg->handlers->nelts; i++) {
         const hf_handler_t *h = &APR_ARRAY_IDX(cfg->handlers, i, hf_handler_t);
         FUZZ_CHECK(h->pattern && *h->pattern);
-        FUZZ_CHECK(hf_pattern_check(h->pattern) == NULL);
+        FUZZ_CHECK(hf_route_pattern_check(h->pattern) == NULL);
         FUZZ_CHECK(h->argv[0] && *h->argv[0]);
     }
     FUZZ_CHECK(!cfg->signature_header || *cfg->signature_header);
@@ -81,8 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (memchr(data, '/', size))
         return 0;
     apr_pool_create(&p, fuzz_pool());
-    err = cgi_config_parse(p, "fuzz.conf", (const char *)data, size, folder,
-                           &cfg, &inline_secret);
+    err = cgi_conffile_parse(p, "fuzz.conf", (const char *)data, size, folder,
+                             &cfg, &inline_secret);
     if (!err)
         check_config(cfg);
     else

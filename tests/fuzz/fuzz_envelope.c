@@ -1,7 +1,7 @@
 /*
  * fuzz_envelope.c - libFuzzer target for what the dispatcher and hrflowctl
  * read from the spool, a folder the Apache user can write: event files
- * (hf_envelope_parse) and file names (hf_spool_is_event_name,
+ * (hf_spool_envelope_parse) and file names (hf_spool_is_event_name,
  * hf_spool_name_key).  The whole input is a file's text, and, up to its
  * first NUL, a file name.
  *
@@ -30,8 +30,8 @@ static void check_parsed(apr_pool_t *p, const char *text, apr_size_t len,
     FUZZ_CHECK(e->argv && e->argv[0] && e->delivery_id && e->type);
     FUZZ_CHECK(e->count >= 1 && e->timeout >= 1);
     FUZZ_CHECK(e->text >= text && e->text + e->len <= text + len);
-    again = hf_envelope_encode(p, e, &n);
-    FUZZ_CHECK(hf_envelope_parse(p, again, n, &back) == NULL);
+    again = hf_spool_envelope_encode(p, e, &n);
+    FUZZ_CHECK(hf_spool_envelope_parse(p, again, n, &back) == NULL);
     FUZZ_CHECK(back.len == e->len && memcmp(back.text, e->text, e->len) == 0);
     FUZZ_CHECK(same(back.delivery_id, e->delivery_id));
     FUZZ_CHECK(same(back.event_id, e->event_id));
@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     apr_pool_create(&p, fuzz_pool());
     /* As hf_spool_read_file leaves it: a NUL after the last byte. */
     text = apr_pstrmemdup(p, (const char *)data, size);
-    if (hf_envelope_parse(p, text, size, &e) == NULL)
+    if (hf_spool_envelope_parse(p, text, size, &e) == NULL)
         check_parsed(p, text, size, &e);
     check_name(p, text);
     apr_pool_destroy(p);

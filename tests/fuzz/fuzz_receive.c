@@ -40,8 +40,9 @@ static void apply(apr_pool_t *p, hf_config_t *cfg, const char *name,
     hf_config_ctx_t ctx = {p, NULL};
     char *argv[] = {(char *)a, (char *)b, NULL};
 
-    FUZZ_CHECK(hf_config_apply(&ctx, cfg, hf_directive_find(name), b ? 2 : 1,
-                               argv) == NULL);
+    FUZZ_CHECK(hf_config_apply(&ctx, cfg, hf_config_directive_find(name),
+                               b ? 2 : 1, argv)
+               == NULL);
 }
 
 /* 0: optional, two secrets; 1: required; 2: off; 3: optional with small
@@ -108,8 +109,8 @@ static void check_spool_file(apr_pool_t *p, const hf_event_t *ev,
     e.argv = argv;
     e.text = ev->text;
     e.len = ev->len;
-    text = hf_envelope_encode(p, &e, &len);
-    err = hf_envelope_parse(p, text, len, &back);
+    text = hf_spool_envelope_encode(p, &e, &len);
+    err = hf_spool_envelope_parse(p, text, len, &back);
     if (err)
         fprintf(stderr, "spool file does not read back: %s\n", err);
     FUZZ_CHECK(err == NULL);
@@ -182,7 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_events(p, cfg, &out);
     else
         FUZZ_CHECK(out.error != NULL);
-    hf_response_body(p, &out);
+    hf_receive_response_body(p, &out);
     apr_pool_destroy(p);
     return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * fuzz_signature.c - libFuzzer target for signature header values
- * (SPEC section 2): hf_signature_check and the base64 and hex decoders.
+ * (SPEC section 2): hf_verify_signature and the base64 and hex decoders.
  *
  * Byte 0, bit 0 clear: the rest is a header value up to the first '\n', then
  * the body, checked as received.  Bit 0 set: the rest is a payload that this
@@ -33,7 +33,7 @@ static void setup(void)
 static char *base64(apr_pool_t *p, const void *data, apr_size_t len,
                     int standard, int padded)
 {
-    char *s = hf_base64url_encode(p, data, len), *c;
+    char *s = hf_codec_base64url_encode(p, data, len), *c;
 
     for (c = s; standard && *c; c++)
         *c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
@@ -48,10 +48,10 @@ static char *sign(apr_pool_t *p, const void *data, apr_size_t len, int v)
     unsigned char mac[32];
     char hex[65];
 
-    hf_hmac_sha256(SECRET, data, len, mac);
+    hf_sha256_hmac(SECRET, data, len, mac);
     if (!(v & 8))
         return base64(p, mac, sizeof mac, v & 2, v & 4);
-    hf_hex_encode(mac, sizeof mac, hex);
+    hf_codec_hex_encode(mac, sizeof mac, hex);
     return base64(p, hex, 64, v & 2, v & 4);
 }
 
@@ -65,8 +65,8 @@ static void check_signed(apr_pool_t *p, int v, const char *payload,
 
     if (v & 32) {
         /* No dot: the body's HMAC, as hex, sha256=hex, or base64. */
-        hf_hmac_sha256(SECRET, payload, len, mac);
-        hf_hex_encode(mac, sizeof mac, hex);
+        hf_sha256_hmac(SECRET, payload, len, mac);
+        hf_codec_hex_encode(mac, sizeof mac, hex);
         value = v & 2 ? apr_pstrcat(p, "sha256=", hex, NULL)
                 : v & 4 ? base64(p, mac, sizeof mac, v & 8, v & 16)
                         : apr_pstrdup(p, hex);
@@ -77,16 +77,16 @@ static void check_signed(apr_pool_t *p, int v, const char *payload,
                                    : sign(p, payload, len, v),
                             ".", enc, NULL);
     }
-    hf_signature_check(p, value, payload, len, secrets, &sig);
+    hf_verify_signature(p, value, payload, len, secrets, &sig);
     FUZZ_CHECK(sig.matched);
     if (!(v & 32))
         FUZZ_CHECK(sig.payload && sig.payload_len == len
                    && (!len || memcmp(sig.payload, payload, len) == 0));
-    hf_signature_check(p, value, payload, len, others, &sig);
+    hf_verify_signature(p, value, payload, len, others, &sig);
     FUZZ_CHECK(!sig.matched);
     /* One character of the signature changed: never accepted. */
     value[v & 32 && v & 2 ? 7 : 0] ^= 1;
-    hf_signature_check(p, value, payload, len, secrets, &sig);
+    hf_verify_signature(p, value, payload, len, secrets, &sig);
     FUZZ_CHECK(!sig.matched);
 }
 
@@ -97,11 +97,11 @@ static void check_hex(apr_pool_t *p, const char *s)
     apr_size_t n, i;
     char *again;
 
-    if (hf_hex_decode(p, s, strlen(s), &bytes, &n))
+    if (hf_codec_hex_decode(p, s, strlen(s), &bytes, &n))
         return;
     FUZZ_CHECK(n * 2 == strlen(s));
     again = apr_palloc(p, 2 * n + 1);
-    hf_hex_encode(bytes, n, again);
+    hf_codec_hex_encode(bytes, n, again);
     for (i = 0; i < 2 * n; i++)
         FUZZ_CHECK(again[i] == apr_tolower(s[i]));
 }
@@ -117,12 +117,12 @@ static void check_received(apr_pool_t *p, const char *rest, apr_size_t len)
     unsigned char *bytes;
     apr_size_t n;
 
-    hf_signature_check(p, value, body, body_len, secrets, &sig);
+    hf_verify_signature(p, value, body, body_len, secrets, &sig);
     FUZZ_CHECK(!(sig.payload && sig.payload_bad));
     FUZZ_CHECK(!sig.payload || strchr(value, '.'));
     if (!strchr(value, '.'))
         FUZZ_CHECK(!sig.payload && !sig.payload_bad);
-    if (!hf_base64_decode(p, value, strlen(value), &bytes, &n))
+    if (!hf_codec_base64_decode(p, value, strlen(value), &bytes, &n))
         FUZZ_CHECK(n <= strlen(value) * 3 / 4);
     check_hex(p, value);
 }

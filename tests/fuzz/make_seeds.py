@@ -6,7 +6,7 @@ each corpus is what fuzzing found and `scripts/fuzz.sh minimize` kept).
 
 Seeds: every event form of SPEC section 1, every signature variant of
 section 2 made with the fuzz targets' real secret, configs using every
-directive the CGI reads, and spool files as hf_envelope_encode writes them.
+directive the CGI reads, and spool files as hf_spool_envelope_encode writes them.
 """
 import os
 import sys

@@ -5,7 +5,7 @@ static const char *b64(const char *in, apr_size_t *n)
 {
     unsigned char *out;
 
-    if (hf_base64_decode(pool, in, strlen(in), &out, n))
+    if (hf_codec_base64_decode(pool, in, strlen(in), &out, n))
         return NULL;
     return (const char *)out;
 }
@@ -53,14 +53,14 @@ START_TEST(hex_both_ways)
     apr_size_t n;
     char back[9];
 
-    ck_assert_ptr_null(hf_hex_decode(pool, "00fFa0", 6, &out, &n));
+    ck_assert_ptr_null(hf_codec_hex_decode(pool, "00fFa0", 6, &out, &n));
     ck_assert_uint_eq(n, 3);
     ck_assert_uint_eq(out[1], 0xff);
-    hf_hex_encode(out, n, back);
+    hf_codec_hex_encode(out, n, back);
     ck_assert_str_eq(back, "00ffa0");
-    ck_assert_str_eq(hf_hex_decode(pool, "abc", 3, &out, &n),
+    ck_assert_str_eq(hf_codec_hex_decode(pool, "abc", 3, &out, &n),
                      "an odd number of hex digits");
-    ck_assert_str_eq(hf_hex_decode(pool, "zz", 2, &out, &n),
+    ck_assert_str_eq(hf_codec_hex_decode(pool, "zz", 2, &out, &n),
                      "a character that is not a hex digit");
 }
 END_TEST
@@ -76,11 +76,11 @@ START_TEST(base64url_encode_round_trips)
     apr_size_t i, n;
 
     for (i = 0; i < sizeof plain / sizeof *plain; i++) {
-        const char *enc = hf_base64url_encode(
+        const char *enc = hf_codec_base64url_encode(
             pool, (const unsigned char *)plain[i], strlen(plain[i]));
         ck_assert_str_eq(enc, coded[i]);
-        ck_assert_ptr_null(hf_base64_decode(pool, enc, strlen(enc), &back,
-                                            &n));
+        ck_assert_ptr_null(
+            hf_codec_base64_decode(pool, enc, strlen(enc), &back, &n));
         ck_assert_uint_eq(n, strlen(plain[i]));
         ck_assert_int_eq(memcmp(back, plain[i], n), 0);
     }
@@ -93,15 +93,15 @@ START_TEST(base64_failures_say_why)
     unsigned char *out;
     apr_size_t n;
 
-    ck_assert_str_eq(hf_base64_decode(pool, "ab+_", 4, &out, &n),
+    ck_assert_str_eq(hf_codec_base64_decode(pool, "ab+_", 4, &out, &n),
                      "both alphabets mixed");
-    ck_assert_str_eq(hf_base64_decode(pool, "ab!c", 4, &out, &n),
+    ck_assert_str_eq(hf_codec_base64_decode(pool, "ab!c", 4, &out, &n),
                      "a character that is not base64");
-    ck_assert_str_eq(hf_base64_decode(pool, "abcde", 5, &out, &n),
+    ck_assert_str_eq(hf_codec_base64_decode(pool, "abcde", 5, &out, &n),
                      "a length no base64 text has");
-    ck_assert_str_eq(hf_base64_decode(pool, "abc==", 5, &out, &n),
+    ck_assert_str_eq(hf_codec_base64_decode(pool, "abc==", 5, &out, &n),
                      "padding where the length does not need it");
-    ck_assert_str_eq(hf_base64_decode(pool, "YR", 2, &out, &n),
+    ck_assert_str_eq(hf_codec_base64_decode(pool, "YR", 2, &out, &n),
                      "bits set past the last byte");
 }
 END_TEST

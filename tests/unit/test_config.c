@@ -11,7 +11,7 @@ static const char *apply(hf_config_t *cfg, const char *line)
     const hf_directive_t *d;
 
     apr_tokenize_to_argv(line, &argv, pool);
-    d = hf_directive_find(argv[0]);
+    d = hf_config_directive_find(argv[0]);
     ck_assert_ptr_nonnull(d);
     {
         int argc = 0;
@@ -259,15 +259,15 @@ START_TEST(relative_paths_are_normalised)
     hf_config_ctx_t ctx = {pool, "/srv/www"};
     char *dots[] = {"./x/../spool", NULL}, *up[] = {"../spool", NULL};
 
-    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
-                                       1, dots));
+    ck_assert_ptr_null(hf_config_apply(
+        &ctx, c, hf_config_directive_find("HrflowSpool"), 1, dots));
     ck_assert_str_eq(c->spool, "/srv/www/spool");
-    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
-                                       1, up));
+    ck_assert_ptr_null(hf_config_apply(
+        &ctx, c, hf_config_directive_find("HrflowSpool"), 1, up));
     ck_assert_str_eq(c->spool, "/srv/spool");
     up[0] = "/var/spool/hrflow//";
-    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowSpool"),
-                                       1, up));
+    ck_assert_ptr_null(hf_config_apply(
+        &ctx, c, hf_config_directive_find("HrflowSpool"), 1, up));
     ck_assert_str_eq(c->spool, "/var/spool/hrflow");
 }
 END_TEST
@@ -278,8 +278,8 @@ START_TEST(relative_paths_from_base_dir)
     hf_config_ctx_t ctx = {pool, "/bin"};
     char *argv[] = {"*", "true", NULL};
 
-    ck_assert_ptr_null(hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"),
-                                       2, argv));
+    ck_assert_ptr_null(hf_config_apply(
+        &ctx, c, hf_config_directive_find("HrflowHandler"), 2, argv));
     ck_assert_str_eq(APR_ARRAY_IDX(c->handlers, 0, hf_handler_t).argv[0],
                      "/bin/true");
 }
@@ -314,7 +314,7 @@ START_TEST(kept_strings_outlive_the_words)
         while (argv[argc + 1])
             argc++;
         ck_assert_ptr_null(hf_config_apply(
-            &ctx, c, hf_directive_find(argv[0]), argc, argv + 1));
+            &ctx, c, hf_config_directive_find(argv[0]), argc, argv + 1));
     }
     /* As after the config pass: the words' memory is reused by others. */
     apr_pool_clear(words);
@@ -341,8 +341,9 @@ START_TEST(every_directive_in_table)
     apr_size_t i;
 
     for (i = 0; i < sizeof names / sizeof *names; i++)
-        ck_assert_msg(hf_directive_find(names[i]) != NULL, "%s", names[i]);
-    ck_assert_ptr_null(hf_directive_find("HrflowNope"));
+        ck_assert_msg(hf_config_directive_find(names[i]) != NULL, "%s",
+                      names[i]);
+    ck_assert_ptr_null(hf_config_directive_find("HrflowNope"));
 }
 END_TEST
 

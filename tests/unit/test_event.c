@@ -19,7 +19,7 @@ static const char *sha256_hex(const char *s, apr_size_t n)
     char *hex = apr_palloc(pool, 65);
 
     SHA256((const unsigned char *)s, n, d);
-    hf_hex_encode(d, 32, hex);
+    hf_codec_hex_encode(d, 32, hex);
     return hex;
 }
 
@@ -42,14 +42,14 @@ END_TEST
 
 START_TEST(content_types)
 {
-    ck_assert_int_eq(hf_body_kind("application/json"), HF_BODY_JSON);
-    ck_assert_int_eq(hf_body_kind("Application/JSON; charset=utf-8"),
+    ck_assert_int_eq(hf_event_body_kind("application/json"), HF_BODY_JSON);
+    ck_assert_int_eq(hf_event_body_kind("Application/JSON; charset=utf-8"),
                      HF_BODY_JSON);
-    ck_assert_int_eq(hf_body_kind("application/x-www-form-urlencoded"),
+    ck_assert_int_eq(hf_event_body_kind("application/x-www-form-urlencoded"),
                      HF_BODY_FORM);
-    ck_assert_int_eq(hf_body_kind("application/jsonx"), HF_BODY_OTHER);
-    ck_assert_int_eq(hf_body_kind("text/plain"), HF_BODY_OTHER);
-    ck_assert_int_eq(hf_body_kind(NULL), HF_BODY_OTHER);
+    ck_assert_int_eq(hf_event_body_kind("application/jsonx"), HF_BODY_OTHER);
+    ck_assert_int_eq(hf_event_body_kind("text/plain"), HF_BODY_OTHER);
+    ck_assert_int_eq(hf_event_body_kind(NULL), HF_BODY_OTHER);
 }
 END_TEST
 

@@ -16,8 +16,9 @@ static hf_config_t *config(const char *mode)
     char *secret[] = {"k", NULL};
     char *m[] = {(char *)mode, NULL};
 
-    hf_config_apply(&ctx, c, hf_directive_find("HrflowSecret"), 1, secret);
-    hf_config_apply(&ctx, c, hf_directive_find("HrflowSignature"), 1, m);
+    hf_config_apply(&ctx, c, hf_config_directive_find("HrflowSecret"), 1,
+                    secret);
+    hf_config_apply(&ctx, c, hf_config_directive_find("HrflowSignature"), 1, m);
     return c;
 }
 
@@ -35,8 +36,8 @@ static const char *sign_body(const char *body)
     unsigned char mac[32];
     char *hex = apr_palloc(pool, 65);
 
-    hf_hmac_sha256("k", body, strlen(body), mac);
-    hf_hex_encode(mac, 32, hex);
+    hf_sha256_hmac("k", body, strlen(body), mac);
+    hf_codec_hex_encode(mac, 32, hex);
     return hex;
 }
 
@@ -53,19 +54,20 @@ START_TEST(statuses_in_order)
 
     ck_assert_int_eq(receive(config("required"), "GET", NULL, "", &out),
                      HF_E_METHOD);
-    ck_assert_int_eq(hf_rc_http_status(out.rc), 405);
+    ck_assert_int_eq(hf_receive_rc_http_status(out.rc), 405);
     ck_assert_int_eq(receive(config("required"), "POST", "application/json",
                              ev, &out), HF_E_UNSIGNED);
     ck_assert_str_eq(out.error, "missing_signature");
     apr_table_set(headers, "Hrflow-Signature", "00");
     ck_assert_int_eq(receive(config("required"), "POST", "application/json",
                              ev, &out), HF_E_SIGNATURE);
-    ck_assert_str_eq(hf_response_body(pool, &out),
-                     "{\"status\":\"error\",\"error\":\"invalid_signature\"}\n");
+    ck_assert_str_eq(
+        hf_receive_response_body(pool, &out),
+        "{\"status\":\"error\",\"error\":\"invalid_signature\"}\n");
     apr_table_set(headers, "Hrflow-Signature", sign_body(ev));
     ck_assert_int_eq(receive(config("required"), "POST", "text/plain", ev,
                              &out), HF_E_MEDIA_TYPE);
-    ck_assert_int_eq(hf_rc_http_status(out.rc), 415);
+    ck_assert_int_eq(hf_receive_rc_http_status(out.rc), 415);
     ck_assert_int_eq(receive(config("required"), "POST", "application/json",
                              ev, &out), HF_OK);
     ck_assert(out.verified);
@@ -98,7 +100,7 @@ START_TEST(signed_payload_replaces_body)
                                              APR_ENCODE_BASE64URL, NULL);
     unsigned char mac[32];
 
-    hf_hmac_sha256("k", ev, strlen(ev), mac);
+    hf_sha256_hmac("k", ev, strlen(ev), mac);
     apr_table_set(headers, "http-hrflow-signature",
                   apr_pstrcat(pool,
                               apr_pencode_base64_binary(pool, mac, 32,
@@ -136,12 +138,12 @@ START_TEST(size_and_config_errors)
     req.header_ctx = headers;
     hf_receive(pool, c, &req, &out);
     ck_assert_int_eq(out.rc, HF_E_TOO_LARGE);
-    ck_assert_int_eq(hf_rc_http_status(out.rc), 413);
+    ck_assert_int_eq(hf_receive_rc_http_status(out.rc), 413);
     c->secrets = NULL;
     req.body_too_large = 0;
     hf_receive(pool, c, &req, &out);
     ck_assert_int_eq(out.rc, HF_E_CONFIG);
-    ck_assert_int_eq(hf_rc_http_status(out.rc), 500);
+    ck_assert_int_eq(hf_receive_rc_http_status(out.rc), 500);
 }
 END_TEST
 
@@ -153,8 +155,8 @@ START_TEST(deliver_counts_and_stops_at_failure)
     char *bad[] = {"profile.*", "/bin/false", NULL};
     hf_outcome_t out;
 
-    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 2, ok);
-    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 2, bad);
+    hf_config_apply(&ctx, c, hf_config_directive_find("HrflowHandler"), 2, ok);
+    hf_config_apply(&ctx, c, hf_config_directive_find("HrflowHandler"), 2, bad);
     receive(c, "POST", "application/json",
             "[{\"type\":\"job.a.b\"},{\"type\":\"x.y.z\"},"
             "{\"type\":\"profile.a.b\"},{\"type\":\"job.c.d\"}]",
@@ -165,7 +167,7 @@ START_TEST(deliver_counts_and_stops_at_failure)
     ck_assert_int_eq(out.handled, 1);
     ck_assert_int_eq(out.ignored, 1);
     ck_assert_int_eq(out.failed, 1);
-    ck_assert_str_eq(hf_response_body(pool, &out),
+    ck_assert_str_eq(hf_receive_response_body(pool, &out),
                      "{\"status\":\"error\",\"error\":\"handler_failed\","
                      "\"events\":4,\"handled\":1,\"ignored\":1,\"failed\":1,"
                      "\"not_run\":1}\n");
@@ -185,14 +187,14 @@ START_TEST(deliver_stops_for_a_client_gone)
     hf_outcome_t out;
     int asked = 0;
 
-    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 2, ok);
+    hf_config_apply(&ctx, c, hf_config_directive_find("HrflowHandler"), 2, ok);
     receive(c, "POST", "application/json",
             "[{\"type\":\"job.a.b\"},{\"type\":\"job.a.c\"},"
             "{\"type\":\"job.a.d\"}]",
             &out);
     hf_deliver_watched(pool, c, &out, NULL, always_gone, &asked);
     ck_assert_int_eq(out.rc, HF_E_HANDLER);
-    ck_assert_int_eq(hf_rc_http_status(out.rc), 500);
+    ck_assert_int_eq(hf_receive_rc_http_status(out.rc), 500);
     ck_assert_int_eq(out.handled, 1);
     ck_assert_int_eq(out.not_run, 2);
     ck_assert_str_eq(out.error, "client_gone");
@@ -209,8 +211,9 @@ START_TEST(deliver_batch_has_one_time_budget)
     char *one[] = {"1", NULL};
     hf_outcome_t out;
 
-    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 3, slow);
-    hf_config_apply(&ctx, c, hf_directive_find("HrflowTimeout"), 1, one);
+    hf_config_apply(&ctx, c, hf_config_directive_find("HrflowHandler"), 3,
+                    slow);
+    hf_config_apply(&ctx, c, hf_config_directive_find("HrflowTimeout"), 1, one);
     receive(c, "POST", "application/json",
             "[{\"type\":\"job.a.b\"},{\"type\":\"job.a.c\"},"
             "{\"type\":\"job.a.d\"}]",
@@ -233,7 +236,7 @@ START_TEST(deliver_builds_variables_only_for_events_that_run)
     hf_outcome_t out;
     int i;
 
-    hf_config_apply(&ctx, c, hf_directive_find("HrflowHandler"), 2, ok);
+    hf_config_apply(&ctx, c, hf_config_directive_find("HrflowHandler"), 2, ok);
     receive(c, "POST", "application/json",
             "[{\"type\":\"x.y.z\",\"a\":1},{\"type\":\"x.y.z\",\"a\":2},"
             "{\"type\":\"job.a.b\",\"a\":3},{\"type\":\"x.y.z\"}]",

@@ -57,14 +57,14 @@ END_TEST
 
 START_TEST(pattern_check)
 {
-    ck_assert_ptr_null(hf_pattern_check("*"));
-    ck_assert_ptr_null(hf_pattern_check("job.*"));
-    ck_assert_ptr_null(hf_pattern_check("profile.[ps]*.success"));
-    ck_assert_ptr_nonnull(hf_pattern_check(""));
-    ck_assert_ptr_nonnull(hf_pattern_check("Job.*"));
-    ck_assert_ptr_nonnull(hf_pattern_check("job.["));
-    ck_assert_ptr_nonnull(hf_pattern_check("job.]"));
-    ck_assert_ptr_nonnull(hf_pattern_check("job/*"));
+    ck_assert_ptr_null(hf_route_pattern_check("*"));
+    ck_assert_ptr_null(hf_route_pattern_check("job.*"));
+    ck_assert_ptr_null(hf_route_pattern_check("profile.[ps]*.success"));
+    ck_assert_ptr_nonnull(hf_route_pattern_check(""));
+    ck_assert_ptr_nonnull(hf_route_pattern_check("Job.*"));
+    ck_assert_ptr_nonnull(hf_route_pattern_check("job.["));
+    ck_assert_ptr_nonnull(hf_route_pattern_check("job.]"));
+    ck_assert_ptr_nonnull(hf_route_pattern_check("job/*"));
 }
 END_TEST
 

@@ -67,8 +67,8 @@ START_TEST(envelope_round_trip_keeps_event_bytes)
     in.argv = argv;
     in.text = event;
     in.len = strlen(event);
-    text = hf_envelope_encode(pool, &in, &len);
-    ck_assert_ptr_null(hf_envelope_parse(pool, text, len, &out));
+    text = hf_spool_envelope_encode(pool, &in, &len);
+    ck_assert_ptr_null(hf_spool_envelope_parse(pool, text, len, &out));
     ck_assert_str_eq(out.delivery_id, in.delivery_id);
     ck_assert_str_eq(out.order_key, in.order_key);
     ck_assert_str_eq(out.last_result, "exit 3");
@@ -94,7 +94,7 @@ START_TEST(envelope_nested_event_key_refused)
                        "\"handler\":[\"x\"],\n\"evenT\":{\"event\": \"a\"}}\n";
     hf_envelope_t e;
 
-    ck_assert_str_eq(hf_envelope_parse(pool, file, strlen(file), &e),
+    ck_assert_str_eq(hf_spool_envelope_parse(pool, file, strlen(file), &e),
                      "no event member at the end");
 }
 END_TEST
@@ -112,9 +112,10 @@ START_TEST(envelope_event_member_found_by_a_json_scan)
                          "\"event\":{\"type\":\"a.b.c\"}}\n";
     hf_envelope_t e;
 
-    ck_assert_str_eq(hf_envelope_parse(pool, named, strlen(named), &e),
+    ck_assert_str_eq(hf_spool_envelope_parse(pool, named, strlen(named), &e),
                      "no event member at the end");
-    ck_assert_ptr_null(hf_envelope_parse(pool, nested, strlen(nested), &e));
+    ck_assert_ptr_null(
+        hf_spool_envelope_parse(pool, nested, strlen(nested), &e));
     ck_assert_str_eq(e.type, "a.b.c");
     ck_assert_str_eq(e.argv[0], "x");
     ck_assert_uint_eq(e.len, strlen("{\"type\":\"a.b.c\"}"));
@@ -138,8 +139,8 @@ START_TEST(envelope_rewrite_keeps_odd_ids)
     in.argv = argv;
     in.text = "{\"type\":\"job.storing.update\"}";
     in.len = strlen(in.text);
-    text = hf_envelope_encode(pool, &in, &len);
-    ck_assert_ptr_null(hf_envelope_parse(pool, text, len, &out));
+    text = hf_spool_envelope_encode(pool, &in, &len);
+    ck_assert_ptr_null(hf_spool_envelope_parse(pool, text, len, &out));
     ck_assert_str_eq(out.delivery_id, in.delivery_id);
     ck_assert_ptr_null(out.event_id);
 }
@@ -153,10 +154,10 @@ START_TEST(envelope_parse_refuses_damage)
     const char *cut = "{\"delivery_id\":\"d\",\"type\":\"a.b.c\","
                       "\"handler\":[\"/x\"],\n\"event\":{\"a\":";
 
-    ck_assert_ptr_nonnull(hf_envelope_parse(pool, no_handler,
-                                            strlen(no_handler), &e));
-    ck_assert_ptr_nonnull(hf_envelope_parse(pool, cut, strlen(cut), &e));
-    ck_assert_ptr_nonnull(hf_envelope_parse(pool, "", 0, &e));
+    ck_assert_ptr_nonnull(
+        hf_spool_envelope_parse(pool, no_handler, strlen(no_handler), &e));
+    ck_assert_ptr_nonnull(hf_spool_envelope_parse(pool, cut, strlen(cut), &e));
+    ck_assert_ptr_nonnull(hf_spool_envelope_parse(pool, "", 0, &e));
 }
 END_TEST
 
@@ -201,8 +202,8 @@ START_TEST(envelope_holds_the_deepest_event)
     in.argv = argv;
     in.text = event;
     in.len = strlen(event);
-    text = hf_envelope_encode(pool, &in, &len);
-    err = hf_envelope_parse(pool, text, len, &out);
+    text = hf_spool_envelope_encode(pool, &in, &len);
+    err = hf_spool_envelope_parse(pool, text, len, &out);
     ck_assert_msg(err == NULL, "%s", err);
     ck_assert_ptr_nonnull(hf_json_parse(pool, out.text, out.len, &err));
     /* And the README's limit is that depth. */
@@ -264,17 +265,16 @@ START_TEST(accept_writes_routed_events_to_new)
     int files = 0;
 
     cfg->spool = dir;
-    ck_assert_ptr_null(hf_config_apply(&ctx, cfg,
-                                       hf_directive_find("HrflowHandler"), 2,
-                                       handler));
+    ck_assert_ptr_null(hf_config_apply(
+        &ctx, cfg, hf_config_directive_find("HrflowHandler"), 2, handler));
     memset(&out, 0, sizeof out);
     out.events = events_of("[{\"type\":\"job.a.b\"},{\"type\":\"profile.a.b\"},"
                            "{\"type\":\"job.c.d\"}]");
-    hf_spool_accept(pool, cfg, c, &out, NULL);
+    hf_commit_accept(pool, cfg, c, &out, NULL);
     ck_assert_int_eq(out.rc, HF_OK);
     ck_assert_int_eq(out.queued, 2);
     ck_assert_int_eq(out.ignored, 1);
-    ck_assert_int_eq(hf_outcome_http_status(&out), 202);
+    ck_assert_int_eq(hf_receive_outcome_http_status(&out), 202);
     ck_assert_int_eq(hf_spool_count(pool, dir, "new"), 2);
     ck_assert_int_eq(hf_spool_count(pool, dir, "tmp"), 0);
     hf_committer_stats(c, &groups, &events);
@@ -282,7 +282,7 @@ START_TEST(accept_writes_routed_events_to_new)
     d = opendir(hf_spool_path(pool, dir, "new", NULL));
     while ((de = readdir(d)))
         if (hf_spool_is_event_name(de->d_name)) {
-            ck_assert_ptr_null(hf_envelope_read(
+            ck_assert_ptr_null(hf_spool_envelope_read(
                 pool, hf_spool_path(pool, dir, "new", de->d_name), &e));
             ck_assert_str_eq(e.argv[0], "/bin/true");
             ck_assert_int_eq(e.count, 3);
@@ -310,14 +310,13 @@ START_TEST(accept_refuses_a_file_the_spool_cannot_read_back)
     memset(arg, '\001', n);
     arg[n] = '\0';
     cfg->spool = dir;
-    ck_assert_ptr_null(hf_config_apply(&ctx, cfg,
-                                       hf_directive_find("HrflowHandler"), 3,
-                                       handler));
+    ck_assert_ptr_null(hf_config_apply(
+        &ctx, cfg, hf_config_directive_find("HrflowHandler"), 3, handler));
     memset(&out, 0, sizeof out);
     out.events = events_of("{\"type\":\"job.a.b\"}");
-    hf_spool_accept(pool, cfg, hf_committer_create(pool, dir), &out, NULL);
+    hf_commit_accept(pool, cfg, hf_committer_create(pool, dir), &out, NULL);
     ck_assert_int_eq(out.rc, HF_E_TOO_LARGE);
-    ck_assert_int_eq(hf_outcome_http_status(&out), 413);
+    ck_assert_int_eq(hf_receive_outcome_http_status(&out), 413);
     ck_assert_int_eq(out.queued, 0);
     ck_assert_int_eq(hf_spool_count(pool, dir, "new"), 0);
     ck_assert_int_eq(hf_spool_count(pool, dir, "tmp"), 0);
@@ -333,14 +332,15 @@ START_TEST(accept_into_missing_spool_is_503)
     hf_outcome_t out;
 
     cfg->spool = "/nonexistent/spool";
-    hf_config_apply(&ctx, cfg, hf_directive_find("HrflowHandler"), 2, handler);
+    hf_config_apply(&ctx, cfg, hf_config_directive_find("HrflowHandler"), 2,
+                    handler);
     memset(&out, 0, sizeof out);
     out.events = events_of("{\"type\":\"job.a.b\"}");
-    hf_spool_accept(pool, cfg, hf_committer_create(pool, cfg->spool), &out,
-                    NULL);
+    hf_commit_accept(pool, cfg, hf_committer_create(pool, cfg->spool), &out,
+                     NULL);
     ck_assert_int_eq(out.rc, HF_E_SPOOL);
     ck_assert_str_eq(out.error, "spool_unavailable");
-    ck_assert_int_eq(hf_outcome_http_status(&out), 503);
+    ck_assert_int_eq(hf_receive_outcome_http_status(&out), 503);
 }
 END_TEST
 
@@ -455,7 +455,7 @@ static char *empty_objects_file(apr_size_t n, hf_envelope_t *in,
     in->argv = argv;
     in->text = event;
     in->len = strlen(event);
-    return hf_envelope_encode(pool, in, len);
+    return hf_spool_envelope_encode(pool, in, len);
 }
 
 /* Reading a spool file checks the event's text but builds no tree of it:
@@ -471,7 +471,7 @@ START_TEST(envelope_parse_builds_no_event_tree)
 
     apr_pool_create(&sub, pool);
     before = mallinfo2();
-    ck_assert_ptr_null(hf_envelope_parse(sub, text, len, &out));
+    ck_assert_ptr_null(hf_spool_envelope_parse(sub, text, len, &out));
     after = mallinfo2();
     ck_assert_uint_eq(out.len, in.len);
     ck_assert(memcmp(out.text, in.text, out.len) == 0);
@@ -489,7 +489,7 @@ START_TEST(envelope_event_over_the_caps_refused)
     apr_size_t len;
     char *text = empty_objects_file(HF_JSON_MAX_CONTAINERS, &in, &len);
 
-    ck_assert_ptr_nonnull(hf_envelope_parse(pool, text, len, &out));
+    ck_assert_ptr_nonnull(hf_spool_envelope_parse(pool, text, len, &out));
 }
 END_TEST
 
@@ -504,7 +504,7 @@ static int readable_in_new(const char *dir)
     ck_assert_ptr_nonnull(d);
     while ((de = readdir(d)))
         if (hf_spool_is_event_name(de->d_name)) {
-            ck_assert_ptr_null(hf_envelope_read(
+            ck_assert_ptr_null(hf_spool_envelope_read(
                 pool, hf_spool_path(pool, dir, "new", de->d_name), &e));
             ck_assert_str_eq(e.argv[0], "/bin/true");
             files++;
@@ -520,9 +520,8 @@ static hf_config_t *spool_config(const char *dir)
     char *handler[] = {"*", "/bin/true", NULL};
 
     cfg->spool = dir;
-    ck_assert_ptr_null(hf_config_apply(&ctx, cfg,
-                                       hf_directive_find("HrflowHandler"), 2,
-                                       handler));
+    ck_assert_ptr_null(hf_config_apply(
+        &ctx, cfg, hf_config_directive_find("HrflowHandler"), 2, handler));
     return cfg;
 }
 
@@ -552,11 +551,9 @@ START_TEST(accept_without_proc_writes_through_tmp)
         memset(&out, 0, sizeof out);
         out.events = events_of("[{\"type\":\"job.a.b\"},"
                                "{\"type\":\"job.c.d\"}]");
-        hf_spool_accept(pool, cfg, hf_committer_create(pool, dir), &out,
-                        NULL);
+        hf_commit_accept(pool, cfg, hf_committer_create(pool, dir), &out, NULL);
         /* A second request of the same process: the way is known. */
-        hf_spool_accept(pool, cfg, hf_committer_create(pool, dir), &out,
-                        NULL);
+        hf_commit_accept(pool, cfg, hf_committer_create(pool, dir), &out, NULL);
         _exit(out.rc == HF_OK && out.queued == 2 ? 0 : 1);
     }
     ck_assert_int_eq(waitpid(child, &status, 0), child);
@@ -596,7 +593,7 @@ static void *APR_THREAD_FUNC accept_many(apr_thread_t *t, void *data)
         if (hf_events_from_json(p, body, strlen(body), 100, &out.events,
                                 &err) != HF_OK)
             break;
-        hf_spool_accept(p, a->cfg, a->committer, &out, NULL);
+        hf_commit_accept(p, a->cfg, a->committer, &out, NULL);
         if (out.rc == HF_OK && out.queued == 1)
             a->accepted++;
         apr_pool_clear(p);

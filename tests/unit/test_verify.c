@@ -31,10 +31,10 @@ static const char *signed_value(const char *secret, int variant)
     char digest[65];
 
     if (variant & 8)
-        hf_hmac_sha256(secret, payload, strlen(payload), mac);
+        hf_sha256_hmac(secret, payload, strlen(payload), mac);
     else
-        hf_hmac_sha256(secret, event, strlen(event), mac);
-    hf_hex_encode(mac, 32, digest);
+        hf_sha256_hmac(secret, event, strlen(event), mac);
+    hf_codec_hex_encode(mac, 32, digest);
     return apr_pstrcat(pool, hex ? b64(digest, 64, url, pad) : b64(mac, 32, url, pad),
                        ".", payload, NULL);
 }
@@ -43,8 +43,8 @@ START_TEST(every_variant_matches)
 {
     hf_signature_t sig;
 
-    hf_signature_check(pool, signed_value("s3cret", _i), "", 0,
-                       secrets("s3cret", NULL), &sig);
+    hf_verify_signature(pool, signed_value("s3cret", _i), "", 0,
+                        secrets("s3cret", NULL), &sig);
     ck_assert_msg(sig.matched, "variant %d", _i);
     ck_assert_uint_eq(sig.payload_len, strlen(event));
     ck_assert_int_eq(memcmp(sig.payload, event, sig.payload_len), 0);
@@ -55,8 +55,8 @@ START_TEST(every_variant_refuses_wrong_secret)
 {
     hf_signature_t sig;
 
-    hf_signature_check(pool, signed_value("other", _i), "", 0,
-                       secrets("s3cret", NULL), &sig);
+    hf_verify_signature(pool, signed_value("other", _i), "", 0,
+                        secrets("s3cret", NULL), &sig);
     ck_assert_msg(!sig.matched, "variant %d", _i);
 }
 END_TEST
@@ -65,11 +65,11 @@ START_TEST(rotation_accepts_either_secret)
 {
     hf_signature_t sig;
 
-    hf_signature_check(pool, signed_value("new", 0), "", 0,
-                       secrets("old", "new"), &sig);
+    hf_verify_signature(pool, signed_value("new", 0), "", 0,
+                        secrets("old", "new"), &sig);
     ck_assert(sig.matched);
-    hf_signature_check(pool, signed_value("old", 5), "", 0,
-                       secrets("old", "new"), &sig);
+    hf_verify_signature(pool, signed_value("old", 5), "", 0,
+                        secrets("old", "new"), &sig);
     ck_assert(sig.matched);
 }
 END_TEST
@@ -83,7 +83,7 @@ START_TEST(tampered_payload_refused)
 
     v = apr_pstrcat(pool, apr_pstrmemdup(pool, v, (apr_size_t)(dot - v + 1)),
                     other, NULL);
-    hf_signature_check(pool, v, "", 0, secrets("k", NULL), &sig);
+    hf_verify_signature(pool, v, "", 0, secrets("k", NULL), &sig);
     ck_assert(!sig.matched);
 }
 END_TEST
@@ -95,19 +95,20 @@ START_TEST(body_signature_forms)
     char hex[65];
     hf_signature_t sig;
 
-    hf_hmac_sha256("k", body, strlen(body), mac);
-    hf_hex_encode(mac, 32, hex);
-    hf_signature_check(pool, hex, body, strlen(body), secrets("k", NULL), &sig);
+    hf_sha256_hmac("k", body, strlen(body), mac);
+    hf_codec_hex_encode(mac, 32, hex);
+    hf_verify_signature(pool, hex, body, strlen(body), secrets("k", NULL),
+                        &sig);
     ck_assert(sig.matched);
     ck_assert_ptr_null(sig.payload);
-    hf_signature_check(pool, apr_pstrcat(pool, "sha256=", hex, NULL), body,
-                       strlen(body), secrets("k", NULL), &sig);
+    hf_verify_signature(pool, apr_pstrcat(pool, "sha256=", hex, NULL), body,
+                        strlen(body), secrets("k", NULL), &sig);
     ck_assert(sig.matched);
-    hf_signature_check(pool, b64(mac, 32, 0, 1), body, strlen(body),
-                       secrets("k", NULL), &sig);
+    hf_verify_signature(pool, b64(mac, 32, 0, 1), body, strlen(body),
+                        secrets("k", NULL), &sig);
     ck_assert(sig.matched);
-    hf_signature_check(pool, hex, body, strlen(body) - 1, secrets("k", NULL),
-                       &sig);
+    hf_verify_signature(pool, hex, body, strlen(body) - 1, secrets("k", NULL),
+                        &sig);
     ck_assert(!sig.matched);
 }
 END_TEST
@@ -120,10 +121,10 @@ START_TEST(garbage_never_matches)
     apr_size_t i;
 
     for (i = 0; i < sizeof values / sizeof *values; i++) {
-        hf_signature_check(pool, values[i], "", 0, secrets("k", NULL), &sig);
+        hf_verify_signature(pool, values[i], "", 0, secrets("k", NULL), &sig);
         ck_assert_msg(!sig.matched, "%s", values[i]);
     }
-    hf_signature_check(pool, "abc", "", 0, NULL, &sig);
+    hf_verify_signature(pool, "abc", "", 0, NULL, &sig);
     ck_assert(!sig.matched);
 }
 END_TEST
@@ -134,10 +135,10 @@ START_TEST(undecodable_payload_flagged)
     hf_signature_t sig;
     const char *payload = "not*base64";
 
-    hf_hmac_sha256("k", payload, strlen(payload), mac);
-    hf_signature_check(pool, apr_pstrcat(pool, b64(mac, 32, 0, 1), ".",
-                                         payload, NULL),
-                       "", 0, secrets("k", NULL), &sig);
+    hf_sha256_hmac("k", payload, strlen(payload), mac);
+    hf_verify_signature(
+        pool, apr_pstrcat(pool, b64(mac, 32, 0, 1), ".", payload, NULL), "", 0,
+        secrets("k", NULL), &sig);
     ck_assert(sig.matched);
     ck_assert(sig.payload_bad);
 }
@@ -147,7 +148,7 @@ static const char *hex_of(const unsigned char *b)
 {
     char *hex = apr_palloc(pool, 65);
 
-    hf_hex_encode(b, 32, hex);
+    hf_codec_hex_encode(b, 32, hex);
     return hex;
 }
 
@@ -176,12 +177,12 @@ START_TEST(hmac_rfc4231_vectors)
     char long_key[132];
     const char *data6 = "Test Using Larger Than Block-Size Key - Hash Key First";
 
-    hf_hmac_sha256("Jefe", "what do ya want for nothing?", 28, mac);
+    hf_sha256_hmac("Jefe", "what do ya want for nothing?", 28, mac);
     ck_assert_str_eq(hex_of(mac), "5bdcc146bf60754e6a042426089575c7"
                                   "5a003f089d2739839dec58b964ec3843");
     memset(long_key, 0xaa, 131);
     long_key[131] = '\0';
-    hf_hmac_sha256(long_key, data6, strlen(data6), mac);
+    hf_sha256_hmac(long_key, data6, strlen(data6), mac);
     ck_assert_str_eq(hex_of(mac), "60e431591ee0b67f0d8a26aacbf5b77f"
                                   "8e0bc6213728c5140546040f0ee37f54");
 }
