@@ -20,7 +20,7 @@ build="autoconf automake libtool pkg-config make gcc \
 apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev uuid-dev"
 test="apache2 check valgrind clang python3 python3-pytest curl openssl \
 man-db groff-base binutils lighttpd apache2-suexec-pristine \
-debhelper dpkg-dev fakeroot lintian devscripts"
+debhelper dpkg-dev fakeroot lintian devscripts git"
 bench="wrk webhook"
 
 # The first of these names this release's apt knows: the libraries' run
