@@ -599,7 +599,6 @@ static void *APR_THREAD_FUNC accept_many(apr_thread_t *t, void *data)
         apr_pool_clear(p);
     }
     apr_pool_destroy(p);
-    apr_thread_exit(t, APR_SUCCESS);
     return NULL;
 }
 
