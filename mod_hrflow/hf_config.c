@@ -535,13 +535,9 @@ static const char *folders_enterable(apr_pool_t *p, const char *program,
 static int is_script(const char *path)
 {
     char head[2];
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    int yes = fd >= 0 && read(fd, head, 2) == 2 && head[0] == '#'
-              && head[1] == '!';
 
-    if (fd >= 0)
-        close(fd);
-    return yes;
+    return hf_run_read_head(path, head, sizeof head) == 2 && head[0] == '#'
+           && head[1] == '!';
 }
 
 const char *hf_config_runnable_by(apr_pool_t *p, const char *program,
