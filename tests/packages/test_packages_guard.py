@@ -22,7 +22,6 @@ def test_policy_rc_d_restored_when_apt_get_raises(tmp_path, monkeypatch):
         raise subprocess.TimeoutExpired(["apt-get", *args], 600)
 
     monkeypatch.setattr(tp, "POLICY_RC_D", str(policy))
-    monkeypatch.setattr(tp, "apache_running", lambda: True)
     monkeypatch.setattr(tp, "missing", lambda tools: None)
     monkeypatch.setattr(tp, "install_skip_reason", lambda: None)
     monkeypatch.setattr(tp, "snapshot", lambda: {})
@@ -33,3 +32,34 @@ def test_policy_rc_d_restored_when_apt_get_raises(tmp_path, monkeypatch):
                                                      []))
     assert policy.read_text() == original
     assert os.listdir(top) == [], "a saved policy-rc.d left in the scratch"
+
+
+def test_a_stopped_apache_is_not_started_by_the_postinst(tmp_path,
+                                                         monkeypatch):
+    """On a systemd host an enabled apache2 that is stopped (as deps.sh
+    leaves it) is started by the postinst's `invoke-rc.d apache2 restart`:
+    the policy must refuse apache2 whether or not it runs now."""
+    policy = tmp_path / "policy-rc.d"
+    top = tmp_path / "top"
+    top.mkdir()
+    seen = []
+
+    def apt_records_policy(*args):
+        if args[0] == "install":
+            r = subprocess.run([str(policy), "apache2", "restart"]) \
+                if os.access(policy, os.X_OK) else None
+            seen.append(r.returncode if r else "no policy-rc.d")
+            raise RuntimeError("stop here")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(tp, "POLICY_RC_D", str(policy))
+    monkeypatch.setattr(tp, "missing", lambda tools: None)
+    monkeypatch.setattr(tp, "install_skip_reason", lambda: None)
+    monkeypatch.setattr(tp, "snapshot", lambda: {})
+    monkeypatch.setattr(tp, "dpkg_known", lambda p: False)
+    monkeypatch.setattr(tp, "apt", apt_records_policy)
+    with pytest.raises(RuntimeError):
+        tp.test_packages_install_enable_event_purge((str(top), "x.changes",
+                                                     []))
+    assert seen == [101]
+    assert not os.path.lexists(policy), "the temporary policy-rc.d stays"
