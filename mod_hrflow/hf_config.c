@@ -7,6 +7,7 @@
  * works as in httpd's own modules; defaults are applied when read.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,21 +485,23 @@ const char *hf_config_apply(const hf_config_ctx_t *ctx, hf_config_t *cfg,
 
 /* ---- who may run a handler ------------------------------------------- */
 
-/* Whether the user may use bit (S_IXUSR's class) of st: the kernel's mode
- * check, one class only (the owner's, else the group's, else the
+/* Whether the user may use the permission of one class (S_IXOTH or
+ * S_IROTH, shifted for the owner's and the group's) of st: the kernel's
+ * mode check, one class only (the owner's, else the group's, else the
  * others'), root needing an x bit somewhere on a file only. */
-static int user_may(const struct stat *st, const hf_user_t *u)
+static int user_may(const struct stat *st, const hf_user_t *u, mode_t other)
 {
     int i;
 
     if (u->uid == 0)
-        return S_ISDIR(st->st_mode) || (st->st_mode & 0111);
+        return other == S_IROTH || S_ISDIR(st->st_mode)
+               || (st->st_mode & 0111);
     if ((long)st->st_uid == u->uid)
-        return (st->st_mode & S_IXUSR) != 0;
+        return (st->st_mode & (other << 6)) != 0;
     for (i = 0; i < u->ngroups; i++)
         if ((long)st->st_gid == u->groups[i])
-            return (st->st_mode & S_IXGRP) != 0;
-    return (st->st_mode & S_IXOTH) != 0;
+            return (st->st_mode & (other << 3)) != 0;
+    return (st->st_mode & other) != 0;
 }
 
 static const char *refusal(apr_pool_t *p, const char *program,
@@ -512,23 +515,50 @@ static const char *refusal(apr_pool_t *p, const char *program,
                         (long)st->st_uid, (long)st->st_gid);
 }
 
-const char *hf_config_runnable_by(apr_pool_t *p, const char *program,
-                                  const hf_user_t *u)
+/* Every folder of path (as given) needs search permission. */
+static const char *folders_enterable(apr_pool_t *p, const char *program,
+                                     const char *path, const hf_user_t *u)
 {
-    char *dir = apr_pstrdup(p, program), *slash;
+    char *dir = apr_pstrdup(p, path), *slash;
     struct stat st;
 
-    /* Every folder on the way needs search permission. */
     for (slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
         *slash = '\0';
-        if (stat(dir, &st) == 0 && !user_may(&st, u))
+        if (stat(dir, &st) == 0 && !user_may(&st, u, S_IXOTH))
             return refusal(p, program, u, "enter", dir, &st);
         *slash = '/';
     }
+    return NULL;
+}
+
+/* A "#!" script is also read, by its interpreter, as the user. */
+static int is_script(const char *path)
+{
+    char head[2];
+
+    return hf_run_read_head(path, head, sizeof head) == 2 && head[0] == '#'
+           && head[1] == '!';
+}
+
+const char *hf_config_runnable_by(apr_pool_t *p, const char *program,
+                                  const hf_user_t *u)
+{
+    char real[PATH_MAX];
+    struct stat st;
+    const char *why;
+
+    /* The folders named, and those a symlink leads through. */
+    if ((why = folders_enterable(p, program, program, u)))
+        return why;
+    if (realpath(program, real)
+        && (why = folders_enterable(p, program, real, u)))
+        return why;
     if (stat(program, &st) != 0)
         return apr_psprintf(p, "cannot run %s: %s", program, strerror(errno));
-    if (!user_may(&st, u))
+    if (!user_may(&st, u, S_IXOTH))
         return refusal(p, program, u, "execute it", NULL, &st);
+    if (is_script(program) && !user_may(&st, u, S_IROTH))
+        return refusal(p, program, u, "read the script", NULL, &st);
     return NULL;
 }
 

@@ -22,10 +22,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/close_range.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <apr_strings.h>
@@ -130,17 +132,34 @@ static int fork_tied(const hf_run_spec_t *spec, const char *dir, int in_fd,
     return 0;
 }
 
+ssize_t hf_run_read_head(const char *path, char *buf, apr_size_t size)
+{
+    char proc[64];
+    struct stat st;
+    ssize_t n = -1;
+    int fd = open(path, O_PATH | O_CLOEXEC), rd;
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        /* The very file the name led to, not the name again. */
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        rd = open(proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (rd >= 0) {
+            n = read(rd, buf, size);
+            close(rd);
+        }
+    }
+    close(fd);
+    return n;
+}
+
 const char *hf_run_check_crlf(apr_pool_t *p, const char *program)
 {
     char head[256];     /* the kernel reads no more of a "#!" line */
     const char *nl;
-    ssize_t n;
-    int fd = open(program, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    ssize_t n = hf_run_read_head(program, head, sizeof head);
 
-    if (fd < 0)
-        return NULL;
-    n = read(fd, head, sizeof head);
-    close(fd);
     if (n < 3 || head[0] != '#' || head[1] != '!')
         return NULL;
     nl = memchr(head, '\n', (size_t)n);

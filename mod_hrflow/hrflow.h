@@ -485,6 +485,11 @@ const char *hf_run_describe(apr_pool_t *p, const hf_run_result_t *res);
  * carriage return ("#!/bin/sh\r\n": the kernel then looks for an
  * interpreter named "/bin/sh\r" and exec fails with ENOENT). */
 const char *hf_run_check_crlf(apr_pool_t *p, const char *program);
+/* Up to size first bytes of path, -1 if it is not a regular file (or
+ * cannot be read).  Root reads handlers at startup, perhaps through a
+ * folder the server's user can write: a FIFO or a device there (whose open
+ * alone can act, as /dev/watchdog's) is never opened for reading. */
+ssize_t hf_run_read_head(const char *path, char *buf, apr_size_t size);
 
 /* ---- one request (hf_receive.c) ----------------------------------------- */
 typedef struct {

@@ -53,6 +53,9 @@ const hf_config_t *hrflow_server_config(const server_rec *s)
     return ap_get_module_config(s->module_config, &hrflow_module);
 }
 
+/* AP_MAX_ARGC of httpd's config.c, not in its headers. */
+#define TAKE_ARGV_MAX 64
+
 /* Every directive comes here, its arguments split by httpd (AP_INIT_TAKE1
  * or AP_INIT_TAKE_ARGV) and cmd->info pointing at its entry in the core's
  * table, which applies it. */
@@ -66,11 +69,17 @@ static const char *set_directive(cmd_parms *cmd, void *dcfg, int argc,
                                                   &hrflow_module)
                            : dcfg;
 
+    /* httpd's TAKE_ARGV stops at 64 words and drops the rest unsaid: a
+     * full argv may be a longer line cut short. */
+    if (argc >= TAKE_ARGV_MAX)
+        return apr_psprintf(cmd->pool, "%s: at most %d arguments", d->name,
+                            TAKE_ARGV_MAX - 1);
     if (d->path_arg >= 0 && d->path_arg < argc) {
         /* A relative path is under ServerRoot, the way httpd's own
-         * directives take it. */
-        char **copy = apr_pmemdup(cmd->temp_pool, argv,
+         * directives take it.  httpd's argv has no NULL after the last. */
+        char **copy = apr_pcalloc(cmd->temp_pool,
                                   (apr_size_t)(argc + 1) * sizeof *argv);
+        memcpy(copy, argv, (apr_size_t)argc * sizeof *argv);
         copy[d->path_arg] = ap_server_root_relative(cmd->pool,
                                                     argv[d->path_arg]);
         if (!copy[d->path_arg])

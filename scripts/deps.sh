@@ -83,11 +83,13 @@ fi
 
 # Debian starts a server's service when its package is installed.
 # invoke-rc.d and deb-systemd-invoke ask /usr/sbin/policy-rc.d first: 101
-# means "not now".  One the administrator put there is theirs, left alone.
+# means "not now".  One the administrator put there is theirs, left alone,
+# a symlink to nowhere included (never written through); noclobber makes
+# the file new or nothing, should one appear meanwhile.
 policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d}     # another path: for tests
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# scripts/deps.sh: no service starts during its install\nexit 101\n' \
-        >"$policy"
+if [ ! -e "$policy" ] && [ ! -L "$policy" ] \
+   && (set -C; printf '#!/bin/sh\n# scripts/deps.sh: no service starts during its install\nexit 101\n' \
+        >"$policy") 2>/dev/null; then
     chmod 755 "$policy"
     trap 'rm -f "$policy"' EXIT
 fi

@@ -98,3 +98,17 @@ def test_an_existing_policy_rc_d_is_left_alone(tmp_path):
     assert policy.read_text() == "#!/bin/sh\n# the administrator's\nexit 0\n"
     assert "policy 0" in calls
     assert not [c for c in calls if c.startswith("CONTROL")], calls
+
+
+def test_a_dangling_policy_rc_d_link_is_left_alone(tmp_path):
+    """An administrator's symlink whose target is not there (yet) is theirs
+    too: neither written through nor removed."""
+    policy = tmp_path / "policy-rc.d"
+    target = tmp_path / "elsewhere" / "policy"
+    (tmp_path / "elsewhere").mkdir()
+    policy.symlink_to(target)
+    calls = run_deps(tmp_path, policy)
+    assert os.path.islink(policy), "the administrator's link is gone"
+    assert os.readlink(policy) == str(target)
+    assert not target.exists(), "written through the administrator's link"
+    assert not [c for c in calls if c.startswith("CONTROL")], calls

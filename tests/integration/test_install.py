@@ -131,3 +131,28 @@ def test_changed_hrflow_conf_is_kept(destdir):
     assert os.path.isfile(mine + ".dist")
     make("uninstall", f"DESTDIR={destdir}")
     assert files_under(destdir) == [os.path.relpath(mine, destdir)]
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(BUILD, "mod_hrflow.so")),
+                    reason="a build with the module")
+def test_uninstall_keeps_an_enabled_module(destdir):
+    """With mods-enabled/hrflow.load still there (a2dismod not run),
+    removing the module would leave Apache unable to start: the module and
+    its .load stay, and make says why and how to remove them after."""
+    v = make_vars()
+    make("install", f"DESTDIR={destdir}")
+    conf = os.path.join(destdir, v["APACHE_CONFDIR"].lstrip("/"))
+    enabled = os.path.join(conf, "mods-enabled")
+    os.makedirs(enabled)
+    link = os.path.join(enabled, "hrflow.load")
+    os.symlink("../mods-available/hrflow.load", link)
+    so = os.path.join(destdir, v["HTTPD_LIBEXECDIR"].lstrip("/"),
+                      "mod_hrflow.so")
+    out = make("uninstall", f"DESTDIR={destdir}")
+    assert os.path.isfile(so)
+    assert os.path.exists(link), "mods-enabled/hrflow.load points nowhere"
+    assert "a2dismod hrflow" in out, out
+    load = os.path.join(conf, "mods-available", "hrflow.load")
+    assert f"rm {so} {load}" in out, out
+    assert sorted(files_under(destdir)) == sorted(
+        os.path.relpath(p, destdir) for p in (so, load, link))

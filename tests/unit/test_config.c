@@ -424,6 +424,50 @@ START_TEST(runnable_by_the_user_not_by_root)
 }
 END_TEST
 
+/* The kernel goes where a symlink points, and an interpreter reads a
+ * script as the user: both are checked as the handler will run. */
+START_TEST(runnable_by_through_links_and_for_scripts)
+{
+    static const long alone[] = {1000};
+    hf_user_t web = {"web", 1000, alone, 1};
+    char dir[] = "/tmp/hrflow-unit-link-XXXXXX";
+    const char *private, *prog, *link, *script, *why;
+    int fd;
+
+    if (geteuid() != 0)
+        return;                  /* chown needs root */
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    chmod(dir, 0755);
+    private = apr_pstrcat(pool, dir, "/private", NULL);
+    ck_assert_int_eq(mkdir(private, 0700), 0);
+    prog = apr_pstrcat(pool, private, "/h", NULL);
+    close(open(prog, O_CREAT | O_WRONLY, 0755));
+    chmod(prog, 0755);
+    link = apr_pstrcat(pool, dir, "/h", NULL);
+    ck_assert_int_eq(symlink(prog, link), 0);
+    /* The link's folder is open, its target's is not. */
+    why = hf_config_runnable_by(pool, link, &web);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_ptr_nonnull(strstr(why, private));
+    /* A script the user may execute but not read cannot run. */
+    script = apr_pstrcat(pool, dir, "/s.sh", NULL);
+    fd = open(script, O_CREAT | O_WRONLY, 0711);
+    ck_assert_int_eq(write(fd, "#!/bin/sh\nexit 0\n", 18), 18);
+    close(fd);
+    chmod(script, 0711);
+    why = hf_config_runnable_by(pool, script, &web);
+    ck_assert_ptr_nonnull(why);
+    ck_assert_ptr_nonnull(strstr(why, "read"));
+    chmod(script, 0755);
+    ck_assert_ptr_null(hf_config_runnable_by(pool, script, &web));
+    unlink(script);
+    unlink(link);
+    unlink(prog);
+    rmdir(private);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -444,6 +488,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, every_directive_in_table);
     tcase_add_test(tc, server_settings_overlay_and_conflicts);
     tcase_add_test(tc, runnable_by_the_user_not_by_root);
+    tcase_add_test(tc, runnable_by_through_links_and_for_scripts);
     return s;
 }
 

@@ -2,6 +2,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include "unit.h"
 
@@ -311,6 +313,34 @@ START_TEST(tied_handlers_run_as_spawned_ones)
 }
 END_TEST
 
+/* Root reads a handler's first line at startup, maybe from a folder the
+ * server's user can write: what a symlink there leads to is opened only if
+ * it is a regular file (opening a FIFO or a device can act by itself, as
+ * /dev/watchdog arms the watchdog).  inotify sees every open. */
+START_TEST(crlf_check_opens_only_regular_files)
+{
+    char dir[] = "/tmp/hrflow-unit-fifo-XXXXXX";
+    const char *fifo, *link;
+    char events[256];
+    int in;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    fifo = apr_pstrcat(pool, dir, "/fifo", NULL);
+    link = apr_pstrcat(pool, dir, "/handler", NULL);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    ck_assert_int_eq(symlink(fifo, link), 0);
+    in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    ck_assert_int_ge(in, 0);
+    ck_assert_int_ge(inotify_add_watch(in, fifo, IN_OPEN), 0);
+    ck_assert_ptr_null(hf_run_check_crlf(pool, link));
+    ck_assert_int_eq(read(in, events, sizeof events), -1);
+    close(in);
+    unlink(link);
+    unlink(fifo);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *run_suite(void)
 {
     Suite *s = suite_create("run");
@@ -327,6 +357,7 @@ static Suite *run_suite(void)
     tcase_add_test(tc, killed_by_signal);
     tcase_add_test(tc, missing_program);
     tcase_add_test(tc, crlf_script_is_named_as_such);
+    tcase_add_test(tc, crlf_check_opens_only_regular_files);
     tcase_add_test(tc, runs_in_program_directory_without_our_fds);
     tcase_add_test(tc, cancel_stops_the_handler);
     tcase_add_test(tc, deadline_stops_the_handler_like_its_timeout);
