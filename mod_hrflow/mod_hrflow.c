@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <httpd.h>
 #include <http_config.h>
@@ -231,6 +232,16 @@ static const char *server_name(apr_pool_t *p, const server_rec *s)
 /* One spool has one dispatcher, so one set of durable settings: servers
  * that share a spool folder with different ones are refused, rather than
  * silently getting the first one's. */
+/* Two names of one folder (a link above it) would start two dispatchers
+ * on one spool, the second waiting forever for the first one's lock. */
+static int same_folder_two_names(const char *a, const char *b)
+{
+    struct stat sa, sb;
+
+    return strcmp(a, b) != 0 && stat(a, &sa) == 0 && stat(b, &sb) == 0
+           && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
 {
     server_rec *s, *t;
@@ -239,6 +250,15 @@ static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
         const hf_config_t *a = hrflow_server_config(s);
         for (t = s->next; a->spool && t; t = t->next) {
             const hf_config_t *b = hrflow_server_config(t);
+            if (b->spool && same_folder_two_names(a->spool, b->spool)) {
+                ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                             HFLOGNO(00108)
+                             "HrflowSpool %s (%s) and HrflowSpool %s (%s) "
+                             "are one folder: name it the same way in both",
+                             a->spool, server_name(p, s), b->spool,
+                             server_name(p, t));
+                return 1;
+            }
             const char *diff = b->spool && !strcmp(a->spool, b->spool)
                                    ? hf_config_server_conflict(p, a, b)
                                    : NULL;

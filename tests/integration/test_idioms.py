@@ -113,6 +113,27 @@ def test_vhosts_sharing_a_spool_with_the_same_settings_pass(scratch):
     assert r.returncode == 0, r.stderr
 
 
+def test_one_spool_under_two_names_through_a_link_refused(scratch):
+    # Two dispatchers would share one folder, the second waiting forever
+    # for the first one's lock.
+    server = Httpd("idioms-linked-spool", scratch)
+    real = os.path.join(server.root, "real")
+    os.makedirs(os.path.join(real, "spool"), exist_ok=True)
+    os.symlink(real, os.path.join(server.root, "alias"))
+    a = os.path.join(real, "spool")
+    b = os.path.join(server.root, "alias", "spool")
+    server.write_config(
+        vhost(server, "a.test", f"HrflowSpool {a}\n" + endpoint(scratch, ""))
+        + vhost(server, "b.test", f"HrflowSpool {b}\n"
+                + endpoint(scratch, "")))
+    r = server.apachectl("-t")
+    assert r.returncode != 0
+    assert "HF00108: HrflowSpool " in r.stderr, r.stderr
+    assert f"HrflowSpool {a} (virtual host a.test" in r.stderr, r.stderr
+    assert f"HrflowSpool {b} (virtual host b.test" in r.stderr, r.stderr
+    assert "are one folder: name it the same way in both" in r.stderr
+
+
 # ---- 3. paths under ServerRoot, httpd's times, listeners closed ------------
 
 def test_relative_paths_resolve_under_server_root(scratch, out):
