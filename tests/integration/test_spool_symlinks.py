@@ -156,6 +156,11 @@ def started_spool(scratch, name):
     server.start()
     assert wait_for(lambda: all(os.path.isdir(os.path.join(spool, s))
                                 for s in STATES))
+    # The dispatcher starts a moment after the parent made the folders: a
+    # test that plants a link before it watches new/ would see it fail
+    # to start, which is not what the test is about.
+    text = server.error_log(wait_for=f"HF00411: spool {spool}: dispatcher")
+    assert f"HF00411: spool {spool}: dispatcher" in text, text[-2000:]
     return server
 
 
