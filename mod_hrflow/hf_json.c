@@ -511,17 +511,24 @@ static const char *scan(scan_t *s)
     return NULL;
 }
 
+/* A scanner over text, before its first byte. */
+static void scan_init(scan_t *s, const char *t, apr_size_t len, int max_depth,
+                      int flags)
+{
+    memset(s, 0, sizeof *s);
+    s->t = t;
+    s->len = len;
+    s->max_depth = max_depth;
+    s->flags = flags;
+}
+
 const char *hf_json_measure(const char *text, apr_size_t len, int max_depth,
                             int flags, hf_json_size_t *size)
 {
     scan_t s;
     const char *err;
 
-    memset(&s, 0, sizeof s);
-    s.t = text;
-    s.len = len;
-    s.max_depth = max_depth;
-    s.flags = flags;
+    scan_init(&s, text, len, max_depth, flags);
     err = scan(&s);
     *size = s.size;
     return err;
@@ -547,10 +554,7 @@ const char *hf_json_array_spans(const char *t, apr_size_t len,
 {
     scan_t s;
 
-    memset(&s, 0, sizeof s);
-    s.t = t;
-    s.len = len;
-    s.max_depth = HF_JSON_DEPTH_LIMIT;
+    scan_init(&s, t, len, HF_JSON_DEPTH_LIMIT, 0);
     s.starts = starts;
     s.lens = lens;
     skip_ws(&s);
@@ -564,11 +568,7 @@ int hf_json_last_member(const char *t, apr_size_t len, int max_depth,
 {
     scan_t s;
 
-    memset(&s, 0, sizeof s);
-    s.t = t;
-    s.len = len;
-    s.max_depth = max_depth;
-    s.flags = flags;
+    scan_init(&s, t, len, max_depth, flags);
     s.members = 1;
     skip_ws(&s);
     if (s.i >= len || t[s.i] != '{' || scan(&s) || s.value.start == 0)
