@@ -313,22 +313,6 @@ def example_site(server):
     return text, location, host, etype
 
 
-def post(server, location, host, secret, event):
-    import urllib.error
-    import urllib.request
-    payload = json.dumps(event).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{server.port}{location}", data=b"",
-        method="POST",
-        headers={"Host": host, "Content-Type": "application/json",
-                 "HTTP-HRFLOW-SIGNATURE": signed_value(secret, payload)})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
 def handler_ran(server, key, timeout=30):
     """The shipped handlers leave the profile key where they write:
     show-env.sh its variables in the error log, log-event.sh a line in
@@ -364,10 +348,10 @@ def drive_copy(top):
         server.start()
         key = "pkg-" + os.urandom(6).hex()
         event = {"type": etype, "profile": {"key": key}}
-        status, body = post(server, location, host, SECRETS[0], event)
+        status, body = server.post(location, host, SECRETS[0], event)
         assert status in (200, 202), (status, body, server.logs()[-2000:])
         assert handler_ran(server, key), server.logs()[-2000:]
-        status, body = post(server, location, host, "not-the-secret", event)
+        status, body = server.post(location, host, "not-the-secret", event)
         assert status == 401, (status, body)
     finally:
         server.stop()
