@@ -22,8 +22,9 @@
 /* Scalars merged "add if set, else base": listed once so none is forgotten. */
 #define HF_SCALARS(X) \
     X(signature) X(timeout) X(max_body) X(max_events) X(concurrency) X(retry) \
-    X(retry_delay)
-#define HF_STRINGS(X) X(signature_header) X(spool)
+    X(retry_delay) X(queue_timeout) X(worker)
+#define HF_STRINGS(X) X(signature_header) X(spool) X(queue) \
+    X(queue_password_file) X(queue_name)
 
 hf_config_t *hf_config_create(apr_pool_t *p)
 {
@@ -56,16 +57,19 @@ hf_config_t *hf_config_merge(apr_pool_t *p, const hf_config_t *base,
 }
 
 /* The settings of durable mode, which belong to the server. */
-#define HF_SERVER_SCALARS(X) X(concurrency) X(retry) X(retry_delay)
+#define HF_SERVER_SCALARS(X) X(concurrency) X(retry) X(retry_delay) \
+    X(queue_timeout) X(worker)
+#define HF_SERVER_STRINGS(X) X(spool) X(queue) X(queue_password_file) \
+    X(queue_name)
 
 hf_config_t *hf_config_with_server(apr_pool_t *p, const hf_config_t *dir,
                                    const hf_config_t *server)
 {
     hf_config_t *cfg = apr_pmemdup(p, dir, sizeof *cfg);
 
-    cfg->spool = server->spool;
 #define COPY(m) cfg->m = server->m;
     HF_SERVER_SCALARS(COPY)
+    HF_SERVER_STRINGS(COPY)
 #undef COPY
     return cfg;
 }
@@ -117,6 +121,19 @@ int hf_config_retry_delay(const hf_config_t *c)
 {
     return c->retry_delay == HF_UNSET ? HF_DEFAULT_RETRY_DELAY
                                       : c->retry_delay;
+}
+int hf_config_queue_timeout_ms(const hf_config_t *c)
+{
+    return c->queue_timeout == HF_UNSET ? HF_DEFAULT_QUEUE_TIMEOUT_MS
+                                        : c->queue_timeout;
+}
+const char *hf_config_queue_name(const hf_config_t *c)
+{
+    return c->queue_name ? c->queue_name : HF_DEFAULT_QUEUE_NAME;
+}
+int hf_config_worker(const hf_config_t *c)
+{
+    return c->worker == HF_UNSET ? 1 : c->worker;
 }
 
 /* ---- value parsers ---------------------------------------------------- */
@@ -443,6 +460,78 @@ static const char *set_retry_delay(const hf_config_ctx_t *ctx,
                                    char *const *argv)
 {
     return set_int(ctx->pool, argv[0], 1, 3600, &cfg->retry_delay);
+}
+
+static const char *set_queue(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                             int argc, char *const *argv)
+{
+    /* libpq reads both forms; the key=value one is refused only because a
+     * password in it would sit in httpd.conf (HrflowQueuePasswordFile). */
+    if (strncmp(argv[0], "postgresql://", 13) != 0
+        && strncmp(argv[0], "postgres://", 11) != 0)
+        return apr_psprintf(ctx->pool, "'%s' is not a postgresql:// URI",
+                            argv[0]);
+    cfg->queue = apr_pstrdup(ctx->pool, argv[0]);
+    return NULL;
+}
+
+static const char *set_queue_password_file(const hf_config_ctx_t *ctx,
+                                           hf_config_t *cfg, int argc,
+                                           char *const *argv)
+{
+    cfg->queue_password_file = resolve(ctx, argv[0]);
+    return cfg->queue_password_file ? NULL : bad_path(ctx->pool, argv[0]);
+}
+
+static const char *set_queue_timeout(const hf_config_ctx_t *ctx,
+                                     hf_config_t *cfg, int argc,
+                                     char *const *argv)
+{
+    apr_interval_time_t t;
+
+    if (hf_config_parse_time(argv[0], &t) || t < apr_time_from_msec(1)
+        || t > apr_time_from_sec(3600))
+        return apr_psprintf(ctx->pool,
+                            "'%s' is not a time from 1ms to 3600s (5, "
+                            "500ms, 10s)", argv[0]);
+    cfg->queue_timeout = (int)apr_time_as_msec(t);
+    return NULL;
+}
+
+const char *hf_config_queue_name_check(const char *name)
+{
+    const char *c;
+
+    if (!*name || strlen(name) > 40 || apr_isdigit(*name))
+        return "not 1 to 40 characters starting with a letter or _";
+    for (c = name; *c; c++)
+        if (!(apr_islower(*c) || apr_isdigit(*c) || *c == '_'))
+            return "only a-z, 0-9 and _ may name the queue";
+    return NULL;
+}
+
+static const char *set_queue_name(const hf_config_ctx_t *ctx,
+                                  hf_config_t *cfg, int argc,
+                                  char *const *argv)
+{
+    const char *err = hf_config_queue_name_check(argv[0]);
+
+    if (err)
+        return apr_psprintf(ctx->pool, "'%s': %s", argv[0], err);
+    cfg->queue_name = apr_pstrdup(ctx->pool, argv[0]);
+    return NULL;
+}
+
+static const char *set_worker(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                              int argc, char *const *argv)
+{
+    if (!strcasecmp(argv[0], "on"))
+        cfg->worker = 1;
+    else if (!strcasecmp(argv[0], "off"))
+        cfg->worker = 0;
+    else
+        return apr_psprintf(ctx->pool, "'%s' is not on or off", argv[0]);
+    return NULL;
 }
 
 #define AS_ENTRY(name, set, how, min, max, scope, path, help) \

@@ -315,6 +315,11 @@ typedef struct {
     int concurrency;
     int retry;
     int retry_delay;
+    const char *queue;             /* HrflowQueue: a libpq URI */
+    const char *queue_password_file;
+    const char *queue_name;
+    int queue_timeout;             /* milliseconds */
+    int worker;                    /* HrflowWorker: 0 or 1 */
 } hf_config_t;
 
 /* Where a directive may stand. */
@@ -368,7 +373,18 @@ typedef struct {
     X("HrflowRetry", set_retry, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
       "further tries of a failed handler in durable mode") \
     X("HrflowRetryDelay", set_retry_delay, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
-      "seconds before the first retry; each further one waits twice as long")
+      "seconds before the first retry; each further one waits twice as long") \
+    X("HrflowQueue", set_queue, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
+      "libpq URI of the shared PostgreSQL queue (fleet mode)") \
+    X("HrflowQueuePasswordFile", set_queue_password_file, TAKE1, 1, 1, \
+      HF_SCOPE_SERVER, 0, "file holding the queue database's password, " \
+      "read at startup") \
+    X("HrflowQueueTimeout", set_queue_timeout, TAKE1, 1, 1, HF_SCOPE_SERVER, \
+      -1, "longest a request waits for its commit to the queue: 5, 500ms") \
+    X("HrflowQueueName", set_queue_name, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
+      "prefix of the queue's table and notification channel") \
+    X("HrflowWorker", set_worker, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
+      "on | off: this server also starts a worker of the queue")
 
 /* The same list as a table, ending with a NULL name; HF_DIRECTIVE_<set> is
  * the index of a directive's entry (the module's cmd->info points there). */
@@ -432,6 +448,14 @@ int hf_config_max_events(const hf_config_t *cfg);
 int hf_config_concurrency(const hf_config_t *cfg);
 int hf_config_retry(const hf_config_t *cfg);
 int hf_config_retry_delay(const hf_config_t *cfg);
+#define HF_DEFAULT_QUEUE_TIMEOUT_MS 5000
+#define HF_DEFAULT_QUEUE_NAME "hrflow"
+int hf_config_queue_timeout_ms(const hf_config_t *cfg);
+const char *hf_config_queue_name(const hf_config_t *cfg);
+int hf_config_worker(const hf_config_t *cfg);
+/* NULL when name can prefix the queue's table, functions and channel: a
+ * lower-case SQL identifier, [a-z_][a-z0-9_]*, at most 40 bytes. */
+const char *hf_config_queue_name_check(const char *name);
 
 /* ---- variables (hf_env.c) ----------------------------------------------- */
 typedef struct {

@@ -63,6 +63,11 @@ def test_hrflow_conf_examples_uncommented_pass_configtest(folder):
     text = text.replace("/usr/local/bin/sync-profile", handler)
     text = text.replace("/usr/share/mod_hrflow/handlers/show-env.sh", handler)
     text = text.replace("/var/spool/hrflow", spool)
+    password = os.path.join(folder, "queue.password")
+    with open(password, "w") as f:
+        f.write("a-password\n")
+    os.chmod(password, 0o600)
+    text = text.replace("/etc/apache2/hrflow-queue.password", password)
     assert not re.search(r"^\s*Hrflow\w+ .*(/etc/|/usr/|/var/)", text, re.M)
     os.makedirs(os.path.join(folder, "run"))
     os.makedirs(os.path.join(folder, "htdocs"))
