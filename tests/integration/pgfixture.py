@@ -375,6 +375,8 @@ def fleet_endpoints(scratch, out):
         "/parity": (["HrflowSecret " + SECRETS[0]], f"{h}/record.sh {out}"),
         "/fleet": (["HrflowSignature optional", "HrflowTimeout 5"],
                    f"{h}/fleet.sh {out} 0.3"),
+        "/slow": (["HrflowSignature optional", "HrflowTimeout 5"],
+                  f"{h}/fleet.sh {out} 1.5"),
         "/count": (["HrflowSignature optional"], f"{h}/count.sh {out}"),
         "/flaky": (["HrflowSignature optional"], f"{h}/flaky.sh {out}"),
         "/broken": (["HrflowSignature optional"], f"{h}/broken.sh {out}"),

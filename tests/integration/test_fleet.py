@@ -7,9 +7,9 @@ never run at once on any workers and run in commit order; retries and
 These tests run once in scripts/test.sh (not under every MPM)."""
 import json
 import os
+import threading
 import time
 
-import pytest
 
 from conftest import Httpd, SECRETS, lines, records, wait_until
 from hrflow_sign import body_signature
@@ -144,6 +144,60 @@ def test_per_key_order_fleet_wide(fleet):
     ran_on = {s["worker"] for s in found.values()}
     assert ran_on <= {w.pid for w in workers}
     assert len(ran_on) == 2, "one worker ran everything"
+
+
+def test_commits_out_of_id_order_never_overlap(fleet):
+    """The trap: ids are taken at insert, rows appear at commit.  A
+    transaction stores "first" and stays open (a slow receiver); "second",
+    of the same key, arrives at the other receiver meanwhile.  With the
+    workers running, "second" must neither run before "first" nor beside
+    it once "first" commits."""
+    pg = fleet.pg
+    status, _ = post(fleet.a, "/slow", [event("ooo", "first")])
+    assert status == 202
+    envelope, program, timeout = pg.sql(
+        f"SELECT encode(envelope, 'base64'), program, timeout "
+        f"FROM {pg.table()}").replace("\n", "").split("|")
+    pg.sql(f"DELETE FROM {pg.table()}")
+    workers = [fleet.worker("w1"), fleet.worker("w2")]
+    session = pg.psql_session()
+    try:
+        session.stdin.write(
+            "BEGIN;\n"
+            f"SELECT {pg.name}_accept(ARRAY[decode('{envelope}', 'base64')],"
+            f" ARRAY['ooo'], ARRAY['{program}'], ARRAY[{timeout}],"
+            " ARRAY[(extract(epoch FROM now()) * 1000000)::int8]);\n"
+            "SELECT 'stored, not committed';\n")
+        session.stdin.flush()
+        assert "stored, not committed" in session.stdout.readline() + \
+            session.stdout.readline()
+        answer = {}
+
+        def second():
+            t = time.time()
+            answer["status"] = post(fleet.b, "/slow",
+                                    [event("ooo", "second")])[0]
+            answer["waited"] = time.time() - t
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.8)
+        session.stdin.write("COMMIT;\n")
+        session.stdin.close()
+        assert session.wait(10) == 0, session.stderr.read()
+        thread.join()
+    finally:
+        if session.poll() is None:
+            session.kill()
+    assert answer["status"] == 202
+    # The second waited for the first's key: its commit came after.
+    assert answer["waited"] >= 0.5, answer
+    assert wait_until(lambda: len(fleet_runs(fleet.out)) == 4, timeout=20)
+    found = sorted(spans(fleet.out).values(), key=lambda s: s["start"])
+    assert [s["message"] for s in found] == ["first", "second"]
+    assert found[1]["start"] >= found[0]["end"], "one key ran twice at once"
+    assert {s["worker"] for s in found} <= {w.pid for w in workers}
+    ids = pg.sql(f"SELECT id FROM {pg.table()} ORDER BY received").split()
+    assert ids == sorted(ids, key=int)       # ids follow commit order
 
 
 # ---- retries and failed ----------------------------------------------------

@@ -2,7 +2,6 @@
 mid-handler, PostgreSQL stopped or killed mid-burst, the database down
 under store-and-forward.  Every 202 runs; a late result is fenced.
 These tests run once in scripts/test.sh (not under every MPM)."""
-import json
 import os
 import signal
 import threading
