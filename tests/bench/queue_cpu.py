@@ -1,17 +1,24 @@
-"""The worker's CPU per event with a small and a large backlog: its cost
-must not grow with the number of events queued (the spool dispatcher's
-did: 0.24 ms per event with 3k queued, 0.39 ms with 12k).
+"""CPU per event of the scheduler with a small and a large backlog, for
+both stores: an hrflow-worker on PostgreSQL and the spool dispatcher.  Its
+cost must not grow with the number of events queued (before fleet mode the
+dispatcher's did: 0.24 ms per event with 3k queued on one key, 0.39 ms
+with 12k).
 
-For each backlog the queue is filled with SQL (copies of one event that a
-receiver accepted, spread over KEYS order keys, so that per-key order
-applies as in use), one hrflow-worker (HrflowConcurrency 4, handler
-/bin/true) is started, and the utime + stime of the worker and of its
-PostgreSQL backends (where the claims' cost lives) are read from /proc
-over the first EVENTS events it finishes.
+For each store and backlog the queue is filled directly (rows by SQL,
+files in the spool's new/, copies of one event a receiver stored, on KEYS
+order keys), the worker or dispatcher is started (HrflowConcurrency 4,
+the handler appends a line), and the utime + stime of the worker and its
+PostgreSQL backend (where the claims' cost lives), or of the dispatcher,
+are read from /proc from its first finished event over the next EVENTS.
 
-    tests/bench/queue_cpu.sh [EVENTS] [BACKLOG...]   (default 1000 1000 100000)
+    tests/bench/queue_cpu.sh [EVENTS] [KEYS] [BACKLOG...]
+                                        (default 1000 1 1000 100000)
 """
+import hashlib
+import json
 import os
+import pwd
+import re
 import shutil
 import sys
 import time
@@ -20,10 +27,13 @@ from benchlib import Httpd, make_scratch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
                                 "integration"))
+from conftest import run_user  # noqa: E402
 from pgfixture import WORKER, Postgres, Worker, stop_postgres  # noqa: E402
 
-KEYS = 100
+HERE = os.path.dirname(os.path.abspath(__file__))
 TICK = os.sysconf("SC_CLK_TCK")
+TEMPLATE = (b'{"type":"profile.parsing.success",'
+            b'"profile":{"key":"template-key"}}')
 
 
 def cpu_seconds(pid):
@@ -35,107 +45,213 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+def measure(pids, log, events, limit=900):
+    """CPU seconds of pids() from the first line in log over the next
+    events lines: (events seen, seconds, cpu)."""
+    start = time.time()
+    while count_lines(log) == 0 and time.time() - start < limit:
+        time.sleep(0.01)
+    first = count_lines(log)
+    watched = pids()
+    before = {p: cpu_seconds(p) for p in watched}
+    t0 = time.time()
+    while count_lines(log) < first + events and time.time() - t0 < limit:
+        time.sleep(0.05)
+    took = time.time() - t0
+    cpu = sum(cpu_seconds(p) - before[p] for p in watched)
+    return count_lines(log) - first, took, cpu
+
+
 class Bench:
-    def __init__(self):
+    def __init__(self, keys):
+        self.keys = keys
         self.scratch = make_scratch(0o755)
+        self.out = os.path.join(self.scratch, "out")
+        os.mkdir(self.out)
+        os.chmod(self.out, 0o777)
+        self.handler = os.path.join(self.scratch, "append.sh")
+        shutil.copy(os.path.join(HERE, "append.sh"), self.handler)
+        os.chmod(self.handler, 0o755)
+        self.pg = None
+        self.runs = 0
+
+    def log(self):
+        self.runs += 1
+        return os.path.join(self.out, f"ran-{self.runs}.log")
+
+    # -- PostgreSQL and one worker --------------------------------------------
+    def queue_template(self):
         self.pg = Postgres(self.scratch, "cpu")
         self.pg.init()
         self.pg.start()
         self.pg.create_role()
         self.pg.init_schema()
         self.table = self.pg.table()
-        # One event as a receiver stores it: the template of the fill.
+        self.queue_log = os.path.join(self.out, "queue.log")
         server = Httpd("cpu-receiver", self.scratch)
         server.write_config(
             f"HrflowQueue {self.pg.url}\n"
             f"HrflowQueuePasswordFile {self.pg.password_file}\n"
             "HrflowWorker off\n<Location /hook>\n"
             "    SetHandler hrflow-webhook\n    HrflowSignature optional\n"
-            "    HrflowHandler * /bin/true\n</Location>\n")
+            f"    HrflowHandler * {self.handler} {self.queue_log}\n"
+            "</Location>\n")
         server.start()
         try:
-            r, body = server.request(
-                "POST", "/hook", b'{"type":"profile.parsing.success",'
-                b'"profile":{"key":"template-key"}}',
-                {"Content-Type": "application/json"})
+            r, body = server.request("POST", "/hook", TEMPLATE,
+                                     {"Content-Type": "application/json"})
             assert r.status == 202, body
         finally:
             server.stop()
         self.pg.sql(f"CREATE TABLE template AS SELECT * FROM {self.table}")
 
-    def fill(self, n):
-        """n queued events on KEYS keys, the first of each key its head."""
+    def queue_fill(self, n):
         self.pg.sql(f"TRUNCATE {self.table}")
         self.pg.sql(
             f"INSERT INTO {self.table} (order_key, program, timeout, "
             "envelope, head) "
-            f"SELECT 'key-' || (i % {KEYS}), t.program, t.timeout, "
-            "convert_to(replace(convert_from(t.envelope, 'UTF8'), "
-            f"'template-key', 'key-' || (i % {KEYS})), 'UTF8'), "
-            f"i <= {KEYS} FROM template t, generate_series(1, {n}) i "
+            f"SELECT 'profile:key-' || (i % {self.keys}), t.program, "
+            "t.timeout, convert_to(replace(convert_from(t.envelope, 'UTF8'),"
+            f" 'template-key', 'key-' || (i % {self.keys})), 'UTF8'), "
+            f"i <= {self.keys} FROM template t, generate_series(1, {n}) i "
             "ORDER BY i")
         self.pg.sql(f"VACUUM ANALYZE {self.table}")
 
-    def done(self):
-        return int(self.pg.sql(f"SELECT count(*) FROM {self.table} "
-                               "WHERE state = 'done'"))
-
-    def backends(self):
-        return [int(x) for x in self.pg.sql(
-            "SELECT pid FROM pg_stat_activity WHERE usename = "
-            f"'{self.pg.user}'").split()]
-
-    def measure(self, backlog, events):
-        self.fill(backlog)
+    def queue_run(self, backlog, events):
+        self.queue_fill(backlog)
+        if os.path.exists(self.queue_log):
+            os.unlink(self.queue_log)
         w = Worker(self.scratch, f"cpu-{backlog}", self.pg,
-                   ["* /bin/true"], concurrency=4).start()
+                   [f"* {self.handler} {self.queue_log}"],
+                   concurrency=4).start()
+
+        def pids():
+            return [w.pid] + [int(x) for x in self.pg.sql(
+                "SELECT pid FROM pg_stat_activity WHERE usename = "
+                f"'{self.pg.user}'").split()]
         try:
-            start = time.time()
-            while not self.backends() and time.time() - start < 10:
-                time.sleep(0.05)
-            pids = [w.pid] + self.backends()
-            before = {p: cpu_seconds(p) for p in pids}
-            t0 = time.time()
-            while self.done() < events and time.time() - t0 < 600:
-                time.sleep(0.2)
-            took = time.time() - t0
-            used = {p: cpu_seconds(p) - before[p] for p in pids}
-            finished = self.done()
+            return measure(pids, self.queue_log, events)
         finally:
             w.stop()
-        return {"backlog": backlog, "events": finished, "took": took,
-                "worker": used[w.pid],
-                "db": sum(v for p, v in used.items() if p != w.pid)}
+
+    # -- the spool and its dispatcher -------------------------------------------
+    def spool_server(self, spool, handler):
+        server = Httpd("cpu-spool", self.scratch)
+        server.write_config(
+            f"HrflowSpool {spool}\nHrflowConcurrency 4\nHrflowRetry 0\n"
+            "<Location /hook>\n    SetHandler hrflow-webhook\n"
+            f"    HrflowSignature optional\n    HrflowHandler * {handler}\n"
+            "</Location>\n")
+        return server
+
+    def spool_template(self):
+        """A spool file as the module writes it, from an event whose
+        handler fails at once (so that it stays in failed/)."""
+        spool = os.path.join(self.scratch, "template-spool")
+        server = self.spool_server(spool, "/bin/false")
+        server.start()
+        try:
+            r, body = server.request("POST", "/hook", TEMPLATE,
+                                     {"Content-Type": "application/json"})
+            assert r.status == 202, body
+            failed = os.path.join(spool, "failed")
+            for _ in range(100):
+                names = [x for x in os.listdir(failed) if x.endswith(".json")]
+                if names:
+                    break
+                time.sleep(0.1)
+        finally:
+            server.stop()
+        self.spool_text = open(os.path.join(failed, names[0])).read()
+
+    def spool_fill(self, spool, n, log):
+        """n spool files in new/, named and owned as the module makes them."""
+        env = json.loads(self.spool_text)
+        delivery = env["delivery_id"]
+        text = self.spool_text.replace("/bin/false", f"{self.handler}\",\""
+                                       f"{log}")
+        text = re.sub(r'"attempt":\d+', '"attempt":0', text)
+        text = re.sub(r'"last_result":"[^"]*"', '"last_result":null', text)
+        account = pwd.getpwnam(run_user()[0])
+        new = os.path.join(spool, "new")
+        received = env["received"]
+        for i in range(n):
+            key = f"key-{i % self.keys}"
+            d = f"{i:0{len(delivery)}x}"[-len(delivery):]
+            body = (text.replace(delivery, d).replace("template-key", key)
+                    .replace(f'"received":{env["received"]}',
+                             f'"received":{received + i}'))
+            digest = hashlib.sha256(
+                f"profile:{key}".encode()).hexdigest()[:8]
+            path = os.path.join(new, f"{received + i}-0000-{d}-{digest}.json")
+            with open(path, "w") as f:
+                f.write(body)
+            os.chmod(path, 0o640)
+            os.chown(path, account.pw_uid, account.pw_gid)
+
+    def spool_run(self, backlog, events):
+        log = self.log()
+        spool = os.path.join(self.scratch, f"spool-{backlog}")
+        server = self.spool_server(spool, f"{self.handler} {log}")
+        # Creates the spool's folders, then stops: the files go in.
+        server.start()
+        server.stop()
+        self.spool_fill(spool, backlog, log)
+
+        def pids():
+            return [int(open(os.path.join(spool, "dispatcher.pid")).read())]
+        server.start()
+        try:
+            return measure(pids, log, events)
+        finally:
+            server.stop()
 
     def close(self):
-        stop_postgres(self.pg)
+        if self.pg:
+            stop_postgres(self.pg)
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def main():
-    if not os.access(WORKER, os.X_OK):
-        sys.exit(f"{WORKER} is not built")
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    backlogs = [int(x) for x in sys.argv[2:]] or [1000, 100000]
-    bench = Bench()
+    keys = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    backlogs = [int(x) for x in sys.argv[3:]] or [1000, 100000]
+    bench = Bench(keys)
+    results = []
     try:
-        results = [bench.measure(b, events) for b in backlogs]
+        bench.spool_template()
+        for b in backlogs:
+            results.append(("spool dispatcher", b, bench.spool_run(b, events)))
+        if os.access(WORKER, os.X_OK):
+            bench.queue_template()
+            for b in backlogs:
+                results.append(("hrflow-worker", b,
+                                bench.queue_run(b, events)))
+        else:
+            print(f"{WORKER} is not built: the spool only")
     finally:
         bench.close()
-    print(f"one hrflow-worker, HrflowConcurrency 4, handler /bin/true, "
-          f"{KEYS} keys; CPU over the first {events} events done")
-    print(f"{'queued':>8}{'events':>8}{'s':>8}{'worker ms/ev':>14}"
-          f"{'backend ms/ev':>15}{'runs/s':>9}")
-    for r in results:
-        n = max(r["events"], 1)
-        print(f"{r['backlog']:8d}{r['events']:8d}{r['took']:8.2f}"
-              f"{1000 * r['worker'] / n:14.3f}{1000 * r['db'] / n:15.3f}"
-              f"{r['events'] / r['took']:9.0f}")
-    first, last = results[0], results[-1]
-    ratio = ((last["worker"] + last["db"]) / max(last["events"], 1)) / \
-        max((first["worker"] + first["db"]) / max(first["events"], 1), 1e-9)
-    print(f"CPU per event (worker + backend), {last['backlog']} queued "
-          f"against {first['backlog']}: {ratio:.2f}x")
+    print(f"HrflowConcurrency 4, handler appends a line, {keys} order "
+          f"key(s); CPU over {events} events after the first")
+    print(f"{'':18}{'queued':>8}{'events':>8}{'s':>8}{'ms CPU/event':>14}"
+          f"{'runs/s':>9}")
+    per = {}
+    for label, backlog, (n, took, cpu) in results:
+        per.setdefault(label, []).append(1000 * cpu / max(n, 1))
+        print(f"{label:18}{backlog:8d}{n:8d}{took:8.2f}"
+              f"{1000 * cpu / max(n, 1):14.3f}{n / took:9.0f}")
+    for label, values in per.items():
+        if len(values) > 1 and values[0] > 0:
+            print(f"{label}: CPU per event, {backlogs[-1]} queued against "
+                  f"{backlogs[0]}: {values[-1] / values[0]:.2f}x")
 
 
 if __name__ == "__main__":
