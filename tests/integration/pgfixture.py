@@ -377,7 +377,8 @@ def fleet_endpoints(scratch, out):
                    f"{h}/fleet.sh {out} 0.3"),
         "/slow": (["HrflowSignature optional", "HrflowTimeout 5"],
                   f"{h}/fleet.sh {out} 1.5"),
-        "/count": (["HrflowSignature optional"], f"{h}/count.sh {out}"),
+        "/count": (["HrflowSignature optional", "HrflowTimeout 3"],
+                   f"{h}/count.sh {out}"),
         "/flaky": (["HrflowSignature optional"], f"{h}/flaky.sh {out}"),
         "/broken": (["HrflowSignature optional"], f"{h}/broken.sh {out}"),
         # Short leases: the event's timeout + the kill grace + a margin.
