@@ -155,8 +155,8 @@ def test_commits_out_of_id_order_never_overlap(fleet):
     pg = fleet.pg
     status, _ = post(fleet.a, "/slow", [event("ooo", "first")])
     assert status == 202
-    envelope, program, timeout = pg.sql(
-        f"SELECT encode(envelope, 'base64'), program, timeout "
+    envelope, key, program, timeout = pg.sql(
+        f"SELECT encode(envelope, 'base64'), order_key, program, timeout "
         f"FROM {pg.table()}").replace("\n", "").split("|")
     pg.sql(f"DELETE FROM {pg.table()}")
     workers = [fleet.worker("w1"), fleet.worker("w2")]
@@ -165,7 +165,7 @@ def test_commits_out_of_id_order_never_overlap(fleet):
         session.stdin.write(
             "BEGIN;\n"
             f"SELECT {pg.name}_accept(ARRAY[decode('{envelope}', 'base64')],"
-            f" ARRAY['ooo'], ARRAY['{program}'], ARRAY[{timeout}],"
+            f" ARRAY['{key}'], ARRAY['{program}'], ARRAY[{timeout}],"
             " ARRAY[(extract(epoch FROM now()) * 1000000)::int8]);\n"
             "SELECT 'stored, not committed';\n")
         session.stdin.flush()
