@@ -26,8 +26,9 @@ import time
 
 import pytest
 
-from conftest import (BUILD, SECRETS, Httpd, free_port, gone, make_dir,
-                      register_secret, run_user, wait_until, write_private)
+from conftest import (BUILD, SECRETS, WATCHED, Httpd, free_port, gone,
+                      make_dir, register_secret, run_user, wait_until,
+                      write_private)
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
 WORKER = os.path.join(BUILD, "tools", "hrflow-worker")
@@ -297,6 +298,7 @@ class Worker:
         self.log_seen = {}
 
     def start(self):
+        WATCHED[self.root] = self      # its log is checked after each test
         user = run_user()[0]
         account = pwd.getpwnam(user)
         log = open(self.logfile, "ab")

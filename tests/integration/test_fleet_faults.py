@@ -135,7 +135,8 @@ def test_frozen_worker_late_result_is_fenced(fleet):
                 if r["attempt"] == 1 and r["what"] == "end"]
     finally:
         os.kill(a.pid, signal.SIGCONT)
-    assert wait_until(lambda: "fenced" in a.log(), timeout=15), a.log()
+    assert wait_until(lambda: "late result discarded" in a.log(),
+                      timeout=15), a.log()
     time.sleep(1.5)
     runs = fleet_runs(fleet.out)
     assert sorted(r["attempt"] for r in runs if r["what"] == "end") == [1, 2]
