@@ -10,6 +10,8 @@ import os
 import threading
 import time
 
+import pytest
+
 
 from conftest import Httpd, SECRETS, lines, records, wait_until
 from hrflow_sign import body_signature
@@ -202,6 +204,8 @@ def test_commits_out_of_id_order_never_overlap(fleet):
 
 # ---- retries and failed ----------------------------------------------------
 
+@pytest.mark.expect_log(r"output: not yet \(try [12]\)",
+                        r"attempt=[12] handler=\S*/flaky\.sh result=exit 1")
 def test_retried_with_growing_delays_then_done(fleet):
     fleet.worker("w1")
     status, _ = post(fleet.a, "/flaky", [event("k-flaky")])
@@ -217,6 +221,9 @@ def test_retried_with_growing_delays_then_done(fleet):
     assert len(lines(path)) == 3                       # done: never again
 
 
+@pytest.mark.expect_log(r"output: boom: the database is down",
+                        r"attempt=[123] handler=\S*/broken\.sh result=exit 7",
+                        r"HF00708: queue hrflow: .*exit 7")
 def test_failed_after_the_last_try_then_requeued(fleet):
     fleet.worker("w1")
     status, _ = post(fleet.b, "/broken", [event("k-broken")])
