@@ -177,10 +177,16 @@ done
 
 echo
 echo "== which worker ran each (alice's three run one at a time, in order)"
+runs() { cat "$demo/log/runs.log" 2>/dev/null | wc -l; }
 for _ in $(seq 100); do
-    [ "$(wc -l < "$demo/log/runs.log" 2>/dev/null || echo 0)" -ge 6 ] && break
+    [ "$(runs)" -ge 6 ] && break
     sleep 0.1
 done
+if [ "$(runs)" -lt 6 ]; then
+    echo "only $(runs) of 6 ran; the workers' logs:"
+    cat "$demo"/worker*/worker.log
+fi
+touch "$demo/log/runs.log"
 while read -r line; do
     pid=$(echo "$line" | sed -E 's/.* worker=([0-9]+) .*/\1/')
     echo "${line/worker=$pid/${worker_name[$pid]:-worker pid $pid}}"
