@@ -285,6 +285,9 @@ class Worker:
         self.name = name
         self.config = os.path.join(self.root, "worker.conf")
         self.logfile = os.path.join(self.root, "worker.log")
+        # A worker of an earlier test had this name: its log was checked.
+        if os.path.exists(self.logfile):
+            os.unlink(self.logfile)
         lines = [f"HrflowQueue {pg.url}",
                  f"HrflowQueuePasswordFile {pg.password_file}",
                  f"HrflowQueueName {pg.name}",
