@@ -31,6 +31,7 @@ from pgfixture import WORKER, Postgres, Worker, stop_postgres  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = 64
+FILL = 4000             # events queued before the workers start
 LUA = """local counter = 1
 function setup(thread)
     thread:set("id", counter)
@@ -39,6 +40,12 @@ end
 function init(args)
     n = 0
     run = os.getenv("HRFLOW_RUN") or "r"
+    limit = tonumber(os.getenv("HRFLOW_LIMIT") or "0")
+end
+function response(status, headers, body)
+    if limit > 0 and n >= limit then
+        wrk.thread:stop()
+    end
 end
 function request()
     n = n + 1
@@ -55,12 +62,13 @@ def seconds_of(value, unit):
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
 
 
-def wrk(url, seconds, conns, script, run):
+def wrk(url, seconds, conns, script, run, limit=0):
     """One wrk run: answers/s, p50 and p99 in ms, socket errors."""
     out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s",
                           "--latency", "-s", script, url],
                          capture_output=True, text=True, check=True,
-                         env=dict(os.environ, HRFLOW_RUN=run)).stdout
+                         env=dict(os.environ, HRFLOW_RUN=run,
+                                  HRFLOW_LIMIT=str(limit))).stdout
     errors = re.search(r"Socket errors: .*", out)
     pct = dict((p, seconds_of(v, u) * 1000) for p, v, u in
                re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out,
@@ -85,13 +93,13 @@ def answered_202(servers):
     return n
 
 
-def parallel_wrk(servers, seconds, conns, script, label):
+def parallel_wrk(servers, seconds, conns, script, label, limit=0):
     """wrk against each server at once; the rates add up."""
     results = [None] * len(servers)
 
     def one(i):
         results[i] = wrk(f"http://127.0.0.1:{servers[i].port}/hook",
-                         seconds, conns, script, f"{label}{i}")
+                         seconds, conns, script, f"{label}{i}", limit)
     threads = [threading.Thread(target=one, args=(i,))
                for i in range(len(servers))]
     for t in threads:
@@ -239,13 +247,14 @@ class Bench:
         return dict(r, audit=audit(log))
 
     def workers_drain(self, count):
-        """Fills the queue through a receiver with no worker, then times
-        COUNT workers draining it."""
+        """Fills the queue with up to FILL events through a receiver while
+        no worker runs (3 s of wrk, whose two threads stop sending after
+        FILL / 2 answers each), then times COUNT workers draining it."""
         log = self.log()
         self.pg.sql(f"TRUNCATE {self.pg.table()}")
         server = self.receiver(f"fill-{self.runs}", log, queue=True)
-        r = parallel_wrk([server], self.seconds, self.conns, self.script,
-                         f"f{self.runs}-")
+        r = parallel_wrk([server], 3, self.conns, self.script,
+                         f"f{self.runs}-", FILL // 2)
         self.stop_all()
         queued = self.unfinished()
         start = time.time()
