@@ -15,6 +15,7 @@ over the next EVENTS.
 """
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -47,9 +48,9 @@ def count_lines(path):
         return 0
 
 
-def measure(pids, log, events, limit=900):
+def measure(pids, log, events, backlog, limit=600):
     """CPU seconds of pids() from the first line in log over the next
-    events lines: (events seen, seconds, cpu)."""
+    events lines (or to the end of the backlog): (events, seconds, cpu)."""
     start = time.time()
     while count_lines(log) == 0 and time.time() - start < limit:
         time.sleep(0.01)
@@ -57,7 +58,8 @@ def measure(pids, log, events, limit=900):
     watched = pids()
     before = {p: cpu_seconds(p) for p in watched}
     t0 = time.time()
-    while count_lines(log) < first + events and time.time() - t0 < limit:
+    target = min(first + events, backlog)
+    while count_lines(log) < target and time.time() - t0 < limit:
         time.sleep(0.05)
     took = time.time() - t0
     cpu = sum(cpu_seconds(p) - before[p] for p in watched)
@@ -132,7 +134,7 @@ class Bench:
                 "SELECT pid FROM pg_stat_activity WHERE usename = "
                 f"'{self.pg.user}'").split()]
         try:
-            return measure(pids, self.queue_log, events)
+            return measure(pids, self.queue_log, events, backlog)
         finally:
             w.stop()
 
@@ -143,6 +145,8 @@ class Bench:
 
 
 def main():
+    # Stopped (timeout, kill): the servers and workers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     keys = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     backlogs = [int(x) for x in sys.argv[3:]] or [1000, 100000]
