@@ -13,8 +13,9 @@
  *   snapshot (READ COMMITTED), so the reading after the lock sees what
  *   the previous holder committed.
  * - @N@_claim: the first due heads the worker may run, FOR UPDATE SKIP
- *   LOCKED, through the partial index on heads: its cost follows the
- *   number of keys with work, never the backlog behind them.
+ *   LOCKED, through the partial index on heads by program: it reads the
+ *   heads it returns, and those before them that cannot run now (running
+ *   elsewhere, a retry not yet due): never the backlog behind a head.
  * - @N@_finish: under the key's lock, the outcome only while the claim's
  *   token still holds, and the key's next row becomes head.
  * - @N@_requeue: a failed event back at the end of its key, under the lock.
@@ -46,8 +47,9 @@ static const char schema_v1[] =
     "  output bytea,\n"
     "  envelope bytea NOT NULL\n"
     ");\n"
-    /* Only heads are ever claimed: at most one row per key with work. */
-    "CREATE INDEX @N@_events_heads ON @N@_events (id) WHERE head;\n"
+    /* Only heads are ever claimed, at most one row per key with work; by
+     * program, so that a worker reads only the heads it may run. */
+    "CREATE INDEX @N@_events_heads ON @N@_events (program, id) WHERE head;\n"
     /* A key's unfinished rows: is there one (accept), which is next
      * (finish). */
     "CREATE INDEX @N@_events_keys ON @N@_events (order_key, id)\n"
@@ -92,11 +94,16 @@ static const char functions[] =
     "  UPDATE @N@_events e SET state = 'running', attempt = e.attempt + 1,\n"
     "    token = nextval('@N@_tokens'), worker = p_worker,\n"
     "    lease = now() + make_interval(secs => e.timeout + p_extra)\n"
-    "  WHERE e.id IN (SELECT c.id FROM @N@_events c\n"
-    "    WHERE c.head AND c.program = ANY (p_programs)\n"
-    "    AND CASE c.state WHEN 'running' THEN c.lease < now()\n"
-    "                     ELSE c.due <= now() END\n"
-    "    ORDER BY c.id LIMIT p_max FOR UPDATE SKIP LOCKED)\n"
+    /* Per program the first due heads, in id order down the index; of
+     * those, the first p_max.  (One ordered scan per program: an index
+     * scan cannot give the heads of several programs in id order.) */
+    "  WHERE e.id IN (SELECT h.id FROM unnest(p_programs) AS prog(name),\n"
+    "    LATERAL (SELECT c.id FROM @N@_events c\n"
+    "      WHERE c.head AND c.program = prog.name\n"
+    "      AND CASE c.state WHEN 'running' THEN c.lease < now()\n"
+    "                       ELSE c.due <= now() END\n"
+    "      ORDER BY c.id LIMIT p_max FOR UPDATE SKIP LOCKED) AS h\n"
+    "    ORDER BY h.id LIMIT p_max)\n"
     "  RETURNING e.id, e.token, e.attempt, e.envelope, e.last_result;\n"
     "END $$;\n"
     "CREATE OR REPLACE FUNCTION @N@_next_head(k text) RETURNS void\n"
