@@ -577,17 +577,13 @@ const char *hf_queue_retry(apr_pool_t *p, hf_queue_t *q,
     v[2] = hf_queue_i64(p, due);
     v[3] = result;
     *fenced = 0;
-    /* The row stays its key's head: a retry holds back only its key. */
     err = hf_queue_exec(p, q, "cannot store a retry",
-                        "UPDATE @N@_events SET state = 'retry', "
-                        "due = to_timestamp($3::int8 / 1000000.0), "
-                        "last_result = $4, lease = NULL "
-                        "WHERE id = $1::int8 AND token = $2::int8 "
-                        "AND state = 'running'",
+                        "SELECT @N@_retry($1::int8, $2::int8, $3::int8, "
+                        "$4)::int4",
                         4, v, &r);
     if (err)
         return err;
-    *fenced = atoi(PQcmdTuples(r)) == 0;
+    *fenced = PQntuples(r) != 1 || !hf_queue_col_i32(r, 0, 0);
     PQclear(r);
     return NULL;
 }
@@ -601,14 +597,10 @@ const char *hf_queue_purge(apr_pool_t *p, hf_queue_t *q, int keep_sec,
     v[0] = apr_itoa(p, keep_sec);
     *purged = 0;
     err = hf_queue_exec(p, q, "cannot purge done events",
-                        "DELETE FROM @N@_events WHERE id IN (SELECT id FROM "
-                        "@N@_events WHERE state = 'done' AND finished < now()"
-                        " - make_interval(secs => $1::int4) ORDER BY id "
-                        "LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-                        1, v, &r);
+                        "SELECT @N@_purge($1::int4)", 1, v, &r);
     if (err)
         return err;
-    *purged = atoi(PQcmdTuples(r));
+    *purged = PQntuples(r) == 1 ? (int)hf_queue_col_i64(r, 0, 0) : 0;
     PQclear(r);
     return NULL;
 }

@@ -57,15 +57,21 @@ static const char schema_v1[] =
     /* hrflowctl list, counts, the purge of done rows. */
     "CREATE INDEX @N@_events_states ON @N@_events (state, id);\n";
 
+/* The functions act as the schema's owner, on the tables init made (the
+ * search path of init's session), so that a receiver's role may be given
+ * only EXECUTE on @N@_accept, and a worker's only on the claim and the
+ * outcomes (README: Roles and TLS). */
+#define DEFINER "SECURITY DEFINER SET search_path FROM CURRENT "
+
 /* Functions: replaced by every init, so an upgrade brings the new ones. */
 static const char functions[] =
     "CREATE OR REPLACE FUNCTION @N@_lock(k text) RETURNS void\n"
-    "LANGUAGE sql VOLATILE AS $$\n"
+    "LANGUAGE sql VOLATILE " DEFINER "AS $$\n"
     "  SELECT pg_advisory_xact_lock(hashtextextended('@N@:' || k, 0))\n"
     "$$;\n"
     "CREATE OR REPLACE FUNCTION @N@_accept(envs bytea[], keys text[],\n"
     "    programs text[], timeouts int4[], received int8[])\n"
-    "RETURNS void LANGUAGE plpgsql VOLATILE AS $$\n"
+    "RETURNS void LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "DECLARE\n"
     "  k text;\n"
     "BEGIN\n"
@@ -88,7 +94,7 @@ static const char functions[] =
     "    p_max int4, p_extra int4)\n"
     "RETURNS TABLE (o_id int8, o_token int8, o_attempt int4,\n"
     "               o_envelope bytea, o_last_result text)\n"
-    "LANGUAGE plpgsql VOLATILE AS $$\n"
+    "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "BEGIN\n"
     "  RETURN QUERY\n"
     "  UPDATE @N@_events e SET state = 'running', attempt = e.attempt + 1,\n"
@@ -108,7 +114,7 @@ static const char functions[] =
     "END $$;\n"
     /* The key's next event may run now: workers hear of it at once. */
     "CREATE OR REPLACE FUNCTION @N@_next_head(k text) RETURNS void\n"
-    "LANGUAGE plpgsql VOLATILE AS $$\n"
+    "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "BEGIN\n"
     "  UPDATE @N@_events SET head = true WHERE id = (SELECT min(id)\n"
     "    FROM @N@_events WHERE order_key = k\n"
@@ -119,7 +125,7 @@ static const char functions[] =
     "END $$;\n"
     "CREATE OR REPLACE FUNCTION @N@_finish(p_id int8, p_token int8,\n"
     "    p_state text, p_result text, p_output bytea)\n"
-    "RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$\n"
+    "RETURNS boolean LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "DECLARE\n"
     "  k text;\n"
     "BEGIN\n"
@@ -139,7 +145,7 @@ static const char functions[] =
     "  RETURN true;\n"
     "END $$;\n"
     "CREATE OR REPLACE FUNCTION @N@_requeue(p_id int8) RETURNS int8\n"
-    "LANGUAGE plpgsql VOLATILE AS $$\n"
+    "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "DECLARE\n"
     "  k text;\n"
     "  moved int8;\n"
@@ -164,7 +170,41 @@ static const char functions[] =
     "    PERFORM pg_notify('@N@', '');\n"
     "  END IF;\n"
     "  RETURN moved;\n"
-    "END $$;\n";
+    "END $$;\n"
+    /* A retry stays its key's head: it holds back only its key. */
+    "CREATE OR REPLACE FUNCTION @N@_retry(p_id int8, p_token int8,\n"
+    "    p_due int8, p_result text)\n"
+    "RETURNS boolean LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
+    "BEGIN\n"
+    "  UPDATE @N@_events SET state = 'retry', lease = NULL,\n"
+    "    due = to_timestamp(p_due / 1000000.0), last_result = p_result\n"
+    "  WHERE id = p_id AND token = p_token AND state = 'running';\n"
+    "  RETURN FOUND;\n"
+    "END $$;\n"
+    "CREATE OR REPLACE FUNCTION @N@_purge(p_keep int4) RETURNS int8\n"
+    "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
+    "DECLARE\n"
+    "  n int8;\n"
+    "BEGIN\n"
+    "  DELETE FROM @N@_events WHERE id IN (SELECT id FROM @N@_events\n"
+    "    WHERE state = 'done'\n"
+    "    AND finished < now() - make_interval(secs => p_keep)\n"
+    "    ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED);\n"
+    "  GET DIAGNOSTICS n = ROW_COUNT;\n"
+    "  RETURN n;\n"
+    "END $$;\n"
+    "CREATE OR REPLACE FUNCTION @N@_counts()\n"
+    "RETURNS TABLE (o_state text, o_count int8)\n"
+    "LANGUAGE sql STABLE " DEFINER "AS $$\n"
+    "  SELECT state, count(*) FROM @N@_events GROUP BY state\n"
+    "$$;\n"
+    /* Nobody but the owner, until granted (README). */
+    "REVOKE ALL ON FUNCTION @N@_lock(text), @N@_next_head(text),\n"
+    "  @N@_accept(bytea[], text[], text[], int4[], int8[]),\n"
+    "  @N@_claim(text, text[], int4, int4),\n"
+    "  @N@_finish(int8, int8, text, text, bytea),\n"
+    "  @N@_retry(int8, int8, int8, text), @N@_requeue(int8),\n"
+    "  @N@_purge(int4), @N@_counts() FROM PUBLIC;\n";
 
 /* Runs a script of several statements (the simple protocol). */
 static const char *run_script(apr_pool_t *p, hf_queue_t *q, const char *what,
