@@ -353,9 +353,11 @@ const char *hf_queue_open(apr_pool_t *p, const hf_queue_spec_t *spec,
     q->secret = q->spec.password;
     apr_pool_cleanup_register(own, q, close_cleanup, apr_pool_cleanup_null);
     *qp = q;
+    /* The name goes into SQL as it is: never one that is not checked. */
     if ((err = hf_config_queue_name_check(q->spec.name)))
-        return apr_psprintf(p, "HrflowQueueName %s: %s",
-                            hf_log_escape(p, q->spec.name), err);
+        return q->unusable = apr_psprintf(own, "HrflowQueueName %s: %s",
+                                          hf_log_escape(own, q->spec.name),
+                                          err);
     if ((err = connect_now(p, q)))
         return err;
     return check_schema(p, q);
@@ -363,7 +365,7 @@ const char *hf_queue_open(apr_pool_t *p, const hf_queue_spec_t *spec,
 
 const char *hf_queue_reset(apr_pool_t *p, hf_queue_t *q)
 {
-    const char *err = connect_now(p, q);
+    const char *err = q->unusable ? q->unusable : connect_now(p, q);
     return err ? err : check_schema(p, q);
 }
 
