@@ -469,8 +469,9 @@ static const char *set_queue(const hf_config_ctx_t *ctx, hf_config_t *cfg,
      * password in it would sit in httpd.conf (HrflowQueuePasswordFile). */
     if (strncmp(argv[0], "postgresql://", 13) != 0
         && strncmp(argv[0], "postgres://", 11) != 0)
-        return apr_psprintf(ctx->pool, "'%s' is not a postgresql:// URI",
-                            argv[0]);
+        /* Not echoed: whatever it is may hold a password. */
+        return "not a postgresql:// URI (its value is not shown: it may "
+               "hold a password)";
     cfg->queue = apr_pstrdup(ctx->pool, argv[0]);
     return NULL;
 }

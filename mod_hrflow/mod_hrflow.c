@@ -191,6 +191,8 @@ static int check_endpoint(apr_pool_t *p, server_rec *s,
 
     if (!err && user)
         err = hf_config_check_handlers(p, cfg, user);
+    if (!err && cfg->queue)
+        hrflow_queue_note_endpoint(s, cfg);   /* what its worker may run */
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
                      HFLOGNO(00101) "%s (endpoint %s, %s line %u)", err,
@@ -287,6 +289,8 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
 
     find_endpoints(ptemp, ap_conftree, endpoints);
     bad = check_shared_spools(ptemp, main_server);
+    for (s = main_server; s; s = s->next)
+        bad |= hrflow_queue_check_server(pconf, ptemp, s) != 0;
     for (s = main_server; s; s = s->next) {
         core_server_config *sconf = ap_get_core_module_config(s->module_config);
         const hf_config_t *defaults =
@@ -446,6 +450,17 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
         return;
     }
     hf_commit_accept(r->pool, cfg, c, out, log);
+}
+
+/* Durable mode and fleet mode: the events are stored (the spool, else the
+ * queue: SPEC 6 and 8), for a 202. */
+static void accept_events(request_rec *r, const hf_config_t *cfg,
+                          hf_outcome_t *out, const hf_logger_t *log)
+{
+    if (cfg->spool)
+        accept_into_spool(r, cfg, out, log);
+    else
+        hrflow_queue_accept(r, cfg, out, log);
     /* The access log's HRFLOW_* variables, as in synchronous mode: the
      * first event's (no try made yet, so no HRFLOW_ATTEMPT). */
     if (out->events->nelts > 0) {
@@ -548,8 +563,8 @@ static int hrflow_handler(request_rec *r)
         return rc;
     }
     hf_receive(r->pool, cfg, &req, &out);
-    if (out.rc == HF_OK && cfg->spool)
-        accept_into_spool(r, cfg, &out, &log);
+    if (out.rc == HF_OK && (cfg->spool || cfg->queue))
+        accept_events(r, cfg, &out, &log);
     else if (out.rc == HF_OK)
         hf_deliver_watched(r->pool, cfg, &out, &log, client_gone, r);
     hf_receive_log_refusal(r->pool, cfg, &out, &log);
@@ -572,6 +587,7 @@ static void register_hooks(apr_pool_t *p)
     ap_register_output_filter(JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
     hrflow_spool_register_hooks(p);
+    hrflow_queue_register_hooks(p);
 }
 
 module AP_MODULE_DECLARE_DATA hrflow_module = {

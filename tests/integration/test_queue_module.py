@@ -1,0 +1,296 @@
+"""Fleet mode's share of the module (SPEC 8): direct mode's 503
+queue_unavailable, SetHandler hrflow-health, configtest's messages, the
+mod_status lines and the password that never reaches a log.
+
+Most of these need no database: they are about what the module does when
+there is none (a free port on 127.0.0.1, or a listener of ours that counts
+who knocks).  Those that need one use the fleet tests' PostgreSQL fixture
+(pgfixture.py) and are skipped where it cannot run."""
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (HTTPD, MODULES_DIR, Httpd, base_config, free_port,
+                      httpd_env, register_secret, wait_until,
+                      write_private)
+
+JSON = {"Content-Type": "application/json"}
+EVENT = b'{"type":"profile.parsing.success","profile":{"key":"k1"}}'
+DOWN = r"HF0080[23]: .*(cannot connect|no commit|next try|connection)"
+
+
+def dead_url():
+    """A queue nobody answers at: connection refused at once."""
+    return f"postgresql://hrflow@127.0.0.1:{free_port()}/hrflow"
+
+
+class Knocks:
+    """A TCP listener that counts connections and closes each at once:
+    libpq's attempts to reach a queue there fail, and are counted."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self.done = False
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while not self.done:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.count += 1
+            conn.close()
+
+    def close(self):
+        self.done = True
+        self.sock.close()
+
+
+def queue_server(scratch, name, queue_lines, extra=""):
+    h = f"{scratch}/handlers"
+    server = Httpd(name, scratch)
+    server.write_config(f"""LoadModule status_module {MODULES_DIR}/mod_status.so
+<Location /server-status>
+    SetHandler server-status
+</Location>
+<Location /health>
+    SetHandler hrflow-health
+</Location>
+<Location /q>
+    SetHandler hrflow-webhook
+    HrflowSignature optional
+    HrflowHandler * {h}/count.sh {scratch}/out
+</Location>
+{queue_lines}
+{extra}""")
+    return server
+
+
+@pytest.fixture(scope="module")
+def no_database(scratch):
+    """Direct mode with no database behind HrflowQueue."""
+    password = register_secret("queue-pw-" + secrets.token_hex(6))
+    path = os.path.join(scratch, "queue-module.password")
+    write_private(path, password + "\n")
+    server = queue_server(scratch, "queue-down",
+                          f"HrflowQueue {dead_url()}\n"
+                          f"HrflowQueuePasswordFile {path}\n"
+                          "HrflowQueueTimeout 1\nHrflowWorker off\n"
+                          "LogLevel warn hrflow:debug")
+    server.password = password
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.expect_log(DOWN)
+def test_no_database_503_queue_unavailable(no_database):
+    start = time.time()
+    r, body = no_database.request("POST", "/q", EVENT, JSON)
+    took = time.time() - start
+    assert r.status == 503
+    assert json.loads(body) == {"status": "error",
+                                "error": "queue_unavailable"}
+    assert took < 5, took
+    # Every later one too, answered at once while the queue is down.
+    for _ in range(3):
+        r, body = no_database.request("POST", "/q", EVENT, JSON)
+        assert r.status == 503
+    assert "HF00803" in no_database.error_log(wait_for="HF00803")
+
+
+@pytest.mark.expect_log(DOWN)
+def test_no_database_health_503_with_reason(no_database):
+    r, body = no_database.request("GET", "/health")
+    assert r.status == 503
+    answer = json.loads(body)
+    assert answer["status"] == "error"
+    assert answer["error"] == "queue_unavailable"
+    assert "connect" in answer["reason"], answer
+    assert r.getheader("Content-Type") == "application/json"
+
+
+@pytest.mark.expect_log(DOWN)
+def test_no_database_status_says_why(no_database):
+    r, body = no_database.request("GET", "/server-status?auto")
+    assert r.status == 200
+    text = body.decode()
+    assert re.search(r"^HrflowQueueError: .*connect", text, re.M), text
+    assert "HrflowQueueCountedSecondsAgo: " in text
+    assert "HrflowProcessQueueCommitted: " in text
+
+
+@pytest.mark.expect_log(DOWN)
+def test_password_never_logged(no_database):
+    """The password file's password, at LogLevel debug, through refused
+    requests, health checks and status pages (conftest fails the test on
+    a registered secret in any log)."""
+    for path in ("/q", "/health", "/server-status?auto", "/server-status"):
+        no_database.request("POST" if path == "/q" else "GET", path,
+                            EVENT if path == "/q" else b"", JSON)
+    log = no_database.error_log()
+    assert no_database.password not in log
+    assert "HF0080" in log
+
+
+@pytest.mark.expect_log(DOWN)
+def test_password_in_the_url_is_not_logged(scratch):
+    inline = register_secret("inline-pw-" + secrets.token_hex(6))
+    port = free_port()
+    server = queue_server(scratch, "queue-inline",
+                          f"HrflowQueue postgresql://hrflow:{inline}@127.0.0.1:"
+                          f"{port}/hrflow?password={inline}\n"
+                          "HrflowQueueTimeout 1\nHrflowWorker off\n"
+                          "LogLevel warn hrflow:debug")
+    server.start()
+    try:
+        r, _ = server.request("POST", "/q", EVENT, JSON)
+        assert r.status == 503
+        r, body = server.request("GET", "/server-status")
+        assert inline.encode() not in body
+        log = server.error_log(wait_for="HF00803")
+        assert inline not in log
+        assert "hrflow:***@127.0.0.1" in log
+    finally:
+        server.stop()
+
+
+@pytest.mark.expect_log(r"HF0080[23]: ")
+def test_status_and_health_do_not_query_per_hit(scratch):
+    """Twenty status pages and health checks in a row reach the database
+    (here a listener that counts connections) a few times at most: the
+    counts are cached and a lost queue is retried with backoff."""
+    knocks = Knocks()
+    server = queue_server(scratch, "queue-knocks",
+                          f"HrflowQueue postgresql://hrflow@127.0.0.1:"
+                          f"{knocks.port}/hrflow\n"
+                          "HrflowQueueTimeout 1\nHrflowWorker off")
+    server.start()
+    try:
+        time.sleep(0.5)
+        before = knocks.count
+        for _ in range(10):
+            r, _ = server.request("GET", "/server-status?auto")
+            assert r.status == 200
+            r, _ = server.request("GET", "/health")
+            assert r.status == 503
+        # Backoff 0.25 s doubling, ServerLimit 2 processes: far below 20.
+        assert knocks.count - before <= 8, knocks.count - before
+    finally:
+        server.stop()
+        knocks.close()
+
+
+def test_health_200_in_spool_mode_then_503_when_unwritable(scratch):
+    spool = os.path.join(scratch, "health-spool")
+    server = queue_server(scratch, "health-spool", f"HrflowSpool {spool}")
+    server.start()
+    try:
+        r, body = server.request("GET", "/health")
+        assert (r.status, json.loads(body)) == (200, {"status": "ok"})
+        new = os.path.join(spool, "new")
+        mode = os.stat(new).st_mode & 0o7777
+        os.chmod(new, 0o500)
+        try:
+            r, body = server.request("GET", "/health")
+        finally:
+            os.chmod(new, mode)
+        if os.geteuid() == 0 and os.stat(new).st_uid == 0:
+            pytest.skip("the spool belongs to root: nobody is kept out")
+        answer = json.loads(body)
+        assert r.status == 503, answer
+        assert answer["error"] == "spool_unavailable"
+        assert "new" in answer["reason"]
+        r, body = server.request("GET", "/health")
+        assert r.status == 200
+    finally:
+        server.stop()
+
+
+def test_health_200_in_synchronous_mode(scratch):
+    server = queue_server(scratch, "health-sync", "")
+    server.start()
+    try:
+        r, body = server.request("GET", "/health")
+        assert (r.status, json.loads(body)) == (200, {"status": "ok"})
+    finally:
+        server.stop()
+
+
+# ---- configtest -------------------------------------------------------------
+
+def configtest(scratch, name, queue_lines):
+    root = os.path.join(scratch, "servers", name)
+    os.makedirs(os.path.join(root, "run"), exist_ok=True)
+    conf = os.path.join(root, "httpd.conf")
+    h = f"{scratch}/handlers"
+    with open(conf, "w") as f:
+        f.write(base_config(root, free_port(), scratch) + queue_lines
+                + "\n<Location /q>\n    SetHandler hrflow-webhook\n"
+                  "    HrflowSignature optional\n"
+                  f"    HrflowHandler * {h}/count.sh {scratch}/out\n"
+                  "</Location>\n")
+    start = time.time()
+    r = subprocess.run([HTTPD, "-t", "-f", conf], capture_output=True,
+                       text=True, env=httpd_env(), timeout=60)
+    return r, time.time() - start
+
+
+def test_configtest_needs_no_database(scratch):
+    """A black hole on the queue's port: configtest does not knock."""
+    knocks = Knocks()
+    try:
+        r, took = configtest(scratch, "ct-nodb",
+                             f"HrflowQueue postgresql://hrflow@127.0.0.1:"
+                             f"{knocks.port}/hrflow")
+        assert r.returncode == 0, r.stderr
+        assert "Syntax OK" in r.stderr
+        assert knocks.count == 0
+    finally:
+        knocks.close()
+
+
+def test_configtest_unreadable_password_file(scratch):
+    missing = os.path.join(scratch, "no-such.password")
+    r, _ = configtest(scratch, "ct-pw", f"HrflowQueue {dead_url()}\n"
+                      f"HrflowQueuePasswordFile {missing}")
+    assert r.returncode != 0
+    assert f"HrflowQueuePasswordFile: cannot read {missing}" in r.stderr
+
+
+def test_configtest_empty_password_file(scratch):
+    empty = os.path.join(scratch, "empty.password")
+    write_private(empty, "\n")
+    r, _ = configtest(scratch, "ct-empty", f"HrflowQueue {dead_url()}\n"
+                      f"HrflowQueuePasswordFile {empty}")
+    assert r.returncode != 0
+    assert "holds no password" in r.stderr
+
+
+def test_configtest_refuses_what_is_not_a_libpq_uri_unechoed(scratch):
+    """Whatever it is, it may hold a password: not in the message."""
+    secret = register_secret("uri-pw-" + secrets.token_hex(4))
+    r, _ = configtest(scratch, "ct-uri",
+                      f"HrflowQueue mysql://u:{secret}@127.0.0.1/hrflow")
+    assert r.returncode != 0
+    assert "HrflowQueue: not a postgresql:// URI" in r.stderr
+    assert secret not in r.stderr
+
+
+def test_configtest_refuses_a_bad_queue_name(scratch):
+    r, _ = configtest(scratch, "ct-name", f"HrflowQueue {dead_url()}\n"
+                      "HrflowQueueName Bad-Name")
+    assert r.returncode != 0
+    assert "HrflowQueueName" in r.stderr
