@@ -294,3 +294,161 @@ def test_configtest_refuses_a_bad_queue_name(scratch):
                       "HrflowQueueName Bad-Name")
     assert r.returncode != 0
     assert "HrflowQueueName" in r.stderr
+
+
+# ---- with a database (the fleet tests' PostgreSQL fixture) ----------------
+
+@pytest.fixture(scope="module")
+def pg(scratch):
+    pgfixture = pytest.importorskip("pgfixture")
+    server = pgfixture.start_postgres(scratch, "queue-module")
+    yield server
+    pgfixture.stop_postgres(server)
+
+
+def queued_rows(pg):
+    return int(pg.sql(f"SELECT count(*) FROM {pg.table()}").strip())
+
+
+def status_lines(server):
+    r, body = server.request("GET", "/server-status?auto")
+    assert r.status == 200
+    return dict(line.split(": ", 1) for line in body.decode().splitlines()
+                if line.startswith("Hrflow"))
+
+
+@pytest.fixture(scope="module")
+def direct(scratch, pg):
+    """Direct mode against the database, no worker: events stay queued."""
+    server = queue_server(scratch, "queue-direct",
+                          f"HrflowQueue {pg.url}\n"
+                          f"HrflowQueuePasswordFile {pg.password_file}\n"
+                          f"HrflowQueueName {pg.name}\n"
+                          "HrflowQueueTimeout 2\nHrflowWorker off")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_direct_202_is_committed_before_the_answer(direct, pg):
+    pg.clear()
+    r, body = direct.request("POST", "/q", EVENT, JSON)
+    assert r.status == 202, body
+    assert json.loads(body)["queued"] == 1
+    # Seen by another session the moment the answer is in.
+    assert queued_rows(pg) == 1
+    state = pg.sql(f"SELECT state, order_key FROM {pg.table()}").strip()
+    assert state == "queued|profile:k1"
+
+
+def test_concurrent_requests_share_statements(direct, pg):
+    pg.clear()
+    before = status_lines(direct)
+    answers = []
+
+    def post(i):
+        body = json.dumps({"type": "profile.parsing.success",
+                           "profile": {"key": f"k{i % 7}"}}).encode()
+        answers.append(direct.request("POST", "/q", body, JSON)[0].status)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [202] * 60
+    assert queued_rows(pg) == 60
+    after = status_lines(direct)
+    events = (int(after["HrflowProcessQueueCommitted"])
+              - int(before.get("HrflowProcessQueueCommitted", 0)))
+    groups = (int(after["HrflowProcessQueueCommitGroups"])
+              - int(before.get("HrflowProcessQueueCommitGroups", 0)))
+    # This process's share (one of at most two): fewer statements than
+    # events when its requests waited together.
+    assert events == 0 or groups < events, (groups, events)
+
+
+def test_health_and_status_with_the_database(direct, pg):
+    pg.clear()
+    for _ in range(3):
+        assert direct.request("POST", "/q", EVENT, JSON)[0].status == 202
+    r, body = direct.request("GET", "/health")
+    assert (r.status, json.loads(body)) == (200, {"status": "ok"})
+    # Counted at most every 5 s per process: wait for a fresh count.
+    assert wait_until(lambda: status_lines(direct).get("HrflowQueueQueued")
+                      == "3", timeout=15)
+    assert "HrflowQueueError" not in status_lines(direct)
+
+
+@pytest.mark.expect_log(r"HF0080[23]: ", r"HF00804: ")
+def test_database_stopped_then_back(direct, pg):
+    """503 queue_unavailable while it is gone, health 503 with the
+    reason, 202 again once it is back (reconnected with backoff)."""
+    pg.clear()
+    assert direct.request("POST", "/q", EVENT, JSON)[0].status == 202
+    pg.stop("fast")
+    try:
+        r, body = direct.request("POST", "/q", EVENT, JSON)
+        assert r.status == 503
+        assert json.loads(body)["error"] == "queue_unavailable"
+        r, body = wait_until(
+            lambda: (lambda x: x if x[0].status == 503 else None)(
+                direct.request("GET", "/health")), timeout=10)
+        assert json.loads(body)["error"] == "queue_unavailable"
+    finally:
+        pg.restart()
+    assert wait_until(lambda: direct.request("POST", "/q", EVENT,
+                                             JSON)[0].status == 202,
+                      timeout=20)
+    assert wait_until(lambda: direct.request("GET", "/health")[0].status
+                      == 200, timeout=10)
+    assert queued_rows(pg) >= 2
+
+
+@pytest.mark.expect_log(r"HF0080[23]: ")
+def test_schema_missing_is_said(scratch, pg):
+    """A queue name with no schema: 503, and the log names the fix."""
+    server = queue_server(scratch, "queue-noschema",
+                          f"HrflowQueue {pg.url}\n"
+                          f"HrflowQueuePasswordFile {pg.password_file}\n"
+                          "HrflowQueueName nosuchqueue\n"
+                          "HrflowQueueTimeout 2\nHrflowWorker off")
+    server.start()
+    try:
+        r, body = server.request("POST", "/q", EVENT, JSON)
+        assert r.status == 503
+        r, body = server.request("GET", "/health")
+        assert r.status == 503
+        assert "hrflowctl init" in json.loads(body)["reason"]
+        assert "hrflowctl init" in server.error_log(wait_for="HF00802")
+    finally:
+        server.stop()
+
+
+def test_worker_started_by_apache_runs_the_event(scratch, pg):
+    """HrflowWorker on: Apache's own worker claims and runs the event."""
+    pg.clear()
+    out = os.path.join(scratch, "queue-worker-out")
+    os.makedirs(out, exist_ok=True)
+    os.chmod(out, 0o777)
+    server = Httpd("queue-worker", scratch)
+    server.write_config(f"""<Location /q>
+    SetHandler hrflow-webhook
+    HrflowSignature optional
+    HrflowHandler * {scratch}/handlers/count.sh {out}
+</Location>
+HrflowQueue {pg.url}
+HrflowQueuePasswordFile {pg.password_file}
+HrflowQueueName {pg.name}
+""")
+    server.start()
+    try:
+        r, body = server.request("POST", "/q", EVENT, JSON)
+        assert r.status == 202, body
+        assert wait_until(lambda: pg.sql(
+            f"SELECT state FROM {pg.table()}").strip() == "done",
+            timeout=30), pg.sql(f"SELECT state, last_result FROM "
+                                f"{pg.table()}")
+        assert os.listdir(out)
+    finally:
+        server.stop()
