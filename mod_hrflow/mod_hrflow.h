@@ -7,6 +7,7 @@
 #include <httpd.h>
 #include <http_config.h>
 #include "hrflow.h"
+#include "hf_queue.h"
 
 extern module AP_MODULE_DECLARE_DATA hrflow_module;
 
@@ -49,5 +50,7 @@ void hrflow_queue_accept(request_rec *r, const hf_config_t *cfg,
 int hrflow_queue_check_server(apr_pool_t *pconf, apr_pool_t *ptemp,
                               server_rec *s);
 void hrflow_queue_note_endpoint(server_rec *s, const hf_config_t *cfg);
+/* The queue a server's events go to (its password read), or NULL. */
+const hf_queue_spec_t *hrflow_queue_spec(const server_rec *s);
 
 #endif

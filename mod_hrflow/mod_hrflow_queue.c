@@ -73,7 +73,7 @@ typedef struct {
     int concurrency, retry, retry_delay;
     hrflow_helper_t helper;
     /* Per server process, from child_init on. */
-    apr_pool_t *pchild;
+    apr_pool_t *conn_pool;       /* the connection's, used under busy */
     hf_queue_t *q;
     int ready;                   /* the last open or reset worked */
     apr_thread_mutex_t *lock;
@@ -234,6 +234,13 @@ static queue_rec *queue_of(const server_rec *s)
     return by_server ? apr_hash_get(by_server, &s, sizeof s) : NULL;
 }
 
+const hf_queue_spec_t *hrflow_queue_spec(const server_rec *s)
+{
+    queue_rec *qr = queue_of(s);
+
+    return qr ? &qr->spec : NULL;
+}
+
 void hrflow_queue_note_endpoint(server_rec *s, const hf_config_t *cfg)
 {
     queue_rec *qr = queue_of(s);
@@ -344,7 +351,7 @@ static const char *connect_if_needed(apr_pool_t *p, queue_rec *qr)
                             qr->down,
                             apr_time_as_msec(qr->retry_at - apr_time_now()));
     err = qr->q ? hf_queue_reset(p, qr->q)
-                : hf_queue_open(qr->pchild, &qr->spec, &qr->q);
+                : hf_queue_open(qr->conn_pool, &qr->spec, &qr->q);
     if (err) {
         note_down(qr, err, 1);
         return err;
@@ -534,7 +541,9 @@ static void queue_child_init(apr_pool_t *pchild, server_rec *s)
     for (i = 0; queues && i < queues->nelts; i++) {
         queue_rec *qr = APR_ARRAY_IDX(queues, i, queue_rec *);
         const char *err;
-        qr->pchild = pchild;
+        /* Its own pool, made now: request threads may not make pools
+         * of pchild at the same time as others. */
+        apr_pool_create(&qr->conn_pool, pchild);
         qr->pending = NULL;
         qr->pending_tail = &qr->pending;
         if (apr_thread_mutex_create(&qr->lock, APR_THREAD_MUTEX_DEFAULT,
@@ -545,7 +554,7 @@ static void queue_child_init(apr_pool_t *pchild, server_rec *s)
         }
         if (!qr->direct)
             continue;            /* store-and-forward: opened when needed */
-        if ((err = hf_queue_open(pchild, &qr->spec, &qr->q)) != NULL)
+        if ((err = hf_queue_open(qr->conn_pool, &qr->spec, &qr->q)) != NULL)
             note_down(qr, err, 1);
         else
             note_up(qr);

@@ -452,3 +452,66 @@ HrflowQueueName {pg.name}
         assert os.listdir(out)
     finally:
         server.stop()
+
+
+# ---- HrflowWorker on: the worker process's life -----------------------------
+
+def helpers(server):
+    """Apache's helper processes: children of the parent that lead a
+    session of their own (server processes do not)."""
+    parent = int(open(os.path.join(server.root, "httpd.pid")).read())
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == parent and int(stat[3]) == int(pid) \
+                and stat[0] != "Z":
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.expect_log(r"HF00202: ", r"HF007\d\d: ", r"HF0080[23]: ")
+def test_worker_started_restarted_and_stopped_with_apache(scratch):
+    """One worker per queue, started again when it dies, replaced at a
+    graceful restart, gone at stop; it runs as the server's user."""
+    server = queue_server(scratch, "queue-helper",
+                          f"HrflowQueue {dead_url()}\nHrflowQueueTimeout 1")
+    server.start()
+    try:
+        first = wait_until(lambda: helpers(server), timeout=10)
+        assert len(first) == 1, first
+        status = open(f"/proc/{first[0]}/status").read()
+        if os.geteuid() == 0:
+            uid = re.search(r"^Uid:\s+(\d+)", status, re.M).group(1)
+            assert uid != "0", "the worker kept root"
+        os.kill(first[0], 9)
+        again = wait_until(lambda: [p for p in helpers(server)
+                                    if p != first[0]], timeout=10)
+        assert len(again) == 1, again
+        r = server.apachectl("-k", "graceful")
+        assert r.returncode == 0, r.stderr
+        renewed = wait_until(lambda: [p for p in helpers(server)
+                                      if p not in first + again], timeout=15)
+        assert len(renewed) == 1, renewed
+        assert wait_until(lambda: helpers(server) == renewed, timeout=15)
+        pid = renewed[0]
+    finally:
+        server.stop()
+    assert wait_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout=10)
+
+
+@pytest.mark.expect_log(r"HF00802: ")
+def test_no_worker_when_off(scratch):
+    server = queue_server(scratch, "queue-noworker",
+                          f"HrflowQueue {dead_url()}\nHrflowQueueTimeout 1\n"
+                          "HrflowWorker off")
+    server.start()
+    try:
+        time.sleep(1)
+        assert helpers(server) == []
+    finally:
+        server.stop()
