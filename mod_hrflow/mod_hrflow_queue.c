@@ -388,6 +388,29 @@ static void give_connection(queue_rec *qr)
 
 /* ---- group commit ------------------------------------------------------ */
 
+/* One statement for the envelopes of all.  A connection found broken (the
+ * database restarted since the last one) is opened again and the
+ * statement sent once more: whether the first reached a commit is
+ * unknown, so the events may be stored twice, as when the sender sends
+ * again after a 503. */
+static const char *send_all(apr_pool_t *p, queue_rec *qr,
+                            const apr_array_header_t *all)
+{
+    const hf_envelope_t *const *envs = (const void *)all->elts;
+    const char *err = hf_queue_accept(p, qr->q, envs, all->nelts);
+
+    if (err && !hf_queue_ok(qr->q)) {
+        note_down(qr, err, 0);
+        if (!connect_if_needed(p, qr))
+            err = hf_queue_accept(p, qr->q, envs, all->nelts);
+        if (err && !hf_queue_ok(qr->q))
+            note_down(qr, err, 0);
+    }
+    if (!err)
+        qr->last_ok = apr_time_now();
+    return err;
+}
+
 /* The leader's work, the lock released: one statement for every group it
  * took whose deadline has not passed. */
 static void commit_groups(apr_pool_t *p, queue_rec *qr, group_t *groups)
@@ -404,15 +427,8 @@ static void commit_groups(apr_pool_t *p, queue_rec *qr, group_t *groups)
         for (i = 0; !err && !g->err && i < g->n; i++)
             APR_ARRAY_PUSH(all, const hf_envelope_t *) = g->envs[i];
     }
-    if (!err && all->nelts > 0) {
-        err = hf_queue_accept(p, qr->q,
-                              (const hf_envelope_t *const *)all->elts,
-                              all->nelts);
-        if (err && !hf_queue_ok(qr->q))
-            note_down(qr, err, 0);
-        else if (!err)
-            qr->last_ok = apr_time_now();
-    }
+    if (!err && all->nelts > 0)
+        err = send_all(p, qr, all);
     for (g = groups; g; g = g->next) {
         if (!g->err && err)
             g->err = err;

@@ -515,3 +515,17 @@ def test_no_worker_when_off(scratch):
         assert helpers(server) == []
     finally:
         server.stop()
+
+
+@pytest.mark.expect_log(r"HF00802: ", r"HF00804: ")
+def test_first_request_after_a_database_restart_gets_202(direct, pg):
+    """The connection a restart broke is found broken by the next commit,
+    which opens a new one and commits there: no 503 for it."""
+    pg.clear()
+    assert direct.request("POST", "/q", EVENT, JSON)[0].status == 202
+    pg.stop("fast")
+    pg.restart()
+    answers = [direct.request("POST", "/q", EVENT, JSON)[0].status
+               for _ in range(3)]
+    assert answers == [202] * 3
+    assert queued_rows(pg) >= 4
