@@ -664,7 +664,7 @@ void hf_commit_envelope(apr_pool_t *p, const hf_config_t *cfg,
 void hf_committer_stats(hf_committer_t *c, apr_uint64_t *groups,
                         apr_uint64_t *events);
 
-/* ---- the dispatcher (hf_dispatch.c) ------------------------------------- */
+/* ---- the dispatcher (hf_store_spool.c, on hf_sched.c) ------------------ */
 typedef struct {
     const char *dir;
     int concurrency;
