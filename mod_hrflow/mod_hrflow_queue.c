@@ -22,7 +22,8 @@
  *   HRFLOW_STATUS_TTL per process, never one query per status page.
  *
  * The password (HrflowQueuePasswordFile) is read by root at startup and
- * kept in memory; it is never logged, and URLs are logged without theirs.
+ * kept in memory; it is never logged, and URLs are logged without theirs
+ * (hf_queue_url_redact).
  */
 #include <errno.h>
 #include <string.h>
@@ -93,38 +94,6 @@ typedef struct {
 static apr_array_header_t *queues;   /* queue_rec *, this generation's */
 static apr_hash_t *by_server;        /* server_rec * -> queue_rec * */
 
-/* ---- naming a queue in the log ----------------------------------------- */
-
-/* url without a password: "postgresql://u:secret@h/db?password=x" becomes
- * "postgresql://u:***@h/db?password=***". */
-static const char *redact_url(apr_pool_t *p, const char *url)
-{
-    const char *auth = strstr(url, "://"), *out = url, *v;
-    apr_size_t pos = 0;
-
-    if (auth) {
-        const char *end = auth + 3 + strcspn(auth + 3, "/?#"), *at = NULL;
-        const char *c, *colon;
-        for (c = auth + 3; c < end; c++)
-            if (*c == '@')
-                at = c;
-        colon = at ? memchr(auth + 3, ':', (apr_size_t)(at - auth - 3))
-                   : NULL;
-        if (colon)
-            out = apr_pstrcat(p,
-                              apr_pstrmemdup(p, url,
-                                             (apr_size_t)(colon + 1 - url)),
-                              "***", at, NULL);
-    }
-    while ((v = strstr(out + pos, "password=")) != NULL) {
-        apr_size_t at = (apr_size_t)(v + 9 - out);
-        out = apr_pstrcat(p, apr_pstrmemdup(p, out, at), "***",
-                          out + at + strcspn(out + at, "& "), NULL);
-        pos = at + 3;
-    }
-    return out;
-}
-
 /* ---- startup ------------------------------------------------------------ */
 
 static int queue_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -193,7 +162,7 @@ static queue_rec *add_queue(apr_pool_t *pconf, server_rec *s,
     qr->spec.timeout_ms = hf_config_queue_timeout_ms(c);
     qr->spec.app = "hrflow-receiver";
     qr->label = apr_psprintf(pconf, "queue %s at %s", qr->spec.name,
-                             redact_url(pconf, c->queue));
+                             hf_queue_url_redact(pconf, c->queue));
     qr->server = s;
     qr->worker = hf_config_worker(c);
     qr->handlers = apr_array_make(pconf, 4, sizeof(hf_handler_t));

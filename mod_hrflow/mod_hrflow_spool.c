@@ -34,6 +34,7 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include "mod_hrflow.h"
+#include "hf_target_queue.h"
 
 APLOG_USE_MODULE(hrflow);
 
@@ -43,6 +44,7 @@ typedef struct {
     hrflow_helper_t helper;      /* the dispatcher process */
     const char *dir;
     int concurrency, retry, retry_delay;
+    const hf_queue_spec_t *queue;  /* store-and-forward: forwarded there */
     int refused;                 /* failed its checks at a restart: 503 */
 } dispatcher_rec;
 
@@ -211,6 +213,14 @@ static int run_dispatcher(apr_pool_t *p, void *ctx, const hf_logger_t *log,
     spec.log = log;
     spec.stop = stop;
     spec.wake_fd = wake_fd;
+    if (d->queue) {
+        /* Store-and-forward: each event goes into the queue instead. */
+        hf_queue_spec_t queue = *d->queue;
+        queue.app = "hrflow-forwarder";
+        return hf_dispatch_run_target(
+            p, &spec, &hf_target_queue,
+            hf_target_queue_create(p, &queue, d->concurrency));
+    }
     return hf_dispatch_run(p, &spec);
 }
 
@@ -237,6 +247,7 @@ static void collect_spools(apr_pool_t *pconf, server_rec *main_server)
         d->concurrency = hf_config_concurrency(c);
         d->retry = hf_config_retry(c);
         d->retry_delay = hf_config_retry_delay(c);
+        d->queue = hrflow_queue_spec(s);
         d->helper.what = apr_pstrcat(pconf, "spool ", c->spool, NULL);
         d->helper.role = "dispatcher";
         d->helper.run = run_dispatcher;

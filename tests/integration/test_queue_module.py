@@ -529,3 +529,53 @@ def test_first_request_after_a_database_restart_gets_202(direct, pg):
                for _ in range(3)]
     assert answers == [202] * 3
     assert queued_rows(pg) >= 4
+
+
+# ---- store-and-forward ------------------------------------------------------
+
+@pytest.mark.expect_log(r"HF00810: ", r"HF00811: ")
+def test_store_and_forward_with_the_database_down_then_back(scratch, pg):
+    """HrflowSpool + HrflowQueue: 202 from the spool whatever the
+    database does; the dispatcher forwards into the queue, waiting for it
+    while it is down, without spending the event's tries."""
+    pg.clear()
+    spool = os.path.join(scratch, "forward-spool")
+    server = queue_server(scratch, "queue-forward",
+                          f"HrflowQueue {pg.url}\n"
+                          f"HrflowQueuePasswordFile {pg.password_file}\n"
+                          f"HrflowQueueName {pg.name}\n"
+                          f"HrflowSpool {spool}\nHrflowRetry 1\n"
+                          "HrflowRetryDelay 1\nHrflowWorker off")
+    server.start()
+
+    def waiting():
+        return [n for s in ("new", "run", "retry")
+                for n in os.listdir(os.path.join(spool, s))
+                if n.endswith(".json")]
+
+    try:
+        r, body = server.request("POST", "/q", EVENT, JSON)
+        assert r.status == 202, body
+        assert wait_until(lambda: queued_rows(pg) == 1, timeout=20)
+        assert wait_until(lambda: not waiting(), timeout=20)
+        pg.stop("fast")
+        try:
+            for _ in range(3):
+                r, body = server.request("POST", "/q", EVENT, JSON)
+                assert r.status == 202, body
+            r, body = server.request("GET", "/health")
+            assert r.status == 200, body    # the spool answers
+            # Longer than HrflowRetry's tries would last: none fails.
+            time.sleep(4)
+            assert len(waiting()) == 3
+            assert not os.listdir(os.path.join(spool, "failed"))
+        finally:
+            pg.restart()
+        assert wait_until(lambda: queued_rows(pg) == 4, timeout=60)
+        assert wait_until(lambda: not waiting(), timeout=20)
+        assert not os.listdir(os.path.join(spool, "failed"))
+        keys = pg.sql(f"SELECT order_key, attempt FROM {pg.table()} "
+                      "ORDER BY id").split()
+        assert keys == ["profile:k1|0"] * 4
+    finally:
+        server.stop()
