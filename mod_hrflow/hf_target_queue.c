@@ -106,8 +106,8 @@ static void forward(void *ctx, int slot, apr_pool_t *p,
     while ((err = forward_once(t, slot, p, &env)) != NULL) {
         if (failures++ == 0)
             hf_log(log, HF_LOG_ERR, p,
-                   HFLOGNO(00810) "%s: cannot forward to queue %s: %s; "
-                   "trying again until it can", job->label, t->spec.name,
+                   HFLOGNO(00810) "queue %s: cannot take %s yet: %s; "
+                   "trying again until it can", t->spec.name, job->label,
                    err);
         backoff = backoff ? backoff * 2 : FORWARD_BACKOFF_FIRST;
         if (backoff > FORWARD_BACKOFF_MAX)
@@ -121,14 +121,14 @@ static void forward(void *ctx, int slot, apr_pool_t *p,
     res->ok = 1;
     if (failures)
         hf_log(log, HF_LOG_NOTICE, p,
-               HFLOGNO(00811) "%s: forwarded to queue %s after %d failed "
-               "attempt%s", job->label, t->spec.name, failures,
+               HFLOGNO(00811) "queue %s: took %s after %d failed "
+               "attempt%s", t->spec.name, job->label, failures,
                failures == 1 ? "" : "s");
     else
         hf_log(log, HF_LOG_INFO, p,
-               HFLOGNO(00812) "%s: event %s type=%s delivery=%s "
-               "result=forwarded to queue %s", job->label, env.event_id,
-               env.type, env.delivery_id, t->spec.name);
+               HFLOGNO(00812) "event %s type=%s delivery=%s "
+               "result=forwarded to queue %s (%s)", env.event_id, env.type,
+               env.delivery_id, t->spec.name, job->label);
 }
 
 const hf_target_t hf_target_queue = {"queue", forward};
