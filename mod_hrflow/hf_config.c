@@ -85,6 +85,15 @@ const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
     DIFFERS(retry, "HrflowRetry")
     DIFFERS(retry_delay, "HrflowRetryDelay")
 #undef DIFFERS
+    /* Store-and-forward: the spool's one dispatcher forwards to one queue.
+     * URLs are not shown: they may hold a password. */
+    if ((a->queue == NULL) != (b->queue == NULL)
+        || (a->queue && strcmp(a->queue, b->queue) != 0))
+        return a->queue && b->queue ? "HrflowQueue (two URLs)"
+                                    : "HrflowQueue (set in one only)";
+    if (a->queue && strcmp(hf_config_queue_name(a), hf_config_queue_name(b)))
+        return apr_psprintf(p, "HrflowQueueName %s and %s",
+                            hf_config_queue_name(a), hf_config_queue_name(b));
     return NULL;
 }
 

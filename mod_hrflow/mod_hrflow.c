@@ -223,7 +223,7 @@ static int check_sections(apr_pool_t *p, server_rec *s,
     return bad;
 }
 
-static const char *server_name(apr_pool_t *p, const server_rec *s)
+const char *hrflow_server_name(apr_pool_t *p, const server_rec *s)
 {
     return s->defn_name ? apr_psprintf(p, "virtual host %s (%s line %u)",
                                        s->server_hostname, s->defn_name,
@@ -257,8 +257,8 @@ static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
                              HFLOGNO(00108)
                              "HrflowSpool %s (%s) and HrflowSpool %s (%s) "
                              "are one folder: name it the same way in both",
-                             a->spool, server_name(p, s), b->spool,
-                             server_name(p, t));
+                             a->spool, hrflow_server_name(p, s), b->spool,
+                             hrflow_server_name(p, t));
                 return 1;
             }
             const char *diff = b->spool && !strcmp(a->spool, b->spool)
@@ -271,8 +271,8 @@ static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
                              "different settings (%s); one spool has one "
                              "dispatcher: give them the same values or each "
                              "its own HrflowSpool",
-                             a->spool, server_name(p, s), server_name(p, t),
-                             diff);
+                             a->spool, hrflow_server_name(p, s),
+                             hrflow_server_name(p, t), diff);
                 return 1;
             }
         }

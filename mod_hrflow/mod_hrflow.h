@@ -13,6 +13,8 @@ extern module AP_MODULE_DECLARE_DATA hrflow_module;
 
 /* The server's durable-mode settings (HrflowSpool and friends). */
 const hf_config_t *hrflow_server_config(const server_rec *s);
+/* "the main server", or "virtual host NAME (FILE line N)": for messages. */
+const char *hrflow_server_name(apr_pool_t *p, const server_rec *s);
 
 /* mod_hrflow_spool.c: durable mode's share of the module. */
 void hrflow_spool_register_hooks(apr_pool_t *p);

@@ -173,6 +173,23 @@ static queue_rec *add_queue(apr_pool_t *pconf, server_rec *s,
     return qr;
 }
 
+/* What two servers using one queue set differently, or NULL (the
+ * password is not shown). */
+static const char *differs(apr_pool_t *p, const queue_rec *qr,
+                           const hf_config_t *c, const char *password)
+{
+    if ((password == NULL) != (qr->spec.password == NULL)
+        || (password && strcmp(password, qr->spec.password) != 0))
+        return "passwords (HrflowQueuePasswordFile)";
+    if (hf_config_queue_timeout_ms(c) != qr->spec.timeout_ms)
+        return apr_psprintf(p, "HrflowQueueTimeout (%d ms and %d ms)",
+                            qr->spec.timeout_ms,
+                            hf_config_queue_timeout_ms(c));
+    if (hf_config_worker(c) != qr->worker)
+        return "HrflowWorker";
+    return NULL;
+}
+
 int hrflow_queue_check_server(apr_pool_t *pconf, apr_pool_t *ptemp,
                               server_rec *s)
 {
@@ -190,6 +207,16 @@ int hrflow_queue_check_server(apr_pool_t *pconf, apr_pool_t *ptemp,
         return -1;
     }
     qr = find_queue(c->queue, hf_config_queue_name(c));
+    if (qr && (err = differs(ptemp, qr, c, password)) != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
+                     HFLOGNO(00806) "%s: %s and %s use it with different "
+                     "%s: one queue has one connection per process and "
+                     "one worker; give them the same values",
+                     qr->label, hrflow_server_name(ptemp, qr->server),
+                     hrflow_server_name(ptemp, s),
+                     err);
+        return -1;
+    }
     if (!qr)
         qr = add_queue(pconf, s, c, password);
     if (!c->spool)

@@ -579,3 +579,33 @@ def test_store_and_forward_with_the_database_down_then_back(scratch, pg):
         assert keys == ["profile:k1|0"] * 4
     finally:
         server.stop()
+
+
+def vhosts_configtest(scratch, name, main_lines, vhost_lines):
+    port = free_port()
+    return configtest(scratch, name, f"{main_lines}\nListen 127.0.0.1:{port}\n"
+                      f"<VirtualHost 127.0.0.1:{port}>\n    ServerName other\n"
+                      f"{vhost_lines}\n</VirtualHost>")[0]
+
+
+def test_configtest_one_queue_one_set_of_settings(scratch):
+    url = dead_url()
+    r = vhosts_configtest(scratch, "ct-q-same", f"HrflowQueue {url}",
+                          "HrflowQueueTimeout 5")
+    assert r.returncode == 0, r.stderr
+    r = vhosts_configtest(scratch, "ct-q-differ", f"HrflowQueue {url}",
+                          "HrflowQueueTimeout 2")
+    assert r.returncode != 0
+    assert "HF00806" in r.stderr and "HrflowQueueTimeout" in r.stderr
+
+
+def test_configtest_one_spool_forwards_to_one_queue(scratch):
+    spool = os.path.join(scratch, "ct-shared-spool")
+    secret = register_secret("shared-pw-" + secrets.token_hex(4))
+    r = vhosts_configtest(scratch, "ct-spool-queue",
+                          f"HrflowSpool {spool}\nHrflowQueue {dead_url()}",
+                          f"HrflowSpool {spool}\nHrflowQueue "
+                          f"postgresql://u:{secret}@127.0.0.1/other")
+    assert r.returncode != 0
+    assert "HrflowQueue (two URLs)" in r.stderr
+    assert secret not in r.stderr
