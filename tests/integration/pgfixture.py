@@ -381,16 +381,19 @@ def fleet_endpoints(scratch, out):
         "/fleet": (["HrflowSignature optional", "HrflowTimeout 5"],
                    f"{h}/fleet.sh {out} 0.3"),
         "/slow": (["HrflowSignature optional", "HrflowTimeout 5"],
-                  f"{h}/fleet.sh {out} 1.5"),
+                  f"{h}/ooo.sh {out} 1.5"),
         "/count": (["HrflowSignature optional", "HrflowTimeout 3"],
                    f"{h}/count.sh {out}"),
+        # The same program with other arguments.
+        "/count-too": (["HrflowSignature optional", "HrflowTimeout 3"],
+                       f"{h}/count.sh {out}/too"),
         "/flaky": (["HrflowSignature optional"], f"{h}/flaky.sh {out}"),
         "/broken": (["HrflowSignature optional"], f"{h}/broken.sh {out}"),
         # Short leases: the event's timeout + the kill grace + a margin.
         "/crash": (["HrflowSignature optional", "HrflowTimeout 2"],
-                   f"{h}/fleet.sh {out} 0.1 20"),
+                   f"{h}/crash.sh {out} 0.1 20"),
         "/freeze": (["HrflowSignature optional", "HrflowTimeout 2"],
-                    f"{h}/fleet.sh {out} 0.1 1"),
+                    f"{h}/freeze.sh {out} 1.5 1"),
     }
 
 
@@ -421,6 +424,7 @@ class Fleet:
     def __init__(self, scratch, name):
         self.scratch = scratch
         self.out = make_dir(os.path.join(scratch, f"{name}-out"), 0o777)
+        make_dir(os.path.join(self.out, "too"), 0o777)
         self.pg = start_postgres(scratch, name)
         self.receivers = []
         self.workers = []
@@ -453,8 +457,9 @@ class Fleet:
         if not self.pg.pid():
             self.pg.restart()
         self.pg.clear()
-        for name in os.listdir(self.out):
-            os.unlink(os.path.join(self.out, name))
+        shutil.rmtree(self.out)
+        make_dir(self.out, 0o777)
+        make_dir(os.path.join(self.out, "too"), 0o777)
 
     def close(self):
         self.stop_workers()

@@ -97,7 +97,8 @@ def test_contract_parity_with_durable_mode(fleet, scratch):
     fleet.worker("w1")
     for receiver in (fleet.a, fleet.b):
         for name in os.listdir(fleet.out):
-            os.unlink(os.path.join(fleet.out, name))
+            if os.path.isfile(os.path.join(fleet.out, name)):
+                os.unlink(os.path.join(fleet.out, name))
         r, data = receiver.request("POST", "/parity", body, headers)
         assert r.status == 202, data
         assert json.loads(data) == {"status": "accepted", "events": 2,
@@ -254,6 +255,23 @@ def test_failed_after_the_last_try_then_requeued(fleet):
     assert lines(path)[-1].split() == [delivery, "1"]  # tries from zero
     assert wait_until(lambda: "failed: 0" in
                       fleet.pg.hrflowctl("list", fleet.pg.url).stdout)
+
+
+def test_each_event_runs_with_its_own_handler_arguments(fleet):
+    """One program, two HrflowHandler lines with other arguments (as with
+    an interpreter and two scripts): each event runs with the arguments of
+    the line that routed it, as in durable mode (SPEC 4)."""
+    fleet.worker("w1")
+    for path, key in (("/count", "k-first"), ("/count-too", "k-too"),
+                      ("/count", "k-again")):
+        status, _ = post(fleet.a, path, [event(key)])
+        assert status == 202
+    first = os.path.join(fleet.out, "ran.log")
+    too = os.path.join(fleet.out, "too", "ran.log")
+    assert wait_until(lambda: len(lines(first)) + len(lines(too)) == 3)
+    time.sleep(0.5)
+    assert [x.split()[2] for x in lines(first)] == ["k-first", "k-again"]
+    assert [x.split()[2] for x in lines(too)] == ["k-too"]
 
 
 # ---- the allowlist ---------------------------------------------------------

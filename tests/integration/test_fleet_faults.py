@@ -117,8 +117,11 @@ def test_worker_killed_mid_handler_runs_again_elsewhere(fleet):
 
 
 # The frozen worker may find its handler's time over when it wakes.
-@pytest.mark.expect_log(r"handler=\S*/fleet\.sh result=timeout")
+@pytest.mark.expect_log(r"handler=\S*/freeze\.sh result=timeout")
 def test_frozen_worker_late_result_is_fenced(fleet):
+    """Worker a freezes while its handler runs (1 s); past the lease, b
+    claims the event and runs it (1.5 s).  a wakes while b's claim holds
+    the event: a's result is discarded, b's is the one recorded."""
     a = fleet.worker("a")
     status, _ = post(fleet.a, "/freeze", [event("k-freeze")])
     assert status == 202
@@ -130,7 +133,8 @@ def test_frozen_worker_late_result_is_fenced(fleet):
         b = fleet.worker("b")
         second = wait_until(
             lambda: [r for r in fleet_runs(fleet.out)
-                     if r["attempt"] == 2 and r["what"] == "end"], timeout=30)
+                     if r["attempt"] == 2 and r["what"] == "start"],
+            timeout=30)
         assert second and second[0]["worker"] == b.pid
         # The first try finished while its worker was frozen.
         assert [r for r in fleet_runs(fleet.out)
@@ -139,11 +143,15 @@ def test_frozen_worker_late_result_is_fenced(fleet):
         os.kill(a.pid, signal.SIGCONT)
     assert wait_until(lambda: "late result discarded" in a.log(),
                       timeout=15), a.log()
+    assert wait_until(lambda: [r for r in fleet_runs(fleet.out)
+                               if r["attempt"] == 2 and r["what"] == "end"])
     time.sleep(1.5)
+    assert "late result discarded" not in b.log(), b.log()
     runs = fleet_runs(fleet.out)
     assert sorted(r["attempt"] for r in runs if r["what"] == "end") == [1, 2]
     listing = fleet.pg.hrflowctl("list", fleet.pg.url).stdout
     assert "failed: 0" in listing and "running: 0" in listing, listing
+    assert "done (kept a while): 1" in listing, listing
 
 
 # ---- the database goes away mid-burst --------------------------------------
