@@ -53,8 +53,17 @@ const char *hf_queue_open(apr_pool_t *p, const hf_queue_spec_t *spec,
                           hf_queue_t **q);
 /* Reconnects a broken connection (within spec->timeout_ms): NULL or why. */
 const char *hf_queue_reset(apr_pool_t *p, hf_queue_t *q);
+/* Whether the connection is up (the schema aside). */
 int hf_queue_ok(const hf_queue_t *q);
+/* The schema version the last open or reset found: 0 none, -1 unknown. */
+int hf_queue_schema_version(const hf_queue_t *q);
 void hf_queue_close(hf_queue_t *q);
+
+/* The password a libpq URI or connection string carries (user:PASS@, or
+ * password=PASS), or NULL; and the URI with it replaced by ***, for
+ * messages. */
+const char *hf_queue_url_password(apr_pool_t *p, const char *url);
+const char *hf_queue_url_redact(apr_pool_t *p, const char *url);
 
 /* Creates or upgrades the schema (hrflowctl init): NULL or the reason;
  * *from is the version found (0: none). */
@@ -92,11 +101,23 @@ const char *hf_queue_fail(apr_pool_t *p, hf_queue_t *q,
                           const char *output, apr_size_t output_len,
                           int *fenced);
 
+/* Deletes up to 1000 done events finished more than keep_sec ago; *purged
+ * says how many. */
+const char *hf_queue_purge(apr_pool_t *p, hf_queue_t *q, int keep_sec,
+                           int *purged);
+
 /* Waits up to timeout for a notification of new events, or for data on
  * the connection: 1 notified, 0 timed out, -1 broken.  LISTEN is issued
  * on first use. */
 int hf_queue_wait(apr_pool_t *p, hf_queue_t *q, apr_interval_time_t timeout,
                   int wake_fd);
+
+/* hf_queue_wait in two halves, for a caller with its own poll loop: the
+ * connection's socket (LISTEN issued on first use), or -1 when broken;
+ * then, when it is readable, whether a notification came (1), not (0),
+ * or the connection broke (-1). */
+int hf_queue_fd(apr_pool_t *p, hf_queue_t *q);
+int hf_queue_notified(hf_queue_t *q);
 
 /* Events per state, for mod_status, hrflowctl and the health check. */
 typedef struct {
@@ -125,6 +146,9 @@ const char *hf_queue_show(apr_pool_t *p, hf_queue_t *q, apr_int64_t id,
 /* A failed event queued again, tries from zero, behind its key. */
 const char *hf_queue_requeue(apr_pool_t *p, hf_queue_t *q, apr_int64_t id,
                              int *found);
+/* The same, telling the event's new id (0: no failed event id). */
+const char *hf_queue_requeue_id(apr_pool_t *p, hf_queue_t *q, apr_int64_t id,
+                                apr_int64_t *new_id);
 
 /* ---- the worker (hf_worker.c): hrflow-worker, and HrflowWorker on ------ */
 typedef struct {
@@ -134,6 +158,10 @@ typedef struct {
     const hf_logger_t *log;
     atomic_int *stop;            /* as hf_dispatch_spec_t's */
     int wake_fd;
+    /* Or NULL.  Once non-zero: claim nothing more, let the handlers that
+     * run finish and record them, then return (hrflow-worker's SIGTERM);
+     * *stop still cancels at once. */
+    atomic_int *drain;
 } hf_worker_spec_t;
 
 /* Claims and runs the queue's events until *stop; 0, or -1 when it cannot

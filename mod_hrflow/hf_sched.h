@@ -213,6 +213,11 @@ hf_store_spool_t *hf_store_spool_create(apr_pool_t *p, const char *dir,
                                         const hf_logger_t *log,
                                         atomic_int *stop);
 
+/* hf_dispatch_run with another target than argv (store-and-forward:
+ * hf_target_queue). */
+int hf_dispatch_run_target(apr_pool_t *p, const hf_dispatch_spec_t *s,
+                           const hf_target_t *target, void *target_ctx);
+
 /* hf_target_argv.c: runs the envelope's argv with hf_run_event (SPEC 4);
  * ctx unused (NULL). */
 extern const hf_target_t hf_target_argv;

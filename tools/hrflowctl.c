@@ -6,6 +6,10 @@
  *   hrflowctl show DIR ID
  *   hrflowctl requeue DIR ID... | --all
  *
+ * With a queue's URL (postgresql://...) in place of DIR, the same commands
+ * act on the shared queue of fleet mode, and init URL creates or upgrades
+ * its schema (hrflowctl_queue.c).
+ *
  * ID is a delivery id (HRFLOW_DELIVERY_ID), a file name, or the start of
  * either.  Run as root it acts as the spool's owner, so that the files it
  * writes stay readable by the dispatcher.
@@ -21,18 +25,23 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 #include "hrflow.h"
+#include "hrflowctl.h"
 #include "config.h"
 
 static const char *const shown[] = {"new", "run", "retry", "failed", NULL};
 
 static int usage(FILE *f, int rc)
 {
-    fputs("usage: hrflowctl list DIR\n"
-          "       hrflowctl show DIR ID\n"
-          "       hrflowctl requeue DIR ID... | --all\n"
+    fputs("usage: hrflowctl list DIR|URL\n"
+          "       hrflowctl show DIR|URL ID\n"
+          "       hrflowctl requeue DIR|URL ID... | --all\n"
+          "       hrflowctl [--name NAME] [--password-file FILE] init URL\n"
           "       hrflowctl --version\n"
           "DIR is an HrflowSpool directory; ID a delivery id or file name, or\n"
-          "the start of one.\n", f);
+          "the start of one.  URL is an HrflowQueue (postgresql://...); its\n"
+          "IDs are the event numbers list shows.  --name is HrflowQueueName\n"
+          "(default hrflow), --password-file HrflowQueuePasswordFile; both\n"
+          "go before the command, with every command on a URL.\n", f);
     return rc;
 }
 
@@ -221,19 +230,61 @@ static int become_owner(const char *dir)
     return 0;
 }
 
+/* Options before the command; the index of the command, or -1. */
+static int read_options(int argc, const char *const *argv,
+                        hrflowctl_opts_t *o)
+{
+    int i = 1;
+
+    while (i + 1 < argc && !strncmp(argv[i], "--", 2)) {
+        if (!strcmp(argv[i], "--name"))
+            o->name = argv[i + 1];
+        else if (!strcmp(argv[i], "--password-file"))
+            o->password_file = argv[i + 1];
+        else
+            return -1;
+        i += 2;
+    }
+    return i;
+}
+
+/* A command on a queue's URL. */
+static int on_queue(apr_pool_t *p, const hrflowctl_opts_t *o, int argc,
+                    const char *const *argv)
+{
+#ifdef HAVE_LIBPQ
+    int rc = hrflowctl_queue(p, o, argv[0], argv[1], argc - 2, argv + 2);
+    return rc == 2 ? usage(stderr, 2) : rc;
+#else
+    fputs("hrflowctl: this hrflowctl was built without fleet mode (libpq): "
+          "it knows only spool folders\n", stderr);
+    return 1;
+#endif
+}
+
 int main(int argc, const char *const *argv)
 {
+    hrflowctl_opts_t opts = {NULL, NULL};
     apr_pool_t *p;
-    int rc;
+    int rc, first;
 
     if (argc == 2 && !strcmp(argv[1], "--version"))
         return printf("hrflowctl (mod_hrflow) %s\n", PACKAGE_VERSION), 0;
-    if (argc < 3)
-        return usage(argc == 2 && !strcmp(argv[1], "--help") ? stdout
-                                                            : stderr,
-                     argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2);
+    if (argc == 2 && !strcmp(argv[1], "--help"))
+        return usage(stdout, 0);
+    first = read_options(argc, argv, &opts);
+    if (first < 0 || argc - first < 2)
+        return usage(stderr, 2);
     apr_app_initialize(&argc, &argv, NULL);
     apr_pool_create(&p, NULL);
+    if (hrflowctl_is_url(argv[first + 1])) {
+        rc = on_queue(p, &opts, argc - first, argv + first);
+        apr_pool_destroy(p);
+        apr_terminate();
+        return rc;
+    }
+    if (first != 1 || argc < 3)
+        return usage(stderr, 2);
     if (become_owner(argv[2]) != 0)
         return 1;
     if (!strcmp(argv[1], "list") && argc == 3) {
