@@ -280,6 +280,28 @@ static int commit(hf_committer_t *c, batch_t *b)
     return b->failed ? -1 : 0;
 }
 
+void hf_commit_envelope(apr_pool_t *p, const hf_config_t *cfg,
+                        const hf_outcome_t *out, const hf_event_t *ev,
+                        const hf_handler_t *h, apr_time_t now,
+                        hf_envelope_t *e)
+{
+    memset(e, 0, sizeof *e);
+    e->delivery_id = ev->delivery_id;
+    e->event_id = ev->id;
+    e->type = ev->type;
+    e->order_key = hf_spool_order_key(p, ev);
+    e->received = now;
+    e->index = ev->index;
+    e->count = out->events->nelts;
+    e->verified = out->verified;
+    e->timeout = hf_config_timeout(cfg);
+    e->argv = h->argv;
+    e->text = ev->text;
+    e->len = ev->len;
+    e->name = hf_spool_event_name(p, now, ev->index, ev->delivery_id,
+                                  e->order_key);
+}
+
 /* The spool file of one event, as its endpoint routes it now. */
 static char *envelope_of(apr_pool_t *p, const hf_config_t *cfg,
                          const hf_outcome_t *out, const hf_event_t *ev,
@@ -288,21 +310,8 @@ static char *envelope_of(apr_pool_t *p, const hf_config_t *cfg,
 {
     hf_envelope_t e;
 
-    memset(&e, 0, sizeof e);
-    e.delivery_id = ev->delivery_id;
-    e.event_id = ev->id;
-    e.type = ev->type;
-    e.order_key = hf_spool_order_key(p, ev);
-    e.received = now;
-    e.index = ev->index;
-    e.count = out->events->nelts;
-    e.verified = out->verified;
-    e.timeout = hf_config_timeout(cfg);
-    e.argv = h->argv;
-    e.text = ev->text;
-    e.len = ev->len;
-    *name = hf_spool_event_name(p, now, ev->index, ev->delivery_id,
-                                e.order_key);
+    hf_commit_envelope(p, cfg, out, ev, h, now, &e);
+    *name = e.name;
     return hf_spool_envelope_encode(p, &e, len);
 }
 

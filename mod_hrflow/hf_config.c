@@ -85,6 +85,15 @@ const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
     DIFFERS(retry, "HrflowRetry")
     DIFFERS(retry_delay, "HrflowRetryDelay")
 #undef DIFFERS
+    /* Store-and-forward: the spool's one dispatcher forwards to one queue.
+     * URLs are not shown: they may hold a password. */
+    if ((a->queue == NULL) != (b->queue == NULL)
+        || (a->queue && strcmp(a->queue, b->queue) != 0))
+        return a->queue && b->queue ? "HrflowQueue (two URLs)"
+                                    : "HrflowQueue (set in one only)";
+    if (a->queue && strcmp(hf_config_queue_name(a), hf_config_queue_name(b)))
+        return apr_psprintf(p, "HrflowQueueName %s and %s",
+                            hf_config_queue_name(a), hf_config_queue_name(b));
     return NULL;
 }
 
@@ -469,8 +478,9 @@ static const char *set_queue(const hf_config_ctx_t *ctx, hf_config_t *cfg,
      * password in it would sit in httpd.conf (HrflowQueuePasswordFile). */
     if (strncmp(argv[0], "postgresql://", 13) != 0
         && strncmp(argv[0], "postgres://", 11) != 0)
-        return apr_psprintf(ctx->pool, "'%s' is not a postgresql:// URI",
-                            argv[0]);
+        /* Not echoed: whatever it is may hold a password. */
+        return "not a postgresql:// URI (its value is not shown: it may "
+               "hold a password)";
     cfg->queue = apr_pstrdup(ctx->pool, argv[0]);
     return NULL;
 }

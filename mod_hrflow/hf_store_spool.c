@@ -620,6 +620,12 @@ hf_store_spool_t *hf_store_spool_create(apr_pool_t *p, const char *dir,
 
 int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
 {
+    return hf_dispatch_run_target(p, s, &hf_target_argv, NULL);
+}
+
+int hf_dispatch_run_target(apr_pool_t *p, const hf_dispatch_spec_t *s,
+                           const hf_target_t *target, void *target_ctx)
+{
     hf_sched_spec_t spec;
 
     memset(&spec, 0, sizeof spec);
@@ -632,6 +638,7 @@ int hf_dispatch_run(apr_pool_t *p, const hf_dispatch_spec_t *s)
     spec.wake_fd = s->wake_fd;
     spec.store = &hf_store_spool;
     spec.store_ctx = hf_store_spool_create(p, s->dir, s->log, s->stop);
-    spec.target = &hf_target_argv;
+    spec.target = target;
+    spec.target_ctx = target_ctx;
     return hf_sched_run(p, &spec);
 }

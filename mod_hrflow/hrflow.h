@@ -653,6 +653,12 @@ hf_committer_t *hf_committer_create(apr_pool_t *p, const char *dir);
 void hf_commit_accept(apr_pool_t *p, const hf_config_t *cfg,
                       hf_committer_t *committer, hf_outcome_t *out,
                       const hf_logger_t *log);
+/* The envelope of one routed event, as its endpoint maps it now (handler
+ * h); the spool and the queue (hf_queue_accept) store the same. */
+void hf_commit_envelope(apr_pool_t *p, const hf_config_t *cfg,
+                        const hf_outcome_t *out, const hf_event_t *ev,
+                        const hf_handler_t *h, apr_time_t now,
+                        hf_envelope_t *e);
 /* Groups committed (each: one round of data syncs, one sync of new/) and
  * events made durable by this process so far. */
 void hf_committer_stats(hf_committer_t *c, apr_uint64_t *groups,

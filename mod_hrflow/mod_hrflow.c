@@ -191,6 +191,8 @@ static int check_endpoint(apr_pool_t *p, server_rec *s,
 
     if (!err && user)
         err = hf_config_check_handlers(p, cfg, user);
+    if (!err && cfg->queue)
+        hrflow_queue_note_endpoint(s, cfg);   /* what its worker may run */
     if (err) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
                      HFLOGNO(00101) "%s (endpoint %s, %s line %u)", err,
@@ -221,7 +223,7 @@ static int check_sections(apr_pool_t *p, server_rec *s,
     return bad;
 }
 
-static const char *server_name(apr_pool_t *p, const server_rec *s)
+const char *hrflow_server_name(apr_pool_t *p, const server_rec *s)
 {
     return s->defn_name ? apr_psprintf(p, "virtual host %s (%s line %u)",
                                        s->server_hostname, s->defn_name,
@@ -255,8 +257,8 @@ static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
                              HFLOGNO(00108)
                              "HrflowSpool %s (%s) and HrflowSpool %s (%s) "
                              "are one folder: name it the same way in both",
-                             a->spool, server_name(p, s), b->spool,
-                             server_name(p, t));
+                             a->spool, hrflow_server_name(p, s), b->spool,
+                             hrflow_server_name(p, t));
                 return 1;
             }
             const char *diff = b->spool && !strcmp(a->spool, b->spool)
@@ -269,8 +271,8 @@ static int check_shared_spools(apr_pool_t *p, server_rec *main_server)
                              "different settings (%s); one spool has one "
                              "dispatcher: give them the same values or each "
                              "its own HrflowSpool",
-                             a->spool, server_name(p, s), server_name(p, t),
-                             diff);
+                             a->spool, hrflow_server_name(p, s),
+                             hrflow_server_name(p, t), diff);
                 return 1;
             }
         }
@@ -287,6 +289,8 @@ static int hrflow_check_config(apr_pool_t *pconf, apr_pool_t *plog,
 
     find_endpoints(ptemp, ap_conftree, endpoints);
     bad = check_shared_spools(ptemp, main_server);
+    for (s = main_server; s; s = s->next)
+        bad |= hrflow_queue_check_server(pconf, ptemp, s) != 0;
     for (s = main_server; s; s = s->next) {
         core_server_config *sconf = ap_get_core_module_config(s->module_config);
         const hf_config_t *defaults =
@@ -446,6 +450,17 @@ static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
         return;
     }
     hf_commit_accept(r->pool, cfg, c, out, log);
+}
+
+/* Durable mode and fleet mode: the events are stored (the spool, else the
+ * queue: SPEC 6 and 8), for a 202. */
+static void accept_events(request_rec *r, const hf_config_t *cfg,
+                          hf_outcome_t *out, const hf_logger_t *log)
+{
+    if (cfg->spool)
+        accept_into_spool(r, cfg, out, log);
+    else
+        hrflow_queue_accept(r, cfg, out, log);
     /* The access log's HRFLOW_* variables, as in synchronous mode: the
      * first event's (no try made yet, so no HRFLOW_ATTEMPT). */
     if (out->events->nelts > 0) {
@@ -548,8 +563,8 @@ static int hrflow_handler(request_rec *r)
         return rc;
     }
     hf_receive(r->pool, cfg, &req, &out);
-    if (out.rc == HF_OK && cfg->spool)
-        accept_into_spool(r, cfg, &out, &log);
+    if (out.rc == HF_OK && (cfg->spool || cfg->queue))
+        accept_events(r, cfg, &out, &log);
     else if (out.rc == HF_OK)
         hf_deliver_watched(r->pool, cfg, &out, &log, client_gone, r);
     hf_receive_log_refusal(r->pool, cfg, &out, &log);
@@ -572,6 +587,7 @@ static void register_hooks(apr_pool_t *p)
     ap_register_output_filter(JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
     hrflow_spool_register_hooks(p);
+    hrflow_queue_register_hooks(p);
 }
 
 module AP_MODULE_DECLARE_DATA hrflow_module = {

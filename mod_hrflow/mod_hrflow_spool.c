@@ -1,7 +1,8 @@
 /*
  * mod_hrflow_spool.c - durable mode in Apache: the spool folders, one
  * dispatcher process per spool, each request process's group committer, and
- * a mod_status section.
+ * a mod_status section.  Fleet mode's worker is started the same way
+ * (hrflow_helper_start).
  *
  * The dispatcher is started as mod_cgid starts its daemon: forked by the
  * parent in post_config, registered as an "other child" so that the parent
@@ -33,17 +34,17 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include "mod_hrflow.h"
+#include "hf_target_queue.h"
 
 APLOG_USE_MODULE(hrflow);
 
 #define HRFLOW_DISPATCHER_NICE 19
 
 typedef struct {
+    hrflow_helper_t helper;      /* the dispatcher process */
     const char *dir;
     int concurrency, retry, retry_delay;
-    server_rec *server;
-    apr_pool_t *pool;            /* the configuration's */
-    apr_proc_t proc;
+    const hf_queue_spec_t *queue;  /* store-and-forward: forwarded there */
     int refused;                 /* failed its checks at a restart: 503 */
 } dispatcher_rec;
 
@@ -100,10 +101,11 @@ static int server_wants(void *ctx, int level)
     return APLOG_IS_LEVEL((server_rec *)ctx, level);
 }
 
-static void dispatcher_main(dispatcher_rec *d, pid_t parent)
+/* The life of a helper process (the dispatcher, fleet mode's worker):
+ * until h->run returns, then exits. */
+static void helper_main(hrflow_helper_t *h, pid_t parent)
 {
-    hf_logger_t log = {log_to_server, d->server, server_wants};
-    hf_dispatch_spec_t spec;
+    hf_logger_t log = {log_to_server, h->server, server_wants};
     apr_pool_t *p;
     struct sigaction sa;
     sigset_t none;
@@ -119,7 +121,7 @@ static void dispatcher_main(dispatcher_rec *d, pid_t parent)
      * does the same). */
     ap_close_listeners();
     apr_pool_create(&p, NULL);
-    if (ap_run_drop_privileges(p, d->server) != OK)
+    if (ap_run_drop_privileges(p, h->server) != OK)
         _exit(1);
     /* For a parent killed with -9.  Only now: the kernel clears the
      * parent-death signal when the credentials change, as the drop just
@@ -142,14 +144,7 @@ static void dispatcher_main(dispatcher_rec *d, pid_t parent)
     sigaction(SIGCHLD, &sa, NULL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    spec.dir = d->dir;
-    spec.concurrency = d->concurrency;
-    spec.retry = d->retry;
-    spec.retry_delay = d->retry_delay;
-    spec.log = &log;
-    spec.stop = &stop_requested;
-    spec.wake_fd = stop_pipe[0];
-    if (hf_dispatch_run(p, &spec) != 0) {
+    if (h->run(p, h->ctx, &log, &stop_requested, stop_pipe[0]) != 0) {
         /* It could not start (the spool cannot be read or locked): the
          * parent starts another at once, so wait a little first rather
          * than spin; a stop ends the wait. */
@@ -161,49 +156,72 @@ static void dispatcher_main(dispatcher_rec *d, pid_t parent)
     _exit(0);
 }
 
-static void dispatcher_maint(int reason, void *data, apr_wait_t status);
+static void helper_maint(int reason, void *data, apr_wait_t status);
 
-static int start_dispatcher(dispatcher_rec *d)
+int hrflow_helper_start(hrflow_helper_t *h)
 {
     pid_t parent = getpid();
-    apr_status_t rv = apr_proc_fork(&d->proc, d->pool);
+    apr_status_t rv = apr_proc_fork(&h->proc, h->pool);
 
     if (rv == APR_INCHILD)
-        dispatcher_main(d, parent);     /* does not return */
+        helper_main(h, parent);         /* does not return */
     if (rv != APR_INPARENT) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, d->server,
-                     HFLOGNO(00201)
-                     "spool %s: cannot start the dispatcher", d->dir);
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, h->server,
+                     HFLOGNO(00201) "%s: cannot start the %s", h->what,
+                     h->role);
         return -1;
     }
-    apr_pool_note_subprocess(d->pool, &d->proc, APR_KILL_AFTER_TIMEOUT);
-    apr_proc_other_child_register(&d->proc, dispatcher_maint, d, NULL,
-                                  d->pool);
+    apr_pool_note_subprocess(h->pool, &h->proc, APR_KILL_AFTER_TIMEOUT);
+    apr_proc_other_child_register(&h->proc, helper_maint, h, NULL, h->pool);
     return 0;
 }
 
-static void dispatcher_maint(int reason, void *data, apr_wait_t status)
+static void helper_maint(int reason, void *data, apr_wait_t status)
 {
-    dispatcher_rec *d = data;
+    hrflow_helper_t *h = data;
     int state = AP_MPMQ_STOPPING;
 
     switch (reason) {
     case APR_OC_REASON_DEATH:
     case APR_OC_REASON_LOST:
-        apr_proc_other_child_unregister(d);
+        apr_proc_other_child_unregister(h);
         ap_mpm_query(AP_MPMQ_MPM_STATE, &state);
         if (state == AP_MPMQ_STOPPING)
             break;
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->server,
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, h->server,
                      HFLOGNO(00202)
-                     "spool %s: dispatcher %ld died (status %d), starting "
-                     "it again", d->dir, (long)d->proc.pid, (int)status);
-        start_dispatcher(d);
+                     "%s: %s %ld died (status %d), starting it again",
+                     h->what, h->role, (long)h->proc.pid, (int)status);
+        hrflow_helper_start(h);
         break;
     case APR_OC_REASON_RESTART:
     case APR_OC_REASON_UNREGISTER:
         break;
     }
+}
+
+static int run_dispatcher(apr_pool_t *p, void *ctx, const hf_logger_t *log,
+                          atomic_int *stop, int wake_fd)
+{
+    const dispatcher_rec *d = ctx;
+    hf_dispatch_spec_t spec;
+
+    spec.dir = d->dir;
+    spec.concurrency = d->concurrency;
+    spec.retry = d->retry;
+    spec.retry_delay = d->retry_delay;
+    spec.log = log;
+    spec.stop = stop;
+    spec.wake_fd = wake_fd;
+    if (d->queue) {
+        /* Store-and-forward: each event goes into the queue instead. */
+        hf_queue_spec_t queue = *d->queue;
+        queue.app = "hrflow-forwarder";
+        return hf_dispatch_run_target(
+            p, &spec, &hf_target_queue,
+            hf_target_queue_create(p, &queue, d->concurrency));
+    }
+    return hf_dispatch_run(p, &spec);
 }
 
 /* ---- hooks -------------------------------------------------------------- */
@@ -229,8 +247,13 @@ static void collect_spools(apr_pool_t *pconf, server_rec *main_server)
         d->concurrency = hf_config_concurrency(c);
         d->retry = hf_config_retry(c);
         d->retry_delay = hf_config_retry_delay(c);
-        d->server = s;
-        d->pool = pconf;
+        d->queue = hrflow_queue_spec(s);
+        d->helper.what = apr_pstrcat(pconf, "spool ", c->spool, NULL);
+        d->helper.role = "dispatcher";
+        d->helper.run = run_dispatcher;
+        d->helper.ctx = d;
+        d->helper.server = s;
+        d->helper.pool = pconf;
         APR_ARRAY_PUSH(dispatchers, dispatcher_rec *) = d;
     }
 }
@@ -270,7 +293,7 @@ static int spool_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                          HFLOGNO(00204) "HrflowSpool: %s", err);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        if (start_dispatcher(d) != 0)
+        if (hrflow_helper_start(&d->helper) != 0)
             return HTTP_INTERNAL_SERVER_ERROR;
     }
     return OK;

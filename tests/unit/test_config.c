@@ -370,6 +370,19 @@ START_TEST(server_settings_overlay_and_conflicts)
     ck_assert_ptr_null(apply(b, "HrflowRetryDelay 9"));
     ck_assert_str_eq(hf_config_server_conflict(pool, a, b),
                      "HrflowRetryDelay 1 and 9");
+    /* One spool, one dispatcher: it forwards to one queue or none. */
+    ck_assert_ptr_null(apply(b, "HrflowRetryDelay 1"));
+    ck_assert_ptr_null(apply(a, "HrflowQueue postgresql://u:pw@db/x"));
+    ck_assert_str_eq(hf_config_server_conflict(pool, a, b),
+                     "HrflowQueue (set in one only)");
+    ck_assert_ptr_null(apply(b, "HrflowQueue postgresql://u:other@db/x"));
+    ck_assert_str_eq(hf_config_server_conflict(pool, a, b),
+                     "HrflowQueue (two URLs)");
+    ck_assert_ptr_null(apply(b, "HrflowQueue postgresql://u:pw@db/x"));
+    ck_assert_ptr_null(hf_config_server_conflict(pool, a, b));
+    ck_assert_ptr_null(apply(b, "HrflowQueueName other"));
+    ck_assert_str_eq(hf_config_server_conflict(pool, a, b),
+                     "HrflowQueueName hrflow and other");
 }
 END_TEST
 
