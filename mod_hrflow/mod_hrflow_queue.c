@@ -26,6 +26,7 @@
  * (hf_queue_url_redact).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <httpd.h>
@@ -35,7 +36,6 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <mod_status.h>
-#include <apr_file_io.h>
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
@@ -108,35 +108,24 @@ static int queue_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
 static const char *read_password(apr_pool_t *pconf, apr_pool_t *ptemp,
                                  const char *path, const char **password)
 {
-    apr_file_t *f;
-    char buf[HRFLOW_PASSWORD_MAX + 2];
-    apr_size_t n = sizeof buf - 1;
-    apr_status_t rv;
-    char err[120];
+    char *text = NULL;
+    apr_size_t len = 0, n;
+    const char *err = hf_config_read_secret_file(ptemp, path, &text, &len);
 
-    rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, ptemp);
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_read(f, buf, &n);
-        apr_file_close(f);
-    }
-    if (rv == APR_EOF)
-        n = 0;
-    else if (rv != APR_SUCCESS)
-        return apr_psprintf(ptemp, "HrflowQueuePasswordFile: cannot read "
-                            "%s: %s", path,
-                            apr_strerror(rv, err, sizeof err));
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
+    if (err)
+        return apr_pstrcat(ptemp, "HrflowQueuePasswordFile: ", err, NULL);
+    n = strcspn(text, "\r\n");
     if (n > HRFLOW_PASSWORD_MAX)
-        return apr_psprintf(ptemp, "HrflowQueuePasswordFile: %s: the "
-                            "password is longer than %d bytes", path,
-                            HRFLOW_PASSWORD_MAX);
-    if (!buf[0])
-        return apr_psprintf(ptemp, "HrflowQueuePasswordFile: %s holds no "
-                            "password on its first line", path);
-    *password = apr_pstrdup(pconf, buf);
-    memset(buf, 0, sizeof buf);
-    return NULL;
+        err = apr_psprintf(ptemp, "HrflowQueuePasswordFile: %s: the "
+                           "password is longer than %d bytes", path,
+                           HRFLOW_PASSWORD_MAX);
+    else if (n == 0 || memchr(text, '\0', n))
+        err = apr_psprintf(ptemp, "HrflowQueuePasswordFile: %s holds no "
+                           "password on its first line", path);
+    else
+        *password = apr_pstrmemdup(pconf, text, n);
+    free(memset(text, 0, len + 2));
+    return err;
 }
 
 static queue_rec *find_queue(const char *url, const char *name)

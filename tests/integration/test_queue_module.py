@@ -231,7 +231,7 @@ def test_health_200_in_synchronous_mode(scratch):
 
 # ---- configtest -------------------------------------------------------------
 
-def configtest(scratch, name, queue_lines):
+def configtest(scratch, name, queue_lines, timeout=60):
     root = os.path.join(scratch, "servers", name)
     os.makedirs(os.path.join(root, "run"), exist_ok=True)
     conf = os.path.join(root, "httpd.conf")
@@ -244,7 +244,7 @@ def configtest(scratch, name, queue_lines):
                   "</Location>\n")
     start = time.time()
     r = subprocess.run([HTTPD, "-t", "-f", conf], capture_output=True,
-                       text=True, env=httpd_env(), timeout=60)
+                       text=True, env=httpd_env(), timeout=timeout)
     return r, time.time() - start
 
 
@@ -277,6 +277,17 @@ def test_configtest_empty_password_file(scratch):
                       f"HrflowQueuePasswordFile {empty}")
     assert r.returncode != 0
     assert "holds no password" in r.stderr
+
+
+def test_configtest_password_file_that_is_a_fifo(scratch):
+    """Root reads the file: a FIFO there is refused, not waited on."""
+    fifo = os.path.join(scratch, "queue.fifo")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo, 0o600)
+    r, took = configtest(scratch, "ct-fifo", f"HrflowQueue {dead_url()}\n"
+                         f"HrflowQueuePasswordFile {fifo}", timeout=20)
+    assert r.returncode != 0
+    assert "not a regular file" in r.stderr
 
 
 def test_configtest_refuses_what_is_not_a_libpq_uri_unechoed(scratch):
