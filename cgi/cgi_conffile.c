@@ -144,6 +144,26 @@ static const char *server_only(apr_pool_t *p, const hf_directive_t *d)
                         d->name);
 }
 
+/* What hrflow-worker's config holds: the rest is an endpoint's. */
+static const char *const worker_directives[] = {
+    "HrflowQueue", "HrflowQueuePasswordFile", "HrflowQueueName",
+    "HrflowQueueTimeout", "HrflowConcurrency", "HrflowRetry",
+    "HrflowRetryDelay", "HrflowHandler", NULL};
+
+static const char *not_for_worker(apr_pool_t *p, const hf_directive_t *d)
+{
+    int i;
+
+    for (i = 0; worker_directives[i]; i++)
+        if (!strcmp(d->name, worker_directives[i]))
+            return NULL;
+    return apr_psprintf(p, "%s: hrflow-worker does not use it (it takes "
+                        "HrflowQueue, HrflowQueuePasswordFile, "
+                        "HrflowQueueName, HrflowQueueTimeout, "
+                        "HrflowConcurrency, HrflowRetry, HrflowRetryDelay "
+                        "and HrflowHandler)", d->name);
+}
+
 /* How one file is being read. */
 typedef struct {
     const hf_config_ctx_t *ctx;
@@ -199,7 +219,11 @@ static const char *apply_line(apr_pool_t *p, const conf_read_t *r,
         return NULL;                 /* true of every CGI config */
     if (!(d = hf_config_directive_find(name)))
         return apr_psprintf(p, "unknown directive '%s'", name);
-    if (d->scope == HF_SCOPE_SERVER)
+    if (r->flags & CGI_CONF_WORKER) {
+        if ((err = not_for_worker(p, d)))
+            return err;
+    }
+    else if (d->scope == HF_SCOPE_SERVER)
         return server_only(p, d);
     if (!strcmp(d->name, "HrflowSecretFile") && args->nelts == 2
         && (err = check_secret_file(p, ctx->base_dir,
@@ -303,7 +327,8 @@ static const char *parse_text(apr_pool_t *p, const char *path,
             err = apr_psprintf(p, "%s line %d: %s", path, line_no, err);
     }
     memset(line, 0, LINE_MAX_BYTES);  /* it may have held a secret */
-    if (!err && (err = hf_config_check_endpoint(p, *cfg)))
+    if (!err && !(flags & CGI_CONF_WORKER)
+        && (err = hf_config_check_endpoint(p, *cfg)))
         err = apr_psprintf(p, "%s: %s", path, err);
     return err;
 }

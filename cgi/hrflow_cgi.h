@@ -28,6 +28,10 @@ const char *cgi_conffile_path(apr_pool_t *p, const char *argv0);
  * whose program does not exist (checking or signing on a machine where the
  * handlers are not); never when serving. */
 #define CGI_CONF_MISSING_HANDLERS 1
+/* CGI_CONF_WORKER: the file is hrflow-worker's: the queue's and the
+ * scheduler's directives (server-wide in the module) and HrflowHandler
+ * are what it takes, and nothing of an endpoint is checked. */
+#define CGI_CONF_WORKER 2
 const char *cgi_conffile_read(apr_pool_t *p, const char *path,
                               hf_config_t **cfg, const hf_logger_t *log,
                               int flags);

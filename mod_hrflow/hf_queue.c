@@ -96,11 +96,16 @@ const char *hf_queue_reason(apr_pool_t *p, const hf_queue_t *q,
 
     /* libpq ends its messages with a newline and may spread them over
      * several lines: one log line reads better. */
+    char *o;
+
     while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
         text[--n] = '\0';
-    for (c = text; *c; c++)
-        if (*c == '\n' || *c == '\t')
-            *c = ' ';
+    for (c = o = text; *c; c++) {
+        char ch = *c == '\n' || *c == '\t' ? ' ' : *c;
+        if (ch != ' ' || (o > text && o[-1] != ' '))
+            *o++ = ch;
+    }
+    *o = '\0';
     text = scrub(p, text, q->secret);
     if ((url_pw = hf_queue_url_password(p, q->spec.url))) {
         text = scrub(p, text, url_pw);
@@ -266,13 +271,32 @@ static const char *session_setup(apr_pool_t *p, hf_queue_t *q)
     return err;
 }
 
+/* The server's notices (a shutdown's "terminating connection") would go
+ * to standard error, past the caller's log: the error that follows them
+ * says what matters. */
+static void ignore_notice(void *arg, const char *message)
+{
+}
+
 static const char *connect_now(apr_pool_t *p, hf_queue_t *q)
 {
-    const char *keys[6], *vals[6];
+    const char *keys[10], *vals[10];
     int n = 0;
 
     keys[n] = "application_name";
     vals[n++] = q->spec.app ? q->spec.app : "hrflow";
+    /* A database host cut off (a partition) shows no error on an open
+     * connection: unanswered data fails after the timeout, and an idle
+     * connection (a worker's LISTEN) is probed.  The URI may say
+     * otherwise. */
+    keys[n] = "tcp_user_timeout";
+    vals[n++] = apr_itoa(p, q->spec.timeout_ms);
+    keys[n] = "keepalives_idle";
+    vals[n++] = "10";
+    keys[n] = "keepalives_interval";
+    vals[n++] = "5";
+    keys[n] = "keepalives_count";
+    vals[n++] = "3";
     /* The URI second: what it sets wins over the name above, and what
      * follows it wins over the URI. */
     keys[n] = "dbname";
@@ -290,6 +314,7 @@ static const char *connect_now(apr_pool_t *p, hf_queue_t *q)
     q->conn = PQconnectdbParams(keys, vals, 1);
     if (!q->conn)
         return "cannot connect to the queue: out of memory";
+    PQsetNoticeProcessor(q->conn, ignore_notice, NULL);
     if (PQstatus(q->conn) != CONNECTION_OK)
         return hf_queue_reason(p, q, "cannot connect to the queue",
                                PQerrorMessage(q->conn));
@@ -328,9 +353,11 @@ const char *hf_queue_open(apr_pool_t *p, const hf_queue_spec_t *spec,
     q->secret = q->spec.password;
     apr_pool_cleanup_register(own, q, close_cleanup, apr_pool_cleanup_null);
     *qp = q;
+    /* The name goes into SQL as it is: never one that is not checked. */
     if ((err = hf_config_queue_name_check(q->spec.name)))
-        return apr_psprintf(p, "HrflowQueueName %s: %s",
-                            hf_log_escape(p, q->spec.name), err);
+        return q->unusable = apr_psprintf(own, "HrflowQueueName %s: %s",
+                                          hf_log_escape(own, q->spec.name),
+                                          err);
     if ((err = connect_now(p, q)))
         return err;
     return check_schema(p, q);
@@ -338,7 +365,7 @@ const char *hf_queue_open(apr_pool_t *p, const hf_queue_spec_t *spec,
 
 const char *hf_queue_reset(apr_pool_t *p, hf_queue_t *q)
 {
-    const char *err = connect_now(p, q);
+    const char *err = q->unusable ? q->unusable : connect_now(p, q);
     return err ? err : check_schema(p, q);
 }
 
@@ -552,17 +579,13 @@ const char *hf_queue_retry(apr_pool_t *p, hf_queue_t *q,
     v[2] = hf_queue_i64(p, due);
     v[3] = result;
     *fenced = 0;
-    /* The row stays its key's head: a retry holds back only its key. */
     err = hf_queue_exec(p, q, "cannot store a retry",
-                        "UPDATE @N@_events SET state = 'retry', "
-                        "due = to_timestamp($3::int8 / 1000000.0), "
-                        "last_result = $4, lease = NULL "
-                        "WHERE id = $1::int8 AND token = $2::int8 "
-                        "AND state = 'running'",
+                        "SELECT @N@_retry($1::int8, $2::int8, $3::int8, "
+                        "$4)::int4",
                         4, v, &r);
     if (err)
         return err;
-    *fenced = atoi(PQcmdTuples(r)) == 0;
+    *fenced = PQntuples(r) != 1 || !hf_queue_col_i32(r, 0, 0);
     PQclear(r);
     return NULL;
 }
@@ -576,25 +599,32 @@ const char *hf_queue_purge(apr_pool_t *p, hf_queue_t *q, int keep_sec,
     v[0] = apr_itoa(p, keep_sec);
     *purged = 0;
     err = hf_queue_exec(p, q, "cannot purge done events",
-                        "DELETE FROM @N@_events WHERE id IN (SELECT id FROM "
-                        "@N@_events WHERE state = 'done' AND finished < now()"
-                        " - make_interval(secs => $1::int4) ORDER BY id "
-                        "LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-                        1, v, &r);
+                        "SELECT @N@_purge($1::int4)", 1, v, &r);
     if (err)
         return err;
-    *purged = atoi(PQcmdTuples(r));
+    *purged = PQntuples(r) == 1 ? (int)hf_queue_col_i64(r, 0, 0) : 0;
     PQclear(r);
     return NULL;
 }
 
-int hf_queue_wait(apr_pool_t *p, hf_queue_t *q, apr_interval_time_t timeout,
-                  int wake_fd)
+/* Reads what the server sent; 1 when it held a notification, 0 not, -1
+ * when the connection broke. */
+static int take_notifications(hf_queue_t *q)
 {
-    struct pollfd fds[2];
     PGnotify *note;
-    int n = 1, got = 0, rc;
+    int got = 0;
 
+    if (!PQconsumeInput(q->conn) || PQstatus(q->conn) != CONNECTION_OK)
+        return -1;
+    while ((note = PQnotifies(q->conn))) {
+        PQfreemem(note);
+        got = 1;
+    }
+    return got;
+}
+
+int hf_queue_fd(apr_pool_t *p, hf_queue_t *q)
+{
     if (!hf_queue_ok(q))
         return -1;
     if (!q->listening) {
@@ -604,30 +634,32 @@ int hf_queue_wait(apr_pool_t *p, hf_queue_t *q, apr_interval_time_t timeout,
         PQclear(r);
         q->listening = 1;
     }
+    return PQsocket(q->conn);
+}
+
+int hf_queue_notified(hf_queue_t *q)
+{
+    return hf_queue_ok(q) ? take_notifications(q) : -1;
+}
+
+int hf_queue_wait(apr_pool_t *p, hf_queue_t *q, apr_interval_time_t timeout,
+                  int wake_fd)
+{
+    struct pollfd fds[2];
+    int n = 1, got;
+
+    if ((fds[0].fd = hf_queue_fd(p, q)) < 0)
+        return -1;
     /* Notifications that came with earlier results count at once. */
-    PQconsumeInput(q->conn);
-    while ((note = PQnotifies(q->conn))) {
-        PQfreemem(note);
-        got = 1;
-    }
-    if (got)
-        return 1;
-    fds[0].fd = PQsocket(q->conn);
+    if ((got = take_notifications(q)) != 0)
+        return got;
     fds[0].events = POLLIN;
     fds[1].fd = wake_fd;
     fds[1].events = POLLIN;
     if (wake_fd >= 0)
         n = 2;
-    rc = poll(fds, n, (int)((timeout + 999) / 1000));
-    if (rc <= 0)
+    if (poll(fds, n, (int)((timeout + 999) / 1000)) <= 0
+        || !(fds[0].revents & (POLLIN | POLLERR | POLLHUP)))
         return 0;
-    if (!(fds[0].revents & (POLLIN | POLLERR | POLLHUP)))
-        return 0;
-    if (!PQconsumeInput(q->conn) || PQstatus(q->conn) != CONNECTION_OK)
-        return -1;
-    while ((note = PQnotifies(q->conn))) {
-        PQfreemem(note);
-        got = 1;
-    }
-    return got;
+    return take_notifications(q);
 }

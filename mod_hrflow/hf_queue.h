@@ -112,6 +112,13 @@ const char *hf_queue_purge(apr_pool_t *p, hf_queue_t *q, int keep_sec,
 int hf_queue_wait(apr_pool_t *p, hf_queue_t *q, apr_interval_time_t timeout,
                   int wake_fd);
 
+/* hf_queue_wait in two halves, for a caller with its own poll loop: the
+ * connection's socket (LISTEN issued on first use), or -1 when broken;
+ * then, when it is readable, whether a notification came (1), not (0),
+ * or the connection broke (-1). */
+int hf_queue_fd(apr_pool_t *p, hf_queue_t *q);
+int hf_queue_notified(hf_queue_t *q);
+
 /* Events per state, for mod_status, hrflowctl and the health check. */
 typedef struct {
     apr_int64_t queued, retry, running, failed, done;
@@ -151,6 +158,10 @@ typedef struct {
     const hf_logger_t *log;
     atomic_int *stop;            /* as hf_dispatch_spec_t's */
     int wake_fd;
+    /* Or NULL.  Once non-zero: claim nothing more, let the handlers that
+     * run finish and record them, then return (hrflow-worker's SIGTERM);
+     * *stop still cancels at once. */
+    atomic_int *drain;
 } hf_worker_spec_t;
 
 /* Claims and runs the queue's events until *stop; 0, or -1 when it cannot

@@ -16,8 +16,7 @@ const char *hf_queue_counts(apr_pool_t *p, hf_queue_t *q,
 
     memset(counts, 0, sizeof *counts);
     err = hf_queue_exec(p, q, "cannot count the queue's events",
-                        "SELECT state, count(*)::int8 FROM @N@_events "
-                        "GROUP BY state",
+                        "SELECT * FROM @N@_counts()",
                         0, NULL, &r);
     if (err)
         return err;

@@ -17,6 +17,8 @@ struct hf_queue_t {
                                     from every reason */
     int listening;               /* LISTEN issued on this connection */
     int schema;                  /* version found, -1 unknown, 0 none */
+    const char *unusable;        /* why no connection can ever help (a bad
+                                    HrflowQueueName), or NULL */
 };
 
 /* SQL text with every @N@ replaced by the queue's name (a checked

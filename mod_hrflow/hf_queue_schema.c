@@ -13,8 +13,9 @@
  *   snapshot (READ COMMITTED), so the reading after the lock sees what
  *   the previous holder committed.
  * - @N@_claim: the first due heads the worker may run, FOR UPDATE SKIP
- *   LOCKED, through the partial index on heads: its cost follows the
- *   number of keys with work, never the backlog behind them.
+ *   LOCKED, through the partial index on heads by program: it reads the
+ *   heads it returns, and those before them that cannot run now (running
+ *   elsewhere, a retry not yet due): never the backlog behind a head.
  * - @N@_finish: under the key's lock, the outcome only while the claim's
  *   token still holds, and the key's next row becomes head.
  * - @N@_requeue: a failed event back at the end of its key, under the lock.
@@ -46,8 +47,9 @@ static const char schema_v1[] =
     "  output bytea,\n"
     "  envelope bytea NOT NULL\n"
     ");\n"
-    /* Only heads are ever claimed: at most one row per key with work. */
-    "CREATE INDEX @N@_events_heads ON @N@_events (id) WHERE head;\n"
+    /* Only heads are ever claimed, at most one row per key with work; by
+     * program, so that a worker reads only the heads it may run. */
+    "CREATE INDEX @N@_events_heads ON @N@_events (program, id) WHERE head;\n"
     /* A key's unfinished rows: is there one (accept), which is next
      * (finish). */
     "CREATE INDEX @N@_events_keys ON @N@_events (order_key, id)\n"
@@ -55,15 +57,21 @@ static const char schema_v1[] =
     /* hrflowctl list, counts, the purge of done rows. */
     "CREATE INDEX @N@_events_states ON @N@_events (state, id);\n";
 
+/* The functions act as the schema's owner, on the tables init made (the
+ * search path of init's session), so that a receiver's role may be given
+ * only EXECUTE on @N@_accept, and a worker's only on the claim and the
+ * outcomes (README: Roles and TLS). */
+#define DEFINER "SECURITY DEFINER SET search_path FROM CURRENT "
+
 /* Functions: replaced by every init, so an upgrade brings the new ones. */
 static const char functions[] =
     "CREATE OR REPLACE FUNCTION @N@_lock(k text) RETURNS void\n"
-    "LANGUAGE sql VOLATILE AS $$\n"
+    "LANGUAGE sql VOLATILE " DEFINER "AS $$\n"
     "  SELECT pg_advisory_xact_lock(hashtextextended('@N@:' || k, 0))\n"
     "$$;\n"
     "CREATE OR REPLACE FUNCTION @N@_accept(envs bytea[], keys text[],\n"
     "    programs text[], timeouts int4[], received int8[])\n"
-    "RETURNS void LANGUAGE plpgsql VOLATILE AS $$\n"
+    "RETURNS void LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "DECLARE\n"
     "  k text;\n"
     "BEGIN\n"
@@ -86,28 +94,38 @@ static const char functions[] =
     "    p_max int4, p_extra int4)\n"
     "RETURNS TABLE (o_id int8, o_token int8, o_attempt int4,\n"
     "               o_envelope bytea, o_last_result text)\n"
-    "LANGUAGE plpgsql VOLATILE AS $$\n"
+    "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "BEGIN\n"
     "  RETURN QUERY\n"
     "  UPDATE @N@_events e SET state = 'running', attempt = e.attempt + 1,\n"
     "    token = nextval('@N@_tokens'), worker = p_worker,\n"
     "    lease = now() + make_interval(secs => e.timeout + p_extra)\n"
-    "  WHERE e.id IN (SELECT c.id FROM @N@_events c\n"
-    "    WHERE c.head AND c.program = ANY (p_programs)\n"
-    "    AND CASE c.state WHEN 'running' THEN c.lease < now()\n"
-    "                     ELSE c.due <= now() END\n"
-    "    ORDER BY c.id LIMIT p_max FOR UPDATE SKIP LOCKED)\n"
+    /* Per program the first due heads, in id order down the index; of
+     * those, the first p_max.  (One ordered scan per program: an index
+     * scan cannot give the heads of several programs in id order.) */
+    "  WHERE e.id IN (SELECT h.id FROM unnest(p_programs) AS prog(name),\n"
+    "    LATERAL (SELECT c.id FROM @N@_events c\n"
+    "      WHERE c.head AND c.program = prog.name\n"
+    "      AND CASE c.state WHEN 'running' THEN c.lease < now()\n"
+    "                       ELSE c.due <= now() END\n"
+    "      ORDER BY c.id LIMIT p_max FOR UPDATE SKIP LOCKED) AS h\n"
+    "    ORDER BY h.id LIMIT p_max)\n"
     "  RETURNING e.id, e.token, e.attempt, e.envelope, e.last_result;\n"
     "END $$;\n"
+    /* The key's next event may run now: workers hear of it at once. */
     "CREATE OR REPLACE FUNCTION @N@_next_head(k text) RETURNS void\n"
-    "LANGUAGE sql VOLATILE AS $$\n"
+    "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
+    "BEGIN\n"
     "  UPDATE @N@_events SET head = true WHERE id = (SELECT min(id)\n"
     "    FROM @N@_events WHERE order_key = k\n"
-    "    AND state IN ('queued', 'retry', 'running'))\n"
-    "$$;\n"
+    "    AND state IN ('queued', 'retry', 'running'));\n"
+    "  IF FOUND THEN\n"
+    "    PERFORM pg_notify('@N@', '');\n"
+    "  END IF;\n"
+    "END $$;\n"
     "CREATE OR REPLACE FUNCTION @N@_finish(p_id int8, p_token int8,\n"
     "    p_state text, p_result text, p_output bytea)\n"
-    "RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$\n"
+    "RETURNS boolean LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "DECLARE\n"
     "  k text;\n"
     "BEGIN\n"
@@ -127,7 +145,7 @@ static const char functions[] =
     "  RETURN true;\n"
     "END $$;\n"
     "CREATE OR REPLACE FUNCTION @N@_requeue(p_id int8) RETURNS int8\n"
-    "LANGUAGE plpgsql VOLATILE AS $$\n"
+    "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "DECLARE\n"
     "  k text;\n"
     "  moved int8;\n"
@@ -152,7 +170,41 @@ static const char functions[] =
     "    PERFORM pg_notify('@N@', '');\n"
     "  END IF;\n"
     "  RETURN moved;\n"
-    "END $$;\n";
+    "END $$;\n"
+    /* A retry stays its key's head: it holds back only its key. */
+    "CREATE OR REPLACE FUNCTION @N@_retry(p_id int8, p_token int8,\n"
+    "    p_due int8, p_result text)\n"
+    "RETURNS boolean LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
+    "BEGIN\n"
+    "  UPDATE @N@_events SET state = 'retry', lease = NULL,\n"
+    "    due = to_timestamp(p_due / 1000000.0), last_result = p_result\n"
+    "  WHERE id = p_id AND token = p_token AND state = 'running';\n"
+    "  RETURN FOUND;\n"
+    "END $$;\n"
+    "CREATE OR REPLACE FUNCTION @N@_purge(p_keep int4) RETURNS int8\n"
+    "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
+    "DECLARE\n"
+    "  n int8;\n"
+    "BEGIN\n"
+    "  DELETE FROM @N@_events WHERE id IN (SELECT id FROM @N@_events\n"
+    "    WHERE state = 'done'\n"
+    "    AND finished < now() - make_interval(secs => p_keep)\n"
+    "    ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED);\n"
+    "  GET DIAGNOSTICS n = ROW_COUNT;\n"
+    "  RETURN n;\n"
+    "END $$;\n"
+    "CREATE OR REPLACE FUNCTION @N@_counts()\n"
+    "RETURNS TABLE (o_state text, o_count int8)\n"
+    "LANGUAGE sql STABLE " DEFINER "AS $$\n"
+    "  SELECT state, count(*) FROM @N@_events GROUP BY state\n"
+    "$$;\n"
+    /* Nobody but the owner, until granted (README). */
+    "REVOKE ALL ON FUNCTION @N@_lock(text), @N@_next_head(text),\n"
+    "  @N@_accept(bytea[], text[], text[], int4[], int8[]),\n"
+    "  @N@_claim(text, text[], int4, int4),\n"
+    "  @N@_finish(int8, int8, text, text, bytea),\n"
+    "  @N@_retry(int8, int8, int8, text), @N@_requeue(int8),\n"
+    "  @N@_purge(int4), @N@_counts() FROM PUBLIC;\n";
 
 /* Runs a script of several statements (the simple protocol). */
 static const char *run_script(apr_pool_t *p, hf_queue_t *q, const char *what,

@@ -307,30 +307,38 @@ static item_t *new_item(hf_sched_t *s, const char *key, const char *order,
     return it;
 }
 
-/* Forgets it: the next of its key becomes the head; the store frees its
- * data. */
-static void finish(hf_sched_t *s, item_t *it)
+/* Takes it out of its key's queue: the next becomes the head. */
+static void unkey(hf_sched_t *s, item_t *it)
 {
     keyq_t *q = it->q;
+    int was_head = !it->prev;
 
-    disarm(s, it);
-    if (q) {
-        if (it->prev)
-            it->prev->next = it->next;
-        else
-            q->head = it->next;
-        if (it->next)
-            it->next->prev = it->prev;
-        else
-            q->tail = it->prev;
-        if (!q->head) {
-            apr_hash_set(s->keys, q->key, APR_HASH_KEY_STRING, NULL);
-            free(q->key);
-            free(q);
-        }
-        else if (!it->prev && !s->closing)
-            arm(s, q->head);
+    if (!q)
+        return;
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        q->head = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    else
+        q->tail = it->prev;
+    it->q = NULL;
+    it->prev = it->next = NULL;
+    if (!q->head) {
+        apr_hash_set(s->keys, q->key, APR_HASH_KEY_STRING, NULL);
+        free(q->key);
+        free(q);
     }
+    else if (was_head && !s->closing)
+        arm(s, q->head);
+}
+
+/* Forgets it; the store frees its data. */
+static void finish(hf_sched_t *s, item_t *it)
+{
+    disarm(s, it);
+    unkey(s, it);
     if (it->all_prev)
         it->all_prev->all_next = it->all_next;
     else
@@ -359,7 +367,9 @@ int hf_sched_add(hf_sched_t *s, const char *key, const char *order,
 int hf_sched_add_outcome(hf_sched_t *s, const char *key, const char *order,
                          void *data, const hf_sched_outcome_t *o)
 {
-    item_t *it = new_item(s, key, order, data);
+    /* A finished try holds back nothing; a retry keeps its place. */
+    item_t *it = new_item(s, o->verdict == HF_SCHED_RETRY ? key : NULL,
+                          order, data);
 
     if (!it)
         return -1;
@@ -480,6 +490,8 @@ static item_result_t run_item(hf_sched_t *s, item_t *it, int slot,
                           spec->log, &res);
         if (res.cancelled)
             return R_STOPPED;
+        if (res.later)
+            return R_BLOCKED;
     }
     judge(p, spec, &job, &res, &o);
     return record(s, it, slot, &o, p);
@@ -563,6 +575,10 @@ static void collect(hf_sched_t *s)
             arm(s, it);
             break;
         case R_UNSTORED:
+            /* Done or failed, it holds back nothing any more (as when it
+             * is recorded); a retry keeps its place in its key. */
+            if (it->out.verdict != HF_SCHED_RETRY)
+                unkey(s, it);
             it->state = UNSTORED;
             it->due = backoff(it);
             arm(s, it);

@@ -14,7 +14,9 @@
  * own key), at most HrflowConcurrency at once; a failed try is retried
  * HrflowRetry times after hf_spool_retry_delay, then failed for good; an
  * outcome the store could not record is asked again after a backoff (1 s,
- * doubling, at most a minute), the event never running again meanwhile.
+ * doubling, at most a minute), the event never running again meanwhile
+ * (a success or a final failure no longer holds back its key then, a
+ * retry does).
  * Its cost per event does not depend on how many wait: each key has a
  * FIFO, keys whose head may run sit on a ready list, heads that wait for a
  * time in a heap.
@@ -55,6 +57,11 @@ typedef struct {
     int final;                   /* a failure no retry can mend (the event
                                   * is unreadable): failed at once, with
                                   * attempt 0 and error in the log */
+    int later;                   /* the target cannot take it now (where it
+                                  * forwards to is down; logged by the
+                                  * target): nothing is recorded, the event
+                                  * is begun again after a backoff, holding
+                                  * its key, and this is no failure */
     const char *error;           /* final: why */
     const char *status;          /* not ok: "exit 3", "timeout",
                                   * "not started: REASON" */
@@ -140,9 +147,10 @@ typedef struct {
                  hf_sched_job_t *job, const char **error);
     /* A worker thread after its try (slot 1..), or the main thread (slot
      * 0) asking again for an outcome that could not be recorded: records
-     * o durably.  HF_SCHED_OK; HF_SCHED_LATER: logged by the store, asked
-     * again after a backoff; HF_SCHED_GONE: the outcome was not the
-     * store's to record (fenced: logged by the store). */
+     * o durably (o and its strings live only during the call).
+     * HF_SCHED_OK; HF_SCHED_LATER: logged by the store, asked again after
+     * a backoff; HF_SCHED_GONE: the outcome was not the store's to record
+     * (fenced: logged by the store). */
     int (*record)(void *ctx, void *data, int slot,
                   const hf_sched_outcome_t *o, apr_pool_t *p);
     /* Main thread: the scheduler forgets data (recorded, released for the
@@ -186,8 +194,8 @@ int hf_sched_add(hf_sched_t *s, const char *key, const char *order,
                  apr_time_t due, void *data);
 /* Adds an event whose outcome o is known but not recorded yet (the spool:
  * a success marked in done/ whose file could not leave run/): it never
- * runs; record is asked (slot 0) until it is stored, its key held
- * meanwhile.  0, or -1 out of memory. */
+ * runs; record is asked (slot 0) until it is stored.  Its key is held
+ * only for a RETRY.  0, or -1 out of memory. */
 int hf_sched_add_outcome(hf_sched_t *s, const char *key, const char *order,
                          void *data, const hf_sched_outcome_t *o);
 /* Events known: waiting, running, or with an outcome to record. */

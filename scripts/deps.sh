@@ -4,20 +4,26 @@
 #   scripts/deps.sh build        compile: autotools, gcc, the -dev packages
 #   scripts/deps.sh test         run every test: apache2, Check, valgrind,
 #                                clang (libFuzzer), pytest, man-db, lighttpd,
-#                                suEXEC, the Debian packaging tools
+#                                suEXEC, the Debian packaging tools, the
+#                                PostgreSQL server (fleet mode's tests)
 #   scripts/deps.sh run          a production host: Apache and the shared
-#                                libraries the module loads, nothing else
+#                                libraries the module loads (libpq
+#                                included), and the PostgreSQL server that
+#                                scripts/fleet-demo.sh starts
 #   scripts/deps.sh bench        the benchmarks: wrk, webhook
 # Several may be named: `scripts/deps.sh build run`.  With --print first,
 # prints the packages those needs take, installed or not, and stops.
 #
-# A service a package would start on install (Apache, lighttpd) is not
-# started: this script never starts or stops a server, so one already
-# running is left as it is, and none appears on ports the tests use.
+# A service a package would start on install (Apache, lighttpd, PostgreSQL)
+# is not started: this script never starts or stops a server, so one
+# already running is left as it is, and none appears on ports the tests
+# use.  The fleet tests and scripts/fleet-demo.sh start PostgreSQL servers
+# of their own, in scratch folders.
 set -eu
 
 build="autoconf automake libtool pkg-config make gcc \
-apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev uuid-dev"
+apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev uuid-dev \
+libpq-dev"
 test="apache2 check valgrind clang python3 python3-pytest curl openssl \
 man-db groff-base binutils lighttpd apache2-suexec-pristine \
 debhelper dpkg-dev fakeroot lintian devscripts git"
@@ -36,10 +42,17 @@ first_known() {
     echo "$1"
 }
 
+# Debian names the server after its major version: 15 where this project
+# is tested (bookworm), the release's own elsewhere.
+server_package() {
+    first_known postgresql-15 postgresql
+}
+
 run_packages() {
     echo apache2 \
         "$(first_known libjson-c5 libjson-c4)" \
-        "$(first_known libssl3t64 libssl3)"
+        "$(first_known libssl3t64 libssl3)" \
+        libpq5 "$(server_package)"
 }
 
 print=no
@@ -52,9 +65,9 @@ packages=""
 for need in "$@"; do
     case $need in
     build) packages="$packages $build" ;;
-    test) packages="$packages $test" ;;
+    test) packages="$packages $test $(server_package)" ;;
     run) packages="$packages $(run_packages)" ;;
-    bench) packages="$packages $bench" ;;
+    bench) packages="$packages $bench $(server_package)" ;;
     *)
         echo "usage: scripts/deps.sh [build|test|run|bench]..." >&2
         exit 2 ;;

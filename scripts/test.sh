@@ -98,15 +98,18 @@ if [ "${HRFLOW_FUZZ_SECONDS:-0}" -gt 0 ]; then
 fi
 
 # One run of the integration suite (or of HRFLOW_TEST_PATHS): pytest's
-# failures and summary, its counts from the JUnit report.
+# failures and summary, its counts from the JUnit report.  Fleet mode's
+# tests (test_fleet*.py: PostgreSQL, receivers and workers, whatever the
+# MPM) are left out: they run once, on their own.
 #   LABEL BUILD_DIR [VAR=VALUE...]
+fleet_rule="--ignore-glob=*/test_fleet*.py"
 integration() {
     local label=$1 dir=$2 xml="$top/$2/integration-$1.xml" start=$SECONDS
     shift 2
     echo "== integration tests, $label (real httpd)"
     env HRFLOW_BUILD_DIR="$top/$dir" "$@" /usr/bin/python3 -m pytest \
         -p no:cacheprovider -q -rfE ${HRFLOW_TEST_PATHS:-tests/integration} \
-        --junitxml="$xml" \
+        $fleet_rule --junitxml="$xml" \
         2>&1 | grep -E '^(FAILED|ERROR) | (passed|failed|error|skipped)' | tail -n 30
     set -- $(/usr/bin/python3 - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
@@ -127,6 +130,11 @@ PY
 for mpm in event worker prefork; do
     integration "$mpm" build HRFLOW_MPM="$mpm"
 done
+
+# Once: fleet mode against a PostgreSQL server of its own, two receivers
+# and its workers.
+fleet_rule="" HRFLOW_TEST_PATHS="tests/integration/test_fleet*.py" \
+    integration fleet build
 
 # Once: the Debian packages built from a copy of the source and checked by
 # lintian; as root also installed, driven in a copy of /etc/apache2, purged.

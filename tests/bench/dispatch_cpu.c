@@ -78,12 +78,14 @@ static int fill(apr_pool_t *pool, const char *dir, long count, int one_key)
         apr_pool_create(&p, pool);
         memset(&e, 0, sizeof e);
         key = one_key ? "k" : apr_psprintf(p, "k%ld", i);
-        e.delivery_id = apr_psprintf(p, "bench-%08ld", i);
+        /* 32 hex digits, as hf_event makes them (a name's dashes
+         * separate its fields). */
+        e.delivery_id = apr_psprintf(p, "%032lx", (unsigned long)i);
         e.event_id = "0000000000000000000000000000000000000000000000000000"
                      "000000000000";
         e.type = "profile.parsing.success";
         e.order_key = apr_pstrcat(p, "profile:", key, NULL);
-        e.received = now;
+        e.received = now + i;       /* arrival order: name order */
         e.count = 1;
         e.verified = 1;
         e.timeout = 30;
@@ -91,8 +93,7 @@ static int fill(apr_pool_t *pool, const char *dir, long count, int one_key)
         e.text = apr_psprintf(p, "{\"type\":\"profile.parsing.success\","
                               "\"profile\":{\"key\":\"%s\"}}", key);
         e.len = strlen(e.text);
-        /* One receive time, the index keeps their order. */
-        name = hf_spool_event_name(p, now, (int)i, e.delivery_id,
+        name = hf_spool_event_name(p, e.received, 0, e.delivery_id,
                                    e.order_key);
         text = hf_spool_envelope_encode(p, &e, &len);
         /* Not synced one by one as a receiver does: nothing runs yet,

@@ -256,7 +256,8 @@ SECRET_VALUES = set(SECRETS)    # never in a log
 SANITIZER_SEEN = set()          # report files already blamed on a test
 BAD_LEVELS = ("emerg", "alert", "crit", "error")
 APACHE_LINE = re.compile(r"^\[[^\]]*\] \[[\w.-]*:(\w+)\] ")
-CGI_LINE = re.compile(r"^hrflow\.cgi: \[(\w+)\] ")
+# hrflow.cgi's standard error, and hrflow-worker's (the fleet tests).
+CGI_LINE = re.compile(r"^hrflow(?:\.cgi|-worker\[\d+\]): \[(\w+)\] ")
 
 
 def register_secret(value):
@@ -266,8 +267,9 @@ def register_secret(value):
 
 
 def line_level(line):
-    """Apache's level of a log line, the CGI's for its standard error, and
-    "raw" for anything else written to the log (a child's stray output)."""
+    """Apache's level of a log line, the CGI's or the worker's for its
+    standard error, and "raw" for anything else written to the log (a
+    child's stray output)."""
     m = APACHE_LINE.match(line) or CGI_LINE.match(line)
     return m.group(1) if m else "raw"
 

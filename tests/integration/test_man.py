@@ -10,7 +10,7 @@ import pytest
 from conftest import BUILD, HERE
 
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
-PAGES = ["hrflowctl.8", "hrflow.cgi.8"]
+PAGES = ["hrflowctl.8", "hrflow.cgi.8", "hrflow-worker.8"]
 
 pytestmark = pytest.mark.skipif(not shutil.which("man"),
                                 reason="needs man-db")

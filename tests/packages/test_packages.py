@@ -37,7 +37,7 @@ from conftest import BUILD, CRASH_MARKS, SECRETS, TEST_TMP  # noqa: E402
 from hrflow_sign import signed_value  # noqa: E402
 from test_debian import DebianApache  # noqa: E402
 
-PACKAGES = ("libapache2-mod-hrflow", "hrflow-cgi")
+PACKAGES = ("libapache2-mod-hrflow", "hrflow-cgi", "hrflow-worker")
 CONFDIR = "/etc/apache2"
 STATE = ("/etc/apache2", "/var/lib/apache2")
 POLICY_RC_D = "/usr/sbin/policy-rc.d"

@@ -72,6 +72,10 @@ START_TEST(bad_name_refused)
 
     ck_assert_ptr_nonnull(err);
     ck_assert_msg(strstr(err, "HrflowQueueName") != NULL, "%s", err);
+    /* A reconnection cannot make it usable, nor put it in SQL. */
+    err = hf_queue_reset(pool, q);
+    ck_assert_msg(err && strstr(err, "HrflowQueueName") != NULL, "%s", err);
+    ck_assert(!hf_queue_ok(q));
     hf_queue_close(q);
 }
 END_TEST

@@ -19,10 +19,13 @@ typedef struct {
     int id;
     const char *key;
     char order[16];
-    const char *tries;          /* per try: 'o' ok, 'f' fails, 'x' final */
+    const char *tries;          /* per try: 'o' ok, 'f' fails, 'x' final,
+                                 * 'l' later */
     int begin_later;            /* begins refused before one is let */
     int bad;                    /* begin: unreadable */
     int record_later;           /* records refused before one is taken */
+    int record_after;           /* and while event record_after - 1 has
+                                 * not finished */
     int gone;                   /* record answers HF_SCHED_GONE */
     int attempt;                /* tries made */
     int added, released, finished;
@@ -167,6 +170,8 @@ static int fake_record(void *ctx, void *data, int slot,
         e->record_later--;
         return HF_SCHED_LATER;
     }
+    if (e->record_after && !f->ev[e->record_after - 1].finished)
+        return HF_SCHED_LATER;
     e->verdict = o->verdict;
     e->recorded_attempt = o->attempt;
     apr_cpystrn(e->status, o->status ? o->status : "", sizeof e->status);
@@ -239,6 +244,7 @@ static void fake_run(void *ctx, int slot, apr_pool_t *p,
     memset(res, 0, sizeof *res);
     res->ok = what == 'o';
     res->final = what == 'x';
+    res->later = what == 'l';
     res->status = res->ok ? NULL : "exit 1";
     res->error = res->final ? "broken" : NULL;
     res->output = "out";
@@ -432,16 +438,18 @@ START_TEST(final_failures_are_not_retried)
 END_TEST
 
 /* An outcome the store refuses is recorded again later from the main
- * thread (slot 0); its key waits, and the event never runs twice. */
+ * thread (slot 0), and the event never runs twice.  Its try is over: the
+ * next of its key runs meanwhile (here the store refuses the first
+ * outcome until the second event has finished). */
 START_TEST(unrecorded_outcome_is_recorded_later)
 {
     fake_t *f = fake_make(2);
-    fake_event_t *first = fake_add(f, "A", "o");
+    fake_event_t *first = fake_add(f, "A", "f");
 
     fake_add(f, "A", "o");
-    first->record_later = 1;
+    first->record_after = 2;
     fake_run_all(f, 0);
-    ck_assert_int_eq(first->verdict, HF_SCHED_DONE);
+    ck_assert_int_eq(first->verdict, HF_SCHED_FAILED);
     ck_assert_int_ge(first->first_recorded_slot, 1);
     ck_assert_int_eq(first->record_slot, 100);     /* last: slot 0 */
     ck_assert_int_eq(started_at(f, 0), 0);
@@ -464,6 +472,22 @@ START_TEST(refused_begin_is_tried_again)
     ck_assert_int_eq(first->recorded_attempt, 1);
     ck_assert_int_eq(started_at(f, 0), 0);
     ck_assert_int_eq(started_at(f, 1), 1);
+}
+END_TEST
+
+/* A target that cannot take an event now has it again after a backoff:
+ * not a failure (no retries are left here), and its key waits. */
+START_TEST(target_later_is_no_failure)
+{
+    fake_t *f = fake_make(2);
+    fake_event_t *first = fake_add(f, "A", "lo");
+
+    fake_add(f, "A", "o");
+    fake_run_all(f, 0);
+    ck_assert_int_eq(first->verdict, HF_SCHED_DONE);
+    ck_assert_int_eq(first->record_slot != 0, 1);
+    ck_assert_int_eq(last_started_at(f, 0), 1);
+    ck_assert_int_eq(started_at(f, 1), 2);
 }
 END_TEST
 
@@ -555,12 +579,15 @@ static Suite *sched_suite(void)
     Suite *s = suite_create("sched");
     TCase *tc = unit_case(s, "rules");
 
+    tcase_set_timeout(tc, 0);   /* backoffs of a second: no clock here */
+
     tcase_add_test(tc, keys_run_alone_and_in_order);
     tcase_add_test(tc, different_keys_run_side_by_side);
     tcase_add_test(tc, failure_holds_back_only_its_key);
     tcase_add_test(tc, final_failures_are_not_retried);
     tcase_add_test(tc, unrecorded_outcome_is_recorded_later);
     tcase_add_test(tc, refused_begin_is_tried_again);
+    tcase_add_test(tc, target_later_is_no_failure);
     tcase_add_test(tc, gone_outcome_is_forgotten);
     tcase_add_test(tc, claiming_store_gets_retries_back);
     tcase_add_test(tc, known_outcome_never_runs);
