@@ -4,7 +4,8 @@
  *
  * - Direct mode (HrflowQueue without HrflowSpool): a request commits its
  *   routed events to the queue before the 202.  Each server process has one
- *   connection per queue, opened in child_init (after the privilege drop),
+ *   connection per queue, opened from child_init (after the privilege drop,
+ *   by a thread, the first requests waiting for it within their timeout),
  *   and the concurrent requests of the process share its statements as
  *   hf_commit.c's share their syncs: the first to find the connection idle
  *   becomes the leader and commits everything queued so far in one
@@ -40,6 +41,7 @@
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
 #include "mod_hrflow.h"
 #include "hf_queue.h"
 
@@ -535,13 +537,41 @@ void hrflow_queue_accept(request_rec *r, const hf_config_t *cfg,
                       events[i]->delivery_id);
 }
 
+/* Opens the connection of a new server process, holding it (busy) so that
+ * the first requests wait for it within their own deadlines. */
+static void open_connection(queue_rec *qr)
+{
+    const char *err = hf_queue_open(qr->conn_pool, &qr->spec, &qr->q);
+
+    if (err)
+        note_down(qr, err, 1);
+    else
+        note_up(qr);
+    give_connection(qr);
+}
+
+static void *APR_THREAD_FUNC opener_main(apr_thread_t *t, void *data)
+{
+    open_connection(data);
+    return NULL;
+}
+
+/* Before the process's pools go: an opener still connecting uses them. */
+static apr_status_t join_opener(void *data)
+{
+    apr_status_t rv;
+
+    apr_thread_join(&rv, data);
+    return APR_SUCCESS;
+}
+
 static void queue_child_init(apr_pool_t *pchild, server_rec *s)
 {
     int i;
 
     for (i = 0; queues && i < queues->nelts; i++) {
         queue_rec *qr = APR_ARRAY_IDX(queues, i, queue_rec *);
-        const char *err;
+        apr_thread_t *opener;
         /* Its own pool, made now: request threads may not make pools
          * of pchild at the same time as others. */
         apr_pool_create(&qr->conn_pool, pchild);
@@ -555,10 +585,15 @@ static void queue_child_init(apr_pool_t *pchild, server_rec *s)
         }
         if (!qr->direct)
             continue;            /* store-and-forward: opened when needed */
-        if ((err = hf_queue_open(qr->conn_pool, &qr->spec, &qr->q)) != NULL)
-            note_down(qr, err, 1);
+        /* Connected beside the process's start, not before it: a silent
+         * database would keep the whole process from serving (the health
+         * check included) for its connect timeout. */
+        qr->busy = 1;
+        if (apr_thread_create(&opener, NULL, opener_main, qr, pchild)
+            == APR_SUCCESS)
+            apr_pool_pre_cleanup_register(pchild, opener, join_opener);
         else
-            note_up(qr);
+            open_connection(qr);
     }
 }
 
