@@ -18,6 +18,7 @@ per wrk thread: per-key order holds events back as it would in use.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -281,6 +282,8 @@ def check(label, r):
 
 
 def main():
+    # Stopped (timeout, kill): the servers and workers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     seconds, conns = args(3, 32)
     if not os.access(WORKER, os.X_OK):
         sys.exit(f"{WORKER} is not built")

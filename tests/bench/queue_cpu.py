@@ -15,6 +15,7 @@ over the next EVENTS.
 """
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -47,9 +48,10 @@ def count_lines(path):
         return 0
 
 
-def measure(pids, log, events, limit=900):
+def measure(pids, log, events, backlog, limit=600):
     """CPU seconds of pids() from the first line in log over the next
-    events lines: (events seen, seconds, cpu)."""
+    events lines (or to the end of the backlog): (events, seconds, CPU of
+    the first pid, CPU of the others)."""
     start = time.time()
     while count_lines(log) == 0 and time.time() - start < limit:
         time.sleep(0.01)
@@ -57,11 +59,12 @@ def measure(pids, log, events, limit=900):
     watched = pids()
     before = {p: cpu_seconds(p) for p in watched}
     t0 = time.time()
-    while count_lines(log) < first + events and time.time() - t0 < limit:
+    target = min(first + events, backlog)
+    while count_lines(log) < target and time.time() - t0 < limit:
         time.sleep(0.05)
     took = time.time() - t0
-    cpu = sum(cpu_seconds(p) - before[p] for p in watched)
-    return count_lines(log) - first, took, cpu
+    cpu = [cpu_seconds(p) - before[p] for p in watched]
+    return count_lines(log) - first, took, cpu[0], sum(cpu[1:])
 
 
 class Bench:
@@ -132,7 +135,7 @@ class Bench:
                 "SELECT pid FROM pg_stat_activity WHERE usename = "
                 f"'{self.pg.user}'").split()]
         try:
-            return measure(pids, self.queue_log, events)
+            return measure(pids, self.queue_log, events, backlog)
         finally:
             w.stop()
 
@@ -143,6 +146,8 @@ class Bench:
 
 
 def main():
+    # Stopped (timeout, kill): the servers and workers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     keys = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     backlogs = [int(x) for x in sys.argv[3:]] or [1000, 100000]
@@ -153,22 +158,22 @@ def main():
     try:
         bench.queue_template()
         for b in backlogs:
-            results.append(("hrflow-worker", b, bench.queue_run(b, events)))
+            results.append((b, bench.queue_run(b, events)))
     finally:
         bench.close()
     print(f"HrflowConcurrency 4, handler appends a line, {keys} order "
           f"key(s); CPU over {events} events after the first")
-    print(f"{'':18}{'queued':>8}{'events':>8}{'s':>8}{'ms CPU/event':>14}"
-          f"{'runs/s':>9}")
-    per = {}
-    for label, backlog, (n, took, cpu) in results:
-        per.setdefault(label, []).append(1000 * cpu / max(n, 1))
-        print(f"{label:18}{backlog:8d}{n:8d}{took:8.2f}"
-              f"{1000 * cpu / max(n, 1):14.3f}{n / took:9.0f}")
-    for label, values in per.items():
-        if len(values) > 1 and values[0] > 0:
-            print(f"{label}: CPU per event, {backlogs[-1]} queued against "
-                  f"{backlogs[0]}: {values[-1] / values[0]:.2f}x")
+    print(f"{'queued':>8}{'events':>8}{'s':>8}{'runs/s':>8}"
+          f"{'worker ms/ev':>14}{'backend ms/ev':>15}{'total':>8}")
+    per = []
+    for backlog, (n, took, worker, db) in results:
+        n = max(n, 1)
+        per.append(1000 * (worker + db) / n)
+        print(f"{backlog:8d}{n:8d}{took:8.2f}{n / took:8.0f}"
+              f"{1000 * worker / n:14.3f}{1000 * db / n:15.3f}{per[-1]:8.3f}")
+    if len(per) > 1 and per[0] > 0:
+        print(f"CPU per event (worker + its backend), {backlogs[-1]} queued "
+              f"against {backlogs[0]}: {per[-1] / per[0]:.2f}x")
 
 
 if __name__ == "__main__":
