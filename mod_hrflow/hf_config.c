@@ -255,10 +255,8 @@ static const char *set_secret(const hf_config_ctx_t *ctx, hf_config_t *cfg,
 #define SECRET_LINE_MAX 65536
 #define SECRET_FILE_MAX (16 * SECRET_LINE_MAX)
 
-/* The file's bytes in a malloc'ed buffer, NUL-terminated; NULL or why not.
- * Opened without blocking, so that a FIFO is refused and not waited for. */
-static const char *read_secret_file(apr_pool_t *p, const char *path,
-                                    char **text, apr_size_t *len)
+const char *hf_config_read_secret_file(apr_pool_t *p, const char *path,
+                                       char **text, apr_size_t *len)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     struct stat st;
@@ -322,7 +320,7 @@ static const char *set_secret_file(const hf_config_ctx_t *ctx,
 
     if (!path)
         return bad_path(ctx->pool, argv[0]);
-    if ((why = read_secret_file(ctx->pool, path, &text, &len)))
+    if ((why = hf_config_read_secret_file(ctx->pool, path, &text, &len)))
         return why;
     for (line = text; !why && line < text + len; line = nl + 1) {
         nl = memchr(line, '\n', (size_t)(text + len - line));

@@ -61,7 +61,11 @@ static const char schema_v1[] =
  * search path of init's session), so that a receiver's role may be given
  * only EXECUTE on @N@_accept, and a worker's only on the claim and the
  * outcomes (README: Roles and TLS). */
-#define DEFINER "SECURITY DEFINER SET search_path FROM CURRENT "
+/* And each statement in them is planned for its values: a plan cached
+ * while the table was small (a seq scan) would stay in a long-lived
+ * session and read the whole table for every event of a new key. */
+#define DEFINER "SECURITY DEFINER SET search_path FROM CURRENT " \
+    "SET plan_cache_mode = force_custom_plan "
 
 /* Functions: replaced by every init, so an upgrade brings the new ones. */
 static const char functions[] =

@@ -412,6 +412,13 @@ hf_config_t *hf_config_with_server(apr_pool_t *p, const hf_config_t *dir,
  * ("HrflowRetry 5 and 0"). */
 const char *hf_config_server_conflict(apr_pool_t *p, const hf_config_t *a,
                                       const hf_config_t *b);
+/* A file of secrets (HrflowSecretFile, HrflowQueuePasswordFile), read as
+ * root: its bytes in a malloc'ed buffer, NUL-terminated (to be wiped and
+ * freed by the caller); NULL or why not ("cannot read PATH: ...").  Opened
+ * without blocking, so that a FIFO is refused and not waited for; only a
+ * regular file of at most 1 MiB. */
+const char *hf_config_read_secret_file(apr_pool_t *p, const char *path,
+                                       char **text, apr_size_t *len);
 /* The user handlers run as (the module's User), with its groups (primary
  * and supplementary). */
 typedef struct {

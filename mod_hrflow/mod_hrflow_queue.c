@@ -4,7 +4,8 @@
  *
  * - Direct mode (HrflowQueue without HrflowSpool): a request commits its
  *   routed events to the queue before the 202.  Each server process has one
- *   connection per queue, opened in child_init (after the privilege drop),
+ *   connection per queue, opened from child_init (after the privilege drop,
+ *   by a thread, the first requests waiting for it within their timeout),
  *   and the concurrent requests of the process share its statements as
  *   hf_commit.c's share their syncs: the first to find the connection idle
  *   becomes the leader and commits everything queued so far in one
@@ -26,6 +27,7 @@
  * (hf_queue_url_redact).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <httpd.h>
@@ -35,11 +37,11 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <mod_status.h>
-#include <apr_file_io.h>
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
 #include "mod_hrflow.h"
 #include "hf_queue.h"
 
@@ -108,35 +110,24 @@ static int queue_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
 static const char *read_password(apr_pool_t *pconf, apr_pool_t *ptemp,
                                  const char *path, const char **password)
 {
-    apr_file_t *f;
-    char buf[HRFLOW_PASSWORD_MAX + 2];
-    apr_size_t n = sizeof buf - 1;
-    apr_status_t rv;
-    char err[120];
+    char *text = NULL;
+    apr_size_t len = 0, n;
+    const char *err = hf_config_read_secret_file(ptemp, path, &text, &len);
 
-    rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, ptemp);
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_read(f, buf, &n);
-        apr_file_close(f);
-    }
-    if (rv == APR_EOF)
-        n = 0;
-    else if (rv != APR_SUCCESS)
-        return apr_psprintf(ptemp, "HrflowQueuePasswordFile: cannot read "
-                            "%s: %s", path,
-                            apr_strerror(rv, err, sizeof err));
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
+    if (err)
+        return apr_pstrcat(ptemp, "HrflowQueuePasswordFile: ", err, NULL);
+    n = strcspn(text, "\r\n");
     if (n > HRFLOW_PASSWORD_MAX)
-        return apr_psprintf(ptemp, "HrflowQueuePasswordFile: %s: the "
-                            "password is longer than %d bytes", path,
-                            HRFLOW_PASSWORD_MAX);
-    if (!buf[0])
-        return apr_psprintf(ptemp, "HrflowQueuePasswordFile: %s holds no "
-                            "password on its first line", path);
-    *password = apr_pstrdup(pconf, buf);
-    memset(buf, 0, sizeof buf);
-    return NULL;
+        err = apr_psprintf(ptemp, "HrflowQueuePasswordFile: %s: the "
+                           "password is longer than %d bytes", path,
+                           HRFLOW_PASSWORD_MAX);
+    else if (n == 0 || memchr(text, '\0', n))
+        err = apr_psprintf(ptemp, "HrflowQueuePasswordFile: %s holds no "
+                           "password on its first line", path);
+    else
+        *password = apr_pstrmemdup(pconf, text, n);
+    free(memset(text, 0, len + 2));
+    return err;
 }
 
 static queue_rec *find_queue(const char *url, const char *name)
@@ -546,13 +537,41 @@ void hrflow_queue_accept(request_rec *r, const hf_config_t *cfg,
                       events[i]->delivery_id);
 }
 
+/* Opens the connection of a new server process, holding it (busy) so that
+ * the first requests wait for it within their own deadlines. */
+static void open_connection(queue_rec *qr)
+{
+    const char *err = hf_queue_open(qr->conn_pool, &qr->spec, &qr->q);
+
+    if (err)
+        note_down(qr, err, 1);
+    else
+        note_up(qr);
+    give_connection(qr);
+}
+
+static void *APR_THREAD_FUNC opener_main(apr_thread_t *t, void *data)
+{
+    open_connection(data);
+    return NULL;
+}
+
+/* Before the process's pools go: an opener still connecting uses them. */
+static apr_status_t join_opener(void *data)
+{
+    apr_status_t rv;
+
+    apr_thread_join(&rv, data);
+    return APR_SUCCESS;
+}
+
 static void queue_child_init(apr_pool_t *pchild, server_rec *s)
 {
     int i;
 
     for (i = 0; queues && i < queues->nelts; i++) {
         queue_rec *qr = APR_ARRAY_IDX(queues, i, queue_rec *);
-        const char *err;
+        apr_thread_t *opener;
         /* Its own pool, made now: request threads may not make pools
          * of pchild at the same time as others. */
         apr_pool_create(&qr->conn_pool, pchild);
@@ -566,10 +585,15 @@ static void queue_child_init(apr_pool_t *pchild, server_rec *s)
         }
         if (!qr->direct)
             continue;            /* store-and-forward: opened when needed */
-        if ((err = hf_queue_open(qr->conn_pool, &qr->spec, &qr->q)) != NULL)
-            note_down(qr, err, 1);
+        /* Connected beside the process's start, not before it: a silent
+         * database would keep the whole process from serving (the health
+         * check included) for its connect timeout. */
+        qr->busy = 1;
+        if (apr_thread_create(&opener, NULL, opener_main, qr, pchild)
+            == APR_SUCCESS)
+            apr_pool_pre_cleanup_register(pchild, opener, join_opener);
         else
-            note_up(qr);
+            open_connection(qr);
     }
 }
 

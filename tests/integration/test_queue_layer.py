@@ -222,3 +222,27 @@ def test_a_worker_waits_for_the_schema(pg, scratch):
     finally:
         w.stop()
     assert "HF00712" in w.log()
+
+
+def test_a_new_key_never_reads_the_whole_table(queue):
+    """A receiver's session lives long: a plan that PL/pgSQL cached while
+    the table was small (a sequential scan) must not be used once it has
+    grown, or every event of a new key reads the whole table."""
+    queue.sql("ALTER TABLE hrflow_events SET (autovacuum_enabled = false)")
+    queue.sql("TRUNCATE hrflow_events")        # small, and known to be
+    queue.sql("ANALYZE hrflow_events")
+    one = ("SELECT hrflow_accept(ARRAY['x'::bytea], ARRAY['{k}'], "
+           "ARRAY['/bin/true'], ARRAY[30], ARRAY[0::int8]);")
+    scans = ("SELECT seq_scan FROM pg_stat_xact_user_tables "
+             "WHERE relname = 'hrflow_events';")
+    try:
+        out = queue.sql(
+            "".join(one.format(k=f"p:small{i}") for i in range(8))
+            + "INSERT INTO hrflow_events (state, order_key, program, timeout,"
+              " envelope) SELECT 'done', 'p:old' || i, '/bin/true', 30, 'x'"
+              " FROM generate_series(1, 20000) AS i;"
+            + scans + one.format(k="p:new") + scans)
+        before, after = [int(x) for x in out.split()]
+        assert after == before, "the new key's event read the table"
+    finally:
+        queue.sql("ALTER TABLE hrflow_events RESET (autovacuum_enabled)")

@@ -58,6 +58,20 @@ class Knocks:
         self.sock.close()
 
 
+class BlackHole:
+    """A port whose connections are never answered: the kernel completes
+    the handshake into the backlog, nobody reads."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+
 def queue_server(scratch, name, queue_lines, extra=""):
     h = f"{scratch}/handlers"
     server = Httpd(name, scratch)
@@ -193,6 +207,43 @@ def test_status_and_health_do_not_query_per_hit(scratch):
         knocks.close()
 
 
+@pytest.mark.expect_log(DOWN)
+def test_a_silent_database_costs_a_bounded_wait(scratch):
+    """A database host that answers nothing: every request is answered
+    503 within HrflowQueueTimeout, or for the one connecting, within
+    libpq's connect_timeout (whole seconds, at least 2)."""
+    hole = BlackHole()
+    server = queue_server(scratch, "queue-blackhole",
+                          f"HrflowQueue postgresql://hrflow@127.0.0.1:"
+                          f"{hole.port}/hrflow\n"
+                          "HrflowQueueTimeout 1\nHrflowWorker off")
+    try:
+        server.start()
+        took = {}
+
+        def post(i):
+            start = time.time()
+            r, body = server.request("POST", "/q", EVENT, JSON)
+            took[i] = (r.status, time.time() - start)
+
+        threads = [threading.Thread(target=post, args=(i,))
+                   for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert {status for status, _ in took.values()} == {503}
+        assert max(t for _, t in took.values()) < 4, took
+        if MPM != "prefork":
+            # One process's requests: those not connecting give up at
+            # their own timeout.  (Under prefork each may be the one that
+            # connects.)
+            assert sum(t < 1.8 for _, t in took.values()) >= 6, took
+    finally:
+        server.stop()
+        hole.close()
+
+
 def test_health_200_in_spool_mode_then_503_when_unwritable(scratch):
     spool = os.path.join(scratch, "health-spool")
     server = queue_server(scratch, "health-spool", f"HrflowSpool {spool}")
@@ -231,7 +282,7 @@ def test_health_200_in_synchronous_mode(scratch):
 
 # ---- configtest -------------------------------------------------------------
 
-def configtest(scratch, name, queue_lines):
+def configtest(scratch, name, queue_lines, timeout=60):
     root = os.path.join(scratch, "servers", name)
     os.makedirs(os.path.join(root, "run"), exist_ok=True)
     conf = os.path.join(root, "httpd.conf")
@@ -244,7 +295,7 @@ def configtest(scratch, name, queue_lines):
                   "</Location>\n")
     start = time.time()
     r = subprocess.run([HTTPD, "-t", "-f", conf], capture_output=True,
-                       text=True, env=httpd_env(), timeout=60)
+                       text=True, env=httpd_env(), timeout=timeout)
     return r, time.time() - start
 
 
@@ -277,6 +328,17 @@ def test_configtest_empty_password_file(scratch):
                       f"HrflowQueuePasswordFile {empty}")
     assert r.returncode != 0
     assert "holds no password" in r.stderr
+
+
+def test_configtest_password_file_that_is_a_fifo(scratch):
+    """Root reads the file: a FIFO there is refused, not waited on."""
+    fifo = os.path.join(scratch, "queue.fifo")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo, 0o600)
+    r, took = configtest(scratch, "ct-fifo", f"HrflowQueue {dead_url()}\n"
+                         f"HrflowQueuePasswordFile {fifo}", timeout=20)
+    assert r.returncode != 0
+    assert "not a regular file" in r.stderr
 
 
 def test_configtest_refuses_what_is_not_a_libpq_uri_unechoed(scratch):
