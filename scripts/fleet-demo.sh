@@ -39,7 +39,16 @@ chmod 755 "$demo"
 pids=()
 stop_all() {
     set +e
+    # The workers first: they finish and record what they run while the
+    # database is still there (10 s at most each, then kill -9).
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null
+    done
     for r in a b; do
         [ -f "$demo/$r/httpd.pid" ] && "$httpd" -f "$demo/$r/httpd.conf" -k stop
     done
@@ -187,6 +196,7 @@ if [ "$(runs)" -lt 6 ]; then
     cat "$demo"/worker*/worker.log
 fi
 touch "$demo/log/runs.log"
+sleep 0.5       # each handler naps a little after its line
 while read -r line; do
     pid=$(echo "$line" | sed -E 's/.* worker=([0-9]+) .*/\1/')
     echo "${line/worker=$pid/${worker_name[$pid]:-worker pid $pid}}"
