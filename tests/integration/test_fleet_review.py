@@ -1,0 +1,44 @@
+"""Fleet mode under review: cases the other fleet tests leave out.
+
+- A commit the database reports with a warning that it may not have
+  reached the synchronous standby (its wait was cancelled by
+  HrflowQueueTimeout's statement_timeout) is not a 202: the README
+  promises that a 202 survives losing the database host when a
+  synchronous standby is configured."""
+import json
+import time
+
+import pytest
+
+from pgfixture import fleet, fleet_module      # noqa: F401 (fixtures)
+
+JSON = {"Content-Type": "application/json"}
+
+
+def post(server, path, events):
+    body = json.dumps(events).encode()
+    r, data = server.request("POST", path, body, JSON)
+    return r.status, data
+
+
+def set_standby(pg, names):
+    pg.sql(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
+    pg.sql("SELECT pg_reload_conf()")
+    time.sleep(0.5)
+
+
+@pytest.mark.expect_log(r"HF00803: .*synchronous standby")
+def test_commit_not_replicated_is_503(fleet):
+    """synchronous_standby_names names a standby that is not there: every
+    commit waits for it until the receiver's statement_timeout cancels the
+    wait, which PostgreSQL reports as a success with a WARNING (committed
+    locally only).  The receiver must answer 503, not 202."""
+    set_standby(fleet.pg, "nosuch")
+    try:
+        status, data = post(fleet.a, "/count",
+                            [{"type": "profile.parsing.success",
+                              "profile": {"key": "sync-1"}}])
+    finally:
+        set_standby(fleet.pg, "")
+    assert status == 503, (status, data)
+    assert json.loads(data)["error"] == "queue_unavailable"
