@@ -42,3 +42,50 @@ def test_commit_not_replicated_is_503(fleet):
         set_standby(fleet.pg, "")
     assert status == 503, (status, data)
     assert json.loads(data)["error"] == "queue_unavailable"
+
+
+@pytest.fixture
+def health_receiver(fleet, scratch):
+    """A third receiver of the fleet's queue, with SetHandler
+    hrflow-health at /health."""
+    from conftest import Httpd
+    from pgfixture import receiver_config
+    server = Httpd("fleet-review-health", scratch)
+    server.write_config(receiver_config(scratch, fleet.pg, fleet.out)
+                        + "<Location /health>\n"
+                          "    SetHandler hrflow-health\n</Location>\n")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def set_read_only(pg, on):
+    pg.sql("ALTER SYSTEM SET default_transaction_read_only = "
+           + ("on" if on else "off"))
+    pg.sql("SELECT pg_reload_conf()")
+    time.sleep(0.5)
+
+
+@pytest.mark.expect_log(r"HF0080[23]: .*read-only")
+def test_health_503_when_the_database_is_read_only(fleet, health_receiver):
+    """The database turns read-only (a standby, or
+    default_transaction_read_only for maintenance): reads still work, every
+    commit fails.  hrflow-health must not tell the load balancer 200 while
+    every event gets 503."""
+    server = health_receiver
+    r, data = server.request("GET", "/health")
+    assert r.status == 200, data
+    set_read_only(fleet.pg, True)
+    try:
+        status, data = post(server, "/count",
+                            [{"type": "profile.parsing.success",
+                              "profile": {"key": "ro-1"}}])
+        assert status == 503, (status, data)
+        time.sleep(2.5)          # past the health check's cache
+        r, health = server.request("GET", "/health")
+    finally:
+        set_read_only(fleet.pg, False)
+    assert r.status == 503, health
+    assert json.loads(health)["error"] == "queue_unavailable"
