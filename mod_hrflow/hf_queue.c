@@ -412,15 +412,17 @@ static const char *array_item(apr_pool_t *p, const char *s)
     return out;
 }
 
+/* Joined once at the end: appending item by item would copy the literal
+ * so far each time, the square of a commit group's size in memory. */
 const char *hf_queue_array(apr_pool_t *p, const char *const *items, int n)
 {
-    const char *out = "{";
+    apr_array_header_t *parts = apr_array_make(p, n > 0 ? n : 1,
+                                               sizeof(char *));
     int i;
 
     for (i = 0; i < n; i++)
-        out = apr_pstrcat(p, out, i ? "," : "", array_item(p, items[i]),
-                          NULL);
-    return apr_pstrcat(p, out, "}", NULL);
+        APR_ARRAY_PUSH(parts, const char *) = array_item(p, items[i]);
+    return apr_pstrcat(p, "{", apr_array_pstrcat(p, parts, ','), "}", NULL);
 }
 
 /* Waits until the connection has a result ready or deadline: 0, or -1
@@ -505,7 +507,8 @@ static const char *await_result(apr_pool_t *p, hf_queue_t *q,
 const char *hf_queue_accept(apr_pool_t *p, hf_queue_t *q,
                             const hf_envelope_t *const *envs, int n)
 {
-    const char **values, *sql = "", *err;
+    const char **values, *sql, *err;
+    apr_array_header_t *params;
     int *lengths, *formats, i, np = 4;
     const char **keys = apr_pcalloc(p, n * sizeof *keys + 1);
     const char **programs = apr_pcalloc(p, n * sizeof *programs + 1);
@@ -520,6 +523,7 @@ const char *hf_queue_accept(apr_pool_t *p, hf_queue_t *q,
     values = apr_pcalloc(p, (n + np) * sizeof *values);
     lengths = apr_pcalloc(p, (n + np) * sizeof *lengths);
     formats = apr_pcalloc(p, (n + np) * sizeof *formats);
+    params = apr_array_make(p, n, sizeof(char *));
     for (i = 0; i < n; i++) {
         const hf_envelope_t *e = envs[i];
         apr_size_t len;
@@ -532,14 +536,15 @@ const char *hf_queue_accept(apr_pool_t *p, hf_queue_t *q,
         values[np + i] = hf_spool_envelope_encode(p, e, &len);
         lengths[np + i] = (int)len;
         formats[np + i] = 1;
-        sql = apr_pstrcat(p, sql, i ? "," : "",
-                          apr_psprintf(p, "$%d::bytea", np + i + 1), NULL);
+        APR_ARRAY_PUSH(params, const char *) =
+            apr_psprintf(p, "$%d::bytea", np + i + 1);
     }
     values[0] = hf_queue_array(p, keys, n);
     values[1] = hf_queue_array(p, programs, n);
     values[2] = hf_queue_array(p, timeouts, n);
     values[3] = hf_queue_array(p, received, n);
-    sql = apr_pstrcat(p, "SELECT @N@_accept(ARRAY[", sql,
+    sql = apr_pstrcat(p, "SELECT @N@_accept(ARRAY[",
+                      apr_array_pstrcat(p, params, ','),
                       "], $1::text[], $2::text[], $3::int4[], $4::int8[])",
                       NULL);
     if (!PQsendQueryParams(q->conn, hf_queue_sql(p, q, sql), n + np, NULL,
