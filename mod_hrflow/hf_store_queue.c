@@ -39,7 +39,8 @@ struct hf_store_queue_t {
     const hf_logger_t *log;
     const char *label;              /* host:pid, recorded with each claim */
     const char **programs;          /* NULL-terminated, each once */
-    apr_hash_t *argv_of;            /* program -> its HrflowHandler argv */
+    apr_hash_t *argv_of;            /* program -> its HrflowHandler argvs
+                                       (apr_array_header_t of argv) */
     int nslots;
     hf_queue_t **slots;
     int ready;                      /* slot 0 connected, schema checked */
@@ -232,14 +233,37 @@ static apr_time_t store_poll(void *ctx, hf_sched_t *s, int want,
     return st->ready ? later : st->retry_at;
 }
 
+static int same_argv(const char *const *a, const char *const *b)
+{
+    while (*a && *b && !strcmp(*a, *b))
+        a++, b++;
+    return !*a && !*b;
+}
+
+/* Of this worker's HrflowHandler lines for the event's program, the one
+ * with the event's arguments (one program may serve several endpoints,
+ * each with its own), else the first; NULL when it has none. */
+static const char *const *our_argv(const hf_store_queue_t *st,
+                                   const char *const *wanted)
+{
+    const apr_array_header_t *lines = apr_hash_get(st->argv_of, wanted[0],
+                                                   APR_HASH_KEY_STRING);
+    int i;
+
+    if (!lines)
+        return NULL;
+    for (i = 0; i < lines->nelts; i++)
+        if (same_argv(APR_ARRAY_IDX(lines, i, const char *const *), wanted))
+            return APR_ARRAY_IDX(lines, i, const char *const *);
+    return APR_ARRAY_IDX(lines, 0, const char *const *);
+}
+
 static int store_begin(void *ctx, void *data, int slot, apr_pool_t *p,
                        hf_sched_job_t *job, const char **error)
 {
     hf_store_queue_t *st = ctx;
     qevent_t *ev = data;
-    const char *const *argv = apr_hash_get(st->argv_of,
-                                           ev->claim.env.argv[0],
-                                           APR_HASH_KEY_STRING);
+    const char *const *argv = our_argv(st, ev->claim.env.argv);
 
     job->env = ev->claim.env;
     job->label = apr_psprintf(p, "queue %s: event %" APR_INT64_T_FMT,
@@ -251,7 +275,7 @@ static int store_begin(void *ctx, void *data, int slot, apr_pool_t *p,
         return HF_SCHED_BAD;
     }
     /* Our own HrflowHandler line for that program, never the row's: write
-     * access to the table is not the power to run anything. */
+     * access to the table is not the power to run anything else. */
     job->env.argv = argv;
     return HF_SCHED_OK;
 }
@@ -359,10 +383,14 @@ hf_store_queue_t *hf_store_queue_create(apr_pool_t *p,
     for (i = 0; spec->handlers && i < spec->handlers->nelts; i++) {
         const hf_handler_t *h = &APR_ARRAY_IDX(spec->handlers, i,
                                                hf_handler_t);
-        if (apr_hash_get(st->argv_of, h->argv[0], APR_HASH_KEY_STRING))
-            continue;
-        apr_hash_set(st->argv_of, h->argv[0], APR_HASH_KEY_STRING, h->argv);
-        APR_ARRAY_PUSH(programs, const char *) = h->argv[0];
+        apr_array_header_t *lines = apr_hash_get(st->argv_of, h->argv[0],
+                                                 APR_HASH_KEY_STRING);
+        if (!lines) {
+            lines = apr_array_make(p, 1, sizeof(const char *const *));
+            apr_hash_set(st->argv_of, h->argv[0], APR_HASH_KEY_STRING, lines);
+            APR_ARRAY_PUSH(programs, const char *) = h->argv[0];
+        }
+        APR_ARRAY_PUSH(lines, const char *const *) = h->argv;
     }
     APR_ARRAY_PUSH(programs, const char *) = NULL;
     st->programs = (const char **)programs->elts;

@@ -89,3 +89,22 @@ def test_health_503_when_the_database_is_read_only(fleet, health_receiver):
         set_read_only(fleet.pg, False)
     assert r.status == 503, health
     assert json.loads(health)["error"] == "queue_unavailable"
+
+
+def test_one_program_two_argument_lists(fleet):
+    """/fleet runs `fleet.sh OUT 0.3`, /slow `fleet.sh OUT 1.5`: one
+    program, two argument lists, both among the worker's HrflowHandler
+    lines (as HrflowWorker on collects every endpoint's).  An event of
+    /slow runs with /slow's arguments, as the spool dispatcher runs it,
+    not with the first line the worker has for that program."""
+    from conftest import wait_until
+    from test_fleet import spans
+    fleet.worker("review-args", paths=["/fleet", "/slow"])
+    status, _ = post(fleet.a, "/slow", [{"type": "profile.parsing.success",
+                                         "message": "slow",
+                                         "profile": {"key": "args-1"}}])
+    assert status == 202
+    assert wait_until(lambda: any("end" in s for s in
+                                  spans(fleet.out).values()), timeout=30)
+    (run,) = spans(fleet.out).values()
+    assert run["end"] - run["start"] >= 1.4, run
