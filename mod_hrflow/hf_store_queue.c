@@ -100,13 +100,20 @@ static int ensure_ready(hf_store_queue_t *st, apr_pool_t *p)
     for (i = 1; i < st->nslots; i++)
         if (!st->slots[i])
             hf_queue_open(st->pool, &st->spec->queue, &st->slots[i]);
+    /* Back once a claim works too (connected is not enough: a standby
+     * takes connections and refuses claims). */
+    st->ready = 1;
+    return 1;
+}
+
+/* A claim worked: the trouble, if any, is over. */
+static void recovered(hf_store_queue_t *st, apr_pool_t *p)
+{
     if (st->last_err)
         hf_log(st->log, HF_LOG_NOTICE, p,
                HFLOGNO(00703) "queue %s: connected again", queue_name(st));
     st->last_err = NULL;
     st->backoff = 0;
-    st->ready = 1;
-    return 1;
 }
 
 /* ---- the store ---------------------------------------------------------- */
@@ -172,13 +179,14 @@ static void claim_some(hf_store_queue_t *st, hf_sched_t *s, int want,
     int i;
 
     if (err) {
-        if (!hf_queue_ok(st->slots[0]))
-            lost(st, p, err);
-        else
-            hf_log(st->log, HF_LOG_ERR, p,
-                   HFLOGNO(00706) "queue %s: %s", queue_name(st), err);
+        /* Broken, or refused (a standby, a database made read-only):
+         * either way the claim fails again at once, so it is said once
+         * and tried again with backoff, on a new connection that may
+         * find the writable host (target_session_attrs=read-write). */
+        lost(st, p, err);
         return;
     }
+    recovered(st, p);
     for (i = 0; i < claims->nelts; i++) {
         qevent_t *ev = keep_claim(st, APR_ARRAY_IDX(claims, i,
                                                     hf_queue_claim_t *));

@@ -108,3 +108,28 @@ def test_one_program_two_argument_lists(fleet):
                                   spans(fleet.out).values()), timeout=30)
     (run,) = spans(fleet.out).values()
     assert run["end"] - run["start"] >= 1.4, run
+
+
+@pytest.mark.expect_log(r"HF00702: .*read-only")
+def test_worker_on_a_read_only_database(fleet):
+    """A worker whose database turns read-only (a standby, or
+    default_transaction_read_only) fails every claim: it says so once and
+    backs off, as for a lost database, rather than one error line per
+    second; and it claims again once the database takes writes."""
+    from conftest import wait_until
+    from test_fleet import spans
+    status, _ = post(fleet.a, "/fleet", [{"type": "profile.parsing.success",
+                                          "message": "ro",
+                                          "profile": {"key": "ro-w"}}])
+    assert status == 202
+    set_read_only(fleet.pg, True)
+    try:
+        w = fleet.worker("review-ro", paths=["/fleet"])
+        time.sleep(5)
+        errors = [line for line in w.log().splitlines()
+                  if "read-only" in line]
+    finally:
+        set_read_only(fleet.pg, False)
+    assert len(errors) == 1, errors
+    assert wait_until(lambda: any("end" in s for s in
+                                  spans(fleet.out).values()), timeout=60)
