@@ -133,3 +133,27 @@ def test_worker_on_a_read_only_database(fleet):
     assert len(errors) == 1, errors
     assert wait_until(lambda: any("end" in s for s in
                                   spans(fleet.out).values()), timeout=60)
+
+
+def test_long_order_key_is_accepted_and_runs(fleet):
+    """A profile key of 8 kB (the sender chooses it; nothing bounds it but
+    the body's size) is accepted and runs in order as any other: it must
+    not make the commit fail (a btree index entry holds at most about
+    2.7 kB), which would answer 503 for it forever, and for every request
+    that shares its commit group."""
+    import secrets
+    from conftest import wait_until
+    from test_fleet import spans
+    key = secrets.token_urlsafe(6000)
+    fleet.worker("review-key", paths=["/fleet"])
+    for message in ("k1", "k2"):
+        status, data = post(fleet.a, "/fleet",
+                            [{"type": "profile.parsing.success",
+                              "message": message, "profile": {"key": key}}])
+        assert status == 202, data
+    assert wait_until(lambda: sum("end" in s for s in
+                                  spans(fleet.out).values()) == 2,
+                      timeout=30)
+    runs = sorted(spans(fleet.out).values(), key=lambda s: s["start"])
+    assert [r["message"] for r in runs] == ["k1", "k2"]
+    assert runs[0]["end"] <= runs[1]["start"]
