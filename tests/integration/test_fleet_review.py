@@ -1,16 +1,23 @@
-"""Fleet mode under review: cases the other fleet tests leave out.
+"""Fleet mode: failures the other fleet tests leave out.
 
-- A commit the database reports with a warning that it may not have
-  reached the synchronous standby (its wait was cancelled by
-  HrflowQueueTimeout's statement_timeout) is not a 202: the README
-  promises that a 202 survives losing the database host when a
-  synchronous standby is configured."""
+- a COMMIT that waits for a synchronous standby that is gone: 503 within
+  HrflowQueueTimeout, not a request that hangs (statement_timeout does
+  not cover the commit) nor a 202 committed on the primary only;
+- a database that turns read-only: hrflow-health says 503, and a worker
+  says so once and backs off;
+- one program with two argument lists among a worker's HrflowHandler
+  lines: each event runs with its own;
+- an order key longer than an index entry holds."""
 import json
+import secrets
 import time
 
 import pytest
 
+from conftest import Httpd, wait_until
 from pgfixture import fleet, fleet_module      # noqa: F401 (fixtures)
+from pgfixture import receiver_config
+from test_fleet import spans
 
 JSON = {"Content-Type": "application/json"}
 
@@ -30,9 +37,10 @@ def set_standby(pg, names):
 @pytest.mark.expect_log(r"HF00803: .*synchronous standby")
 def test_commit_not_replicated_is_503(fleet):
     """synchronous_standby_names names a standby that is not there: every
-    commit waits for it until the receiver's statement_timeout cancels the
-    wait, which PostgreSQL reports as a success with a WARNING (committed
-    locally only).  The receiver must answer 503, not 202."""
+    COMMIT waits for it, past the statement (statement_timeout ends with
+    the statement).  The receiver answers 503 queue_unavailable once
+    HrflowQueueTimeout (2 s here) has passed; before, the request hung
+    for as long as the standby stayed away."""
     set_standby(fleet.pg, "nosuch")
     try:
         status, data = post(fleet.a, "/count",
@@ -48,8 +56,6 @@ def test_commit_not_replicated_is_503(fleet):
 def health_receiver(fleet, scratch):
     """A third receiver of the fleet's queue, with SetHandler
     hrflow-health at /health."""
-    from conftest import Httpd
-    from pgfixture import receiver_config
     server = Httpd("fleet-review-health", scratch)
     server.write_config(receiver_config(scratch, fleet.pg, fleet.out)
                         + "<Location /health>\n"
@@ -97,8 +103,6 @@ def test_one_program_two_argument_lists(fleet):
     lines (as HrflowWorker on collects every endpoint's).  An event of
     /slow runs with /slow's arguments, as the spool dispatcher runs it,
     not with the first line the worker has for that program."""
-    from conftest import wait_until
-    from test_fleet import spans
     fleet.worker("review-args", paths=["/fleet", "/slow"])
     status, _ = post(fleet.a, "/slow", [{"type": "profile.parsing.success",
                                          "message": "slow",
@@ -116,8 +120,6 @@ def test_worker_on_a_read_only_database(fleet):
     default_transaction_read_only) fails every claim: it says so once and
     backs off, as for a lost database, rather than one error line per
     second; and it claims again once the database takes writes."""
-    from conftest import wait_until
-    from test_fleet import spans
     status, _ = post(fleet.a, "/fleet", [{"type": "profile.parsing.success",
                                           "message": "ro",
                                           "profile": {"key": "ro-w"}}])
@@ -141,9 +143,6 @@ def test_long_order_key_is_accepted_and_runs(fleet):
     not make the commit fail (a btree index entry holds at most about
     2.7 kB), which would answer 503 for it forever, and for every request
     that shares its commit group."""
-    import secrets
-    from conftest import wait_until
-    from test_fleet import spans
     key = secrets.token_urlsafe(6000)
     fleet.worker("review-key", paths=["/fleet"])
     for message in ("k1", "k2"):
