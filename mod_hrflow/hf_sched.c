@@ -633,10 +633,15 @@ static void start_ready(hf_sched_t *s)
     while (s->ready_head && s->running < s->spec->concurrency) {
         item_t *it = s->ready_head;
         if (it->state == UNSTORED) {
-            /* a heap that could not grow: tried early */
+            /* Put here when the heap could not grow: into it now, or left
+             * for the next pass (out of memory: nothing starts meanwhile,
+             * rather than this loop never ending). */
             ready_remove(s, it);
             it->due = backoff(it);
-            arm(s, it);
+            if (heap_push(s, it) != 0) {
+                ready_push(s, it);
+                break;
+            }
             continue;
         }
         ready_remove(s, it);

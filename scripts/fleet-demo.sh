@@ -36,6 +36,10 @@ free_port() {
 
 demo=$(mktemp -d /tmp/hrflow-fleet-demo-XXXXXX)
 chmod 755 "$demo"
+# A copy the workers' user can run: the checkout may sit in a folder only
+# root can enter.
+install -m 755 "$worker_bin" "$demo/hrflow-worker"
+worker_bin="$demo/hrflow-worker"
 pids=()
 stop_all() {
     set +e

@@ -22,12 +22,13 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
 
-from conftest import (BUILD, SECRETS, WATCHED, Httpd, free_port, gone,
-                      make_dir, register_secret, run_user, wait_until,
+from conftest import (BUILD, SECRETS, TEST_TMP, WATCHED, Httpd, free_port,
+                      gone, make_dir, register_secret, run_user, wait_until,
                       write_private)
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
@@ -308,7 +309,8 @@ class Worker:
         if os.geteuid() == 0:
             os.chown(self.logfile, account.pw_uid, account.pw_gid)
         self.proc = subprocess.Popen(
-            [WORKER, "--config", self.config], stdin=subprocess.DEVNULL,
+            [reachable_worker(), "--config", self.config],
+            stdin=subprocess.DEVNULL,
             stdout=log, stderr=log, cwd=self.root,
             env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
             start_new_session=True, **as_user(account))
@@ -363,6 +365,24 @@ class Worker:
         end = data.rfind(b"\n") + 1
         self.log_seen[name] = seen + end
         return data[:end].decode("utf-8", "replace").splitlines()
+
+
+_reachable = {}
+
+
+def reachable_worker():
+    """The built hrflow-worker, copied once into a folder the server's user
+    can reach: the build tree may sit in a checkout only root can enter
+    (a `mktemp -d`), where www-data cannot run it."""
+    if "path" not in _reachable:
+        d = tempfile.mkdtemp(prefix="hrflow-worker-bin-", dir=TEST_TMP)
+        os.chmod(d, 0o755)
+        atexit.register(shutil.rmtree, d, True)
+        path = os.path.join(d, "hrflow-worker")
+        shutil.copyfile(WORKER, path)
+        os.chmod(path, 0o755)
+        _reachable["path"] = path
+    return _reachable["path"]
 
 
 def worker_built():
