@@ -13,6 +13,7 @@
  * notifications, purge; slots 1..N the worker threads: outcomes), each
  * used by one thread only.  A lost database is reconnected with backoff.
  */
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 #include <apr_hash.h>
@@ -39,6 +40,7 @@ struct hf_store_queue_t {
     const hf_logger_t *log;
     const char *label;              /* host:pid, recorded with each claim */
     const char **programs;          /* NULL-terminated, each once */
+    char *missing;                  /* per program: found unrunnable */
     apr_hash_t *argv_of;            /* program -> its HrflowHandler argvs
                                        (apr_array_header_t of argv) */
     int nslots;
@@ -170,13 +172,49 @@ static qevent_t *keep_claim(hf_store_queue_t *st, const hf_queue_claim_t *c)
     return ev;
 }
 
+/* The programs this worker can start now.  One removed or made
+ * unrunnable since the start (a deploy under way on this host) is not
+ * claimed for: its events wait for a worker that has it, or for its
+ * return, rather than spend their tries here failing to start. */
+static const char *const *runnable(hf_store_queue_t *st, apr_pool_t *p)
+{
+    const char **out;
+    int n = 0, i, k = 0;
+
+    while (st->programs[n])
+        n++;
+    out = apr_pcalloc(p, (n + 1) * sizeof *out);
+    for (i = 0; i < n; i++) {
+        int ok = access(st->programs[i], X_OK) == 0;
+        if (ok)
+            out[k++] = st->programs[i];
+        if (!ok && !st->missing[i])
+            hf_log(st->log, HF_LOG_WARNING, p,
+                   HFLOGNO(00715) "queue %s: cannot run %s: %s; its events "
+                   "are left to other workers until it is back",
+                   queue_name(st), hf_log_escape(p, st->programs[i]),
+                   strerror(errno));
+        else if (ok && st->missing[i])
+            hf_log(st->log, HF_LOG_NOTICE, p,
+                   HFLOGNO(00716) "queue %s: %s is back: claiming its "
+                   "events again", queue_name(st),
+                   hf_log_escape(p, st->programs[i]));
+        st->missing[i] = !ok;
+    }
+    return out;
+}
+
 static void claim_some(hf_store_queue_t *st, hf_sched_t *s, int want,
                        apr_pool_t *p)
 {
     apr_array_header_t *claims = apr_array_make(p, want, sizeof(void *));
-    const char *err = hf_queue_claim(p, st->slots[0], st->label,
-                                     st->programs, want, claims);
+    const char *const *programs = runnable(st, p);
+    const char *err;
     int i;
+
+    if (!programs[0])
+        return;
+    err = hf_queue_claim(p, st->slots[0], st->label, programs, want, claims);
 
     if (err) {
         /* Broken, or refused (a standby, a database made read-only):
@@ -402,6 +440,7 @@ hf_store_queue_t *hf_store_queue_create(apr_pool_t *p,
     }
     APR_ARRAY_PUSH(programs, const char *) = NULL;
     st->programs = (const char **)programs->elts;
+    st->missing = apr_pcalloc(p, (apr_size_t)programs->nelts);
     st->nslots = (spec->concurrency > 0 ? spec->concurrency
                                         : HF_DEFAULT_CONCURRENCY) + 1;
     st->slots = apr_pcalloc(p, st->nslots * sizeof *st->slots);

@@ -9,6 +9,7 @@
   lines: each event runs with its own;
 - an order key longer than an index entry holds."""
 import json
+import os
 import secrets
 import time
 
@@ -156,3 +157,48 @@ def test_long_order_key_is_accepted_and_runs(fleet):
     runs = sorted(spans(fleet.out).values(), key=lambda s: s["start"])
     assert [r["message"] for r in runs] == ["k1", "k2"]
     assert runs[0]["end"] <= runs[1]["start"]
+
+
+@pytest.mark.expect_log(r"HF00715: .*gone\.sh", r"HF00716: .*gone\.sh")
+def test_missing_program_is_not_claimed(fleet, scratch):
+    """A worker whose handler program was removed after it started (a
+    deploy under way on its host) must not claim that program's events
+    and spend their tries failing to start it: they wait, queued, for a
+    worker that has it, and run once the program is back."""
+    import shutil
+    from pgfixture import Worker
+    h = f"{scratch}/handlers"
+    gone = f"{h}/gone.sh"
+    shutil.copy(f"{h}/fleet.sh", gone)
+    os.chmod(gone, 0o755)
+    line = f"* {gone} {fleet.out} 0.1"
+    server = Httpd("fleet-review-gone", scratch)
+    server.write_config(
+        receiver_config(scratch, fleet.pg, fleet.out)
+        + "<Location /gone>\n    SetHandler hrflow-webhook\n"
+          f"    HrflowSignature optional\n    HrflowHandler {line}\n"
+          "</Location>\n")
+    server.start()
+    w = Worker(scratch, "review-gone", fleet.pg, [line], retry=1)
+    fleet.workers.append(w)
+    try:
+        w.start()
+        assert wait_until(lambda: "HF00701" in w.log(), timeout=20)
+        os.rename(gone, gone + ".away")
+        status, _ = post(server, "/gone", [{"type": "profile.parsing.success",
+                                            "message": "gone",
+                                            "profile": {"key": "gone-1"}}])
+        assert status == 202
+        time.sleep(4)            # a few claims, and a retry's delay
+        rows = fleet.pg.sql(f"SELECT state, attempt FROM {fleet.pg.table()}")
+        assert rows.split() == ["queued|0"], rows
+        os.rename(gone + ".away", gone)
+        assert wait_until(lambda: any("end" in s for s in
+                                      spans(fleet.out).values()),
+                          timeout=30)
+        (run,) = spans(fleet.out).values()
+        assert run["attempt"] == 1
+    finally:
+        server.stop()
+        if os.path.exists(gone + ".away"):
+            os.rename(gone + ".away", gone)
