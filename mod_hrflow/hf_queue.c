@@ -5,6 +5,7 @@
  * (hf_queue_schema.c), so that every host keeps the same ones; hf_queue.h
  * says what they are.
  */
+#include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,10 @@
 /* A lease outlives the handler's timeout by the kill grace and this much
  * more, so that only a worker that stopped or lost the database loses it. */
 #define LEASE_MARGIN_SEC 5
+
+/* How long a cancelled statement may take to end before its connection
+ * is given up. */
+#define CANCEL_WAIT_MS 1000
 
 /* ---- reasons: never with the password --------------------------------- */
 
@@ -407,21 +412,103 @@ static const char *array_item(apr_pool_t *p, const char *s)
     return out;
 }
 
+/* Joined once at the end: appending item by item would copy the literal
+ * so far each time, the square of a commit group's size in memory. */
 const char *hf_queue_array(apr_pool_t *p, const char *const *items, int n)
 {
-    const char *out = "{";
+    apr_array_header_t *parts = apr_array_make(p, n > 0 ? n : 1,
+                                               sizeof(char *));
     int i;
 
     for (i = 0; i < n; i++)
-        out = apr_pstrcat(p, out, i ? "," : "", array_item(p, items[i]),
-                          NULL);
-    return apr_pstrcat(p, out, "}", NULL);
+        APR_ARRAY_PUSH(parts, const char *) = array_item(p, items[i]);
+    return apr_pstrcat(p, "{", apr_array_pstrcat(p, parts, ','), "}", NULL);
+}
+
+/* Waits until the connection has a result ready or deadline: 0, or -1
+ * when the deadline passed first.  A broken connection counts as ready:
+ * PQgetResult says what broke. */
+static int wait_ready(hf_queue_t *q, apr_time_t deadline)
+{
+    struct pollfd fd;
+
+    while (PQisBusy(q->conn)) {
+        apr_time_t left = deadline - apr_time_now();
+        if (left <= 0)
+            return -1;
+        fd.fd = PQsocket(q->conn);
+        fd.events = POLLIN;
+        if (poll(&fd, 1, (int)((left + 999) / 1000)) < 0 && errno != EINTR)
+            return 0;
+        if (!PQconsumeInput(q->conn))
+            return 0;
+    }
+    return 0;
+}
+
+/* The result of the statement just sent, awaited within the timeout.
+ * The server's statement_timeout does not bound it: a COMMIT waits for a
+ * synchronous standby (or a stalled disk) after the statement ends, for
+ * as long as it takes.  Past the timeout the statement is cancelled (a
+ * cancelled wait for the standby leaves the transaction committed
+ * locally: never a success, then) and, when even that is not answered
+ * soon, the connection is closed.  NULL and *res (the last result, an
+ * error first), or why not. */
+static const char *await_result(apr_pool_t *p, hf_queue_t *q,
+                                const char *what, PGresult **res)
+{
+    apr_time_t deadline = apr_time_now()
+                          + apr_time_from_msec(q->spec.timeout_ms);
+    PGresult *last = NULL, *r;
+    int late = 0;
+
+    for (;;) {
+        if (wait_ready(q, deadline) != 0) {
+            PGcancel *c;
+            char buf[256];
+            if (late) {
+                PQclear(last);
+                PQfinish(q->conn);
+                q->conn = NULL;
+                return apr_psprintf(p, "%s: no answer within %d ms, even to "
+                                    "a cancel: connection closed", what,
+                                    q->spec.timeout_ms);
+            }
+            if ((c = PQgetCancel(q->conn))) {
+                PQcancel(c, buf, sizeof buf);
+                PQfreeCancel(c);
+            }
+            late = 1;
+            deadline = apr_time_now() + apr_time_from_msec(CANCEL_WAIT_MS);
+            continue;
+        }
+        if (!(r = PQgetResult(q->conn)))
+            break;
+        if (last && PQresultStatus(last) == PGRES_FATAL_ERROR)
+            PQclear(r);
+        else {
+            PQclear(last);
+            last = r;
+        }
+    }
+    if (late) {
+        PQclear(last);
+        return apr_psprintf(p, "%s: no commit within %d ms (cancelled; with "
+                            "a synchronous standby, it may have committed "
+                            "on the primary only)", what,
+                            q->spec.timeout_ms);
+    }
+    if (!last)
+        return hf_queue_reason(p, q, what, PQerrorMessage(q->conn));
+    *res = last;
+    return NULL;
 }
 
 const char *hf_queue_accept(apr_pool_t *p, hf_queue_t *q,
                             const hf_envelope_t *const *envs, int n)
 {
-    const char **values, *sql = "", *err;
+    const char **values, *sql, *err;
+    apr_array_header_t *params;
     int *lengths, *formats, i, np = 4;
     const char **keys = apr_pcalloc(p, n * sizeof *keys + 1);
     const char **programs = apr_pcalloc(p, n * sizeof *programs + 1);
@@ -436,6 +523,7 @@ const char *hf_queue_accept(apr_pool_t *p, hf_queue_t *q,
     values = apr_pcalloc(p, (n + np) * sizeof *values);
     lengths = apr_pcalloc(p, (n + np) * sizeof *lengths);
     formats = apr_pcalloc(p, (n + np) * sizeof *formats);
+    params = apr_array_make(p, n, sizeof(char *));
     for (i = 0; i < n; i++) {
         const hf_envelope_t *e = envs[i];
         apr_size_t len;
@@ -448,25 +536,29 @@ const char *hf_queue_accept(apr_pool_t *p, hf_queue_t *q,
         values[np + i] = hf_spool_envelope_encode(p, e, &len);
         lengths[np + i] = (int)len;
         formats[np + i] = 1;
-        sql = apr_pstrcat(p, sql, i ? "," : "",
-                          apr_psprintf(p, "$%d::bytea", np + i + 1), NULL);
+        APR_ARRAY_PUSH(params, const char *) =
+            apr_psprintf(p, "$%d::bytea", np + i + 1);
     }
     values[0] = hf_queue_array(p, keys, n);
     values[1] = hf_queue_array(p, programs, n);
     values[2] = hf_queue_array(p, timeouts, n);
     values[3] = hf_queue_array(p, received, n);
-    sql = apr_pstrcat(p, "SELECT @N@_accept(ARRAY[", sql,
+    sql = apr_pstrcat(p, "SELECT @N@_accept(ARRAY[",
+                      apr_array_pstrcat(p, params, ','),
                       "], $1::text[], $2::text[], $3::int4[], $4::int8[])",
                       NULL);
-    r = PQexecParams(q->conn, hf_queue_sql(p, q, sql), n + np, NULL, values,
-                     lengths, formats, 1);
-    if (r && PQresultStatus(r) == PGRES_TUPLES_OK) {
+    if (!PQsendQueryParams(q->conn, hf_queue_sql(p, q, sql), n + np, NULL,
+                           values, lengths, formats, 1))
+        return hf_queue_reason(p, q, "cannot commit to the queue",
+                               PQerrorMessage(q->conn));
+    if ((err = await_result(p, q, "cannot commit to the queue", &r)))
+        return err;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         PQclear(r);
         return NULL;
     }
     err = hf_queue_reason(p, q, "cannot commit to the queue",
-                          r ? PQresultErrorMessage(r)
-                            : PQerrorMessage(q->conn));
+                          PQresultErrorMessage(r));
     PQclear(r);
     return err;
 }

@@ -125,6 +125,9 @@ typedef struct {
 } hf_queue_counts_t;
 const char *hf_queue_counts(apr_pool_t *p, hf_queue_t *q,
                             hf_queue_counts_t *counts);
+/* NULL when the database takes writes now; else why not (a hot standby,
+ * default_transaction_read_only): reads work there, commits do not. */
+const char *hf_queue_writable(apr_pool_t *p, hf_queue_t *q);
 
 /* hrflowctl: one row as shown to an administrator. */
 typedef struct {

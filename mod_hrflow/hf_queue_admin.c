@@ -38,6 +38,31 @@ const char *hf_queue_counts(apr_pool_t *p, hf_queue_t *q,
     return NULL;
 }
 
+const char *hf_queue_writable(apr_pool_t *p, hf_queue_t *q)
+{
+    PGresult *r = NULL;
+    const char *err = hf_queue_exec(
+        p, q, "cannot ask whether the queue takes writes",
+        "SELECT current_setting('transaction_read_only') = 'on', "
+        "pg_is_in_recovery()", 0, NULL, &r);
+    int read_only, standby;
+
+    if (err)
+        return err;
+    read_only = PQntuples(r) == 1 && PQgetlength(r, 0, 0) == 1
+                && PQgetvalue(r, 0, 0)[0];
+    standby = PQntuples(r) == 1 && PQgetlength(r, 0, 1) == 1
+              && PQgetvalue(r, 0, 1)[0];
+    PQclear(r);
+    if (standby)
+        return "the queue's database is a standby (read-only): no commit "
+               "can succeed there";
+    if (read_only)
+        return "the queue's database is read-only "
+               "(default_transaction_read_only): no commit can succeed";
+    return NULL;
+}
+
 #define ROW_COLUMNS \
     "id, state, attempt, (extract(epoch FROM received) * 1000000)::int8, " \
     "(extract(epoch FROM due) * 1000000)::int8, " \

@@ -286,8 +286,18 @@ const char *hf_spool_order_key(apr_pool_t *p, const hf_event_t *ev)
         hf_json_t *o = hf_json_get(ev->json, objects[i]);
         const char *key = o && hf_json_is_object(o)
                               ? hf_json_get_string(o, "key") : NULL;
-        if (key && *key)
+        unsigned char digest[32];
+        char hex[65];
+        if (!key || !*key)
+            continue;
+        if (strlen(key) <= HF_ORDER_KEY_MAX)
             return apr_pstrcat(p, objects[i], ":", key, NULL);
+        /* The sender chooses the key's length: a long one is kept as its
+         * digest, one to one in practice, so that it fits where keys are
+         * kept (an index entry of the queue holds about 2.7 kB). */
+        hf_sha256(key, strlen(key), digest);
+        hf_codec_hex_encode(digest, sizeof digest, hex);
+        return apr_pstrcat(p, objects[i], ":sha256:", hex, NULL);
     }
     return NULL;
 }

@@ -13,6 +13,7 @@
  * notifications, purge; slots 1..N the worker threads: outcomes), each
  * used by one thread only.  A lost database is reconnected with backoff.
  */
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 #include <apr_hash.h>
@@ -39,7 +40,9 @@ struct hf_store_queue_t {
     const hf_logger_t *log;
     const char *label;              /* host:pid, recorded with each claim */
     const char **programs;          /* NULL-terminated, each once */
-    apr_hash_t *argv_of;            /* program -> its HrflowHandler argv */
+    char *missing;                  /* per program: found unrunnable */
+    apr_hash_t *argv_of;            /* program -> its HrflowHandler argvs
+                                       (apr_array_header_t of argv) */
     int nslots;
     hf_queue_t **slots;
     int ready;                      /* slot 0 connected, schema checked */
@@ -99,13 +102,20 @@ static int ensure_ready(hf_store_queue_t *st, apr_pool_t *p)
     for (i = 1; i < st->nslots; i++)
         if (!st->slots[i])
             hf_queue_open(st->pool, &st->spec->queue, &st->slots[i]);
+    /* Back once a claim works too (connected is not enough: a standby
+     * takes connections and refuses claims). */
+    st->ready = 1;
+    return 1;
+}
+
+/* A claim worked: the trouble, if any, is over. */
+static void recovered(hf_store_queue_t *st, apr_pool_t *p)
+{
     if (st->last_err)
         hf_log(st->log, HF_LOG_NOTICE, p,
                HFLOGNO(00703) "queue %s: connected again", queue_name(st));
     st->last_err = NULL;
     st->backoff = 0;
-    st->ready = 1;
-    return 1;
 }
 
 /* ---- the store ---------------------------------------------------------- */
@@ -162,22 +172,59 @@ static qevent_t *keep_claim(hf_store_queue_t *st, const hf_queue_claim_t *c)
     return ev;
 }
 
+/* The programs this worker can start now.  One removed or made
+ * unrunnable since the start (a deploy under way on this host) is not
+ * claimed for: its events wait for a worker that has it, or for its
+ * return, rather than spend their tries here failing to start. */
+static const char *const *runnable(hf_store_queue_t *st, apr_pool_t *p)
+{
+    const char **out;
+    int n = 0, i, k = 0;
+
+    while (st->programs[n])
+        n++;
+    out = apr_pcalloc(p, (n + 1) * sizeof *out);
+    for (i = 0; i < n; i++) {
+        int ok = access(st->programs[i], X_OK) == 0;
+        if (ok)
+            out[k++] = st->programs[i];
+        if (!ok && !st->missing[i])
+            hf_log(st->log, HF_LOG_WARNING, p,
+                   HFLOGNO(00715) "queue %s: cannot run %s: %s; its events "
+                   "are left to other workers until it is back",
+                   queue_name(st), hf_log_escape(p, st->programs[i]),
+                   strerror(errno));
+        else if (ok && st->missing[i])
+            hf_log(st->log, HF_LOG_NOTICE, p,
+                   HFLOGNO(00716) "queue %s: %s is back: claiming its "
+                   "events again", queue_name(st),
+                   hf_log_escape(p, st->programs[i]));
+        st->missing[i] = !ok;
+    }
+    return out;
+}
+
 static void claim_some(hf_store_queue_t *st, hf_sched_t *s, int want,
                        apr_pool_t *p)
 {
     apr_array_header_t *claims = apr_array_make(p, want, sizeof(void *));
-    const char *err = hf_queue_claim(p, st->slots[0], st->label,
-                                     st->programs, want, claims);
+    const char *const *programs = runnable(st, p);
+    const char *err;
     int i;
 
+    if (!programs[0])
+        return;
+    err = hf_queue_claim(p, st->slots[0], st->label, programs, want, claims);
+
     if (err) {
-        if (!hf_queue_ok(st->slots[0]))
-            lost(st, p, err);
-        else
-            hf_log(st->log, HF_LOG_ERR, p,
-                   HFLOGNO(00706) "queue %s: %s", queue_name(st), err);
+        /* Broken, or refused (a standby, a database made read-only):
+         * either way the claim fails again at once, so it is said once
+         * and tried again with backoff, on a new connection that may
+         * find the writable host (target_session_attrs=read-write). */
+        lost(st, p, err);
         return;
     }
+    recovered(st, p);
     for (i = 0; i < claims->nelts; i++) {
         qevent_t *ev = keep_claim(st, APR_ARRAY_IDX(claims, i,
                                                     hf_queue_claim_t *));
@@ -232,14 +279,37 @@ static apr_time_t store_poll(void *ctx, hf_sched_t *s, int want,
     return st->ready ? later : st->retry_at;
 }
 
+static int same_argv(const char *const *a, const char *const *b)
+{
+    while (*a && *b && !strcmp(*a, *b))
+        a++, b++;
+    return !*a && !*b;
+}
+
+/* Of this worker's HrflowHandler lines for the event's program, the one
+ * with the event's arguments (one program may serve several endpoints,
+ * each with its own), else the first; NULL when it has none. */
+static const char *const *our_argv(const hf_store_queue_t *st,
+                                   const char *const *wanted)
+{
+    const apr_array_header_t *lines = apr_hash_get(st->argv_of, wanted[0],
+                                                   APR_HASH_KEY_STRING);
+    int i;
+
+    if (!lines)
+        return NULL;
+    for (i = 0; i < lines->nelts; i++)
+        if (same_argv(APR_ARRAY_IDX(lines, i, const char *const *), wanted))
+            return APR_ARRAY_IDX(lines, i, const char *const *);
+    return APR_ARRAY_IDX(lines, 0, const char *const *);
+}
+
 static int store_begin(void *ctx, void *data, int slot, apr_pool_t *p,
                        hf_sched_job_t *job, const char **error)
 {
     hf_store_queue_t *st = ctx;
     qevent_t *ev = data;
-    const char *const *argv = apr_hash_get(st->argv_of,
-                                           ev->claim.env.argv[0],
-                                           APR_HASH_KEY_STRING);
+    const char *const *argv = our_argv(st, ev->claim.env.argv);
 
     job->env = ev->claim.env;
     job->label = apr_psprintf(p, "queue %s: event %" APR_INT64_T_FMT,
@@ -251,7 +321,7 @@ static int store_begin(void *ctx, void *data, int slot, apr_pool_t *p,
         return HF_SCHED_BAD;
     }
     /* Our own HrflowHandler line for that program, never the row's: write
-     * access to the table is not the power to run anything. */
+     * access to the table is not the power to run anything else. */
     job->env.argv = argv;
     return HF_SCHED_OK;
 }
@@ -359,13 +429,18 @@ hf_store_queue_t *hf_store_queue_create(apr_pool_t *p,
     for (i = 0; spec->handlers && i < spec->handlers->nelts; i++) {
         const hf_handler_t *h = &APR_ARRAY_IDX(spec->handlers, i,
                                                hf_handler_t);
-        if (apr_hash_get(st->argv_of, h->argv[0], APR_HASH_KEY_STRING))
-            continue;
-        apr_hash_set(st->argv_of, h->argv[0], APR_HASH_KEY_STRING, h->argv);
-        APR_ARRAY_PUSH(programs, const char *) = h->argv[0];
+        apr_array_header_t *lines = apr_hash_get(st->argv_of, h->argv[0],
+                                                 APR_HASH_KEY_STRING);
+        if (!lines) {
+            lines = apr_array_make(p, 1, sizeof(const char *const *));
+            apr_hash_set(st->argv_of, h->argv[0], APR_HASH_KEY_STRING, lines);
+            APR_ARRAY_PUSH(programs, const char *) = h->argv[0];
+        }
+        APR_ARRAY_PUSH(lines, const char *const *) = h->argv;
     }
     APR_ARRAY_PUSH(programs, const char *) = NULL;
     st->programs = (const char **)programs->elts;
+    st->missing = apr_pcalloc(p, (apr_size_t)programs->nelts);
     st->nslots = (spec->concurrency > 0 ? spec->concurrency
                                         : HF_DEFAULT_CONCURRENCY) + 1;
     st->slots = apr_pcalloc(p, st->nslots * sizeof *st->slots);

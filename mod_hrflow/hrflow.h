@@ -608,6 +608,9 @@ const char *hf_spool_path(apr_pool_t *p, const char *dir, const char *state,
 const char *hf_spool_prepare(apr_pool_t *p, const char *dir, int uid, int gid);
 /* The same checks, creating and changing nothing (configtest). */
 const char *hf_spool_inspect(apr_pool_t *p, const char *dir, int uid);
+/* "profile:KEY" or "job:KEY", or NULL; a KEY longer than HF_ORDER_KEY_MAX
+ * bytes as "sha256:" and its digest in hex. */
+#define HF_ORDER_KEY_MAX 512
 const char *hf_spool_order_key(apr_pool_t *p, const hf_event_t *ev);
 /* TIME-INDEX-DELIVERY[-KEYTAG].json: arrival order sorts by name, and the
  * tag (a hash of the order key) lets the dispatcher order events without

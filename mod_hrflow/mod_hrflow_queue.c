@@ -623,7 +623,10 @@ static const char *refresh(apr_pool_t *p, queue_rec *qr, apr_interval_time_t ttl
     err = connect_if_needed(p, qr);
     if (!err && (err = hf_queue_counts(p, qr->q, &counts)) == NULL) {
         qr->counts = counts;
-        qr->last_ok = apr_time_now();
+        /* Reads work on a read-only database too: it must take commits
+         * for the health check to say so. */
+        if (!(err = hf_queue_writable(p, qr->q)))
+            qr->last_ok = apr_time_now();
     }
     else if (qr->q && !hf_queue_ok(qr->q) && !qr->down[0])
         note_down(qr, err, 0);

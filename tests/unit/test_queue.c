@@ -1,5 +1,7 @@
 /* test_queue.c - the queue layer's parts that need no server: passwords
  * kept out of every message, array literals, a missing server reported. */
+#include <unistd.h>
+#include <stdio.h>
 #include "unit.h"
 #include "hf_queue_pg.h"
 
@@ -37,6 +39,53 @@ START_TEST(array_literal_quotes)
     ck_assert_str_eq(hf_queue_array(pool, items, 4),
                      "{\"/bin/a b\",\"q\\\"uote\",\"back\\\\slash\",NULL}");
     ck_assert_str_eq(hf_queue_array(pool, items, 0), "{}");
+}
+END_TEST
+
+/* A commit group's arrays (a key, program, timeout per event, up to
+ * ThreadsPerChild x HrflowMaxEvents of them) cost memory in proportion to
+ * their size, not its square: a burst of full batches must not make the
+ * leader's request allocate hundreds of megabytes. */
+/* The process's mapped memory in bytes (APR's allocator may take its
+ * blocks with mmap, past malloc's counts). */
+static size_t heap_in_use(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%lu", &pages), 1);
+    fclose(f);
+    return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+START_TEST(array_literal_linear_memory)
+{
+    enum { N = 2500, LEN = 100 };
+    const char **items = calloc(N, sizeof *items);
+    apr_allocator_t *a;
+    apr_pool_t *p;
+    size_t before, used;
+    const char *out;
+    int i;
+
+    for (i = 0; i < N; i++) {
+        char *s = malloc(LEN + 1);
+        snprintf(s, LEN + 1, "%0*d", LEN, i);
+        items[i] = s;
+    }
+    apr_allocator_create(&a);
+    apr_pool_create_ex(&p, NULL, NULL, a);
+    apr_allocator_owner_set(a, p);
+    before = heap_in_use();
+    out = hf_queue_array(p, items, N);
+    used = heap_in_use() - before;
+    ck_assert_uint_eq(strlen(out), 2 + N * (LEN + 3) - 1);
+    ck_assert_uint_lt(used, 16 * strlen(out));
+    apr_pool_destroy(p);
+    for (i = 0; i < N; i++)
+        free((void *)items[i]);
+    free(items);
 }
 END_TEST
 
@@ -88,6 +137,7 @@ static Suite *queue_suite(void)
     tcase_add_test(tc, url_password_found);
     tcase_add_test(tc, url_redacted);
     tcase_add_test(tc, array_literal_quotes);
+    tcase_add_test(tc, array_literal_linear_memory);
     tcase_add_test(tc, reason_never_has_the_password);
     tcase_add_test(tc, bad_name_refused);
     return s;

@@ -250,6 +250,37 @@ START_TEST(order_key_from_profile_or_job)
 }
 END_TEST
 
+/* A key longer than HF_ORDER_KEY_MAX is kept as its digest: bounded, the
+ * same for the same key, different for another. */
+START_TEST(order_key_long_kept_as_digest)
+{
+    char *a = apr_palloc(pool, 5000), *json;
+    const char *ka, *kb, *kshort;
+    apr_array_header_t *ev;
+
+    memset(a, 'x', 4999);
+    a[4999] = '\0';
+    json = apr_psprintf(pool,
+        "[{\"type\":\"a.b.c\",\"profile\":{\"key\":\"%s\"}},"
+        "{\"type\":\"a.b.c\",\"profile\":{\"key\":\"%s\"}},"
+        "{\"type\":\"a.b.c\",\"profile\":{\"key\":\"%sy\"}},"
+        "{\"type\":\"a.b.c\",\"job\":{\"key\":\"%s\"}}]",
+        a, a, a, a + 4999 - HF_ORDER_KEY_MAX);
+    ev = events_of(json);
+    ka = hf_spool_order_key(pool, APR_ARRAY_IDX(ev, 0, hf_event_t *));
+    kb = hf_spool_order_key(pool, APR_ARRAY_IDX(ev, 2, hf_event_t *));
+    kshort = hf_spool_order_key(pool, APR_ARRAY_IDX(ev, 3, hf_event_t *));
+    ck_assert_uint_eq(strlen(ka), strlen("profile:sha256:") + 64);
+    ck_assert_int_eq(strncmp(ka, "profile:sha256:", 15), 0);
+    ck_assert_str_eq(ka, hf_spool_order_key(pool, APR_ARRAY_IDX(
+                                                ev, 1, hf_event_t *)));
+    ck_assert_str_ne(ka, kb);
+    /* HF_ORDER_KEY_MAX bytes exactly: kept as it is. */
+    ck_assert_str_eq(kshort, apr_pstrcat(pool, "job:",
+                                         a + 4999 - HF_ORDER_KEY_MAX, NULL));
+}
+END_TEST
+
 START_TEST(accept_writes_routed_events_to_new)
 {
     const char *dir = make_dir();
@@ -729,6 +760,7 @@ static Suite *spool_suite(void)
     tcase_add_test(tc, envelope_event_over_the_caps_refused);
     tcase_add_test(tc, retry_delays_double_up_to_an_hour);
     tcase_add_test(tc, order_key_from_profile_or_job);
+    tcase_add_test(tc, order_key_long_kept_as_digest);
     tcase_add_test(tc, accept_writes_routed_events_to_new);
     tcase_add_test(tc, accept_into_missing_spool_is_503);
     tcase_add_test(tc, accept_without_proc_writes_through_tmp);
