@@ -1,8 +1,10 @@
 #!/bin/bash
 # Every test: installs what is missing, builds, runs the C unit tests, the
 # same under valgrind, make distcheck, the fuzzer, the integration tests
-# against a real httpd under the event, worker and prefork MPMs, and once
-# more against a build with ASan and UBSan.  Ends with "N passed, M failed".
+# against a real httpd under the event, worker and prefork MPMs, fleet
+# mode's tests against PostgreSQL servers of their own, the Debian
+# packages, and again against a build with ASan and UBSan (event, prefork,
+# fleet mode).  Ends with "N passed, M failed".
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -98,18 +100,16 @@ if [ "${HRFLOW_FUZZ_SECONDS:-0}" -gt 0 ]; then
 fi
 
 # One run of the integration suite (or of HRFLOW_TEST_PATHS): pytest's
-# failures and summary, its counts from the JUnit report.  Fleet mode's
-# tests (test_fleet*.py: PostgreSQL, receivers and workers, whatever the
-# MPM) are left out: they run once, on their own.
-#   LABEL BUILD_DIR [VAR=VALUE...]
-fleet_rule="--ignore-glob=*/test_fleet*.py"
+# failures and summary, its counts from the JUnit report.
+#   LABEL BUILD_DIR [VAR=VALUE...]   ($skip: more pytest options)
+skip=""
 integration() {
     local label=$1 dir=$2 xml="$top/$2/integration-$1.xml" start=$SECONDS
     shift 2
     echo "== integration tests, $label (real httpd)"
     env HRFLOW_BUILD_DIR="$top/$dir" "$@" /usr/bin/python3 -m pytest \
         -p no:cacheprovider -q -rfE ${HRFLOW_TEST_PATHS:-tests/integration} \
-        $fleet_rule --junitxml="$xml" \
+        $skip --junitxml="$xml" \
         2>&1 | grep -E '^(FAILED|ERROR) | (passed|failed|error|skipped)' | tail -n 30
     set -- $(/usr/bin/python3 - "$xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
@@ -126,30 +126,52 @@ PY
     echo "$label: $((SECONDS - start)) s"
 }
 
-# Every integration test under each MPM, the default (event) first.
-for mpm in event worker prefork; do
-    integration "$mpm" build HRFLOW_MPM="$mpm"
+# Fleet mode's tests (PostgreSQL servers of their own, receivers and
+# workers) run in passes of their own; the queue's Apache side also under
+# prefork, whose processes each hold a connection.
+fleet="tests/integration/test_fleet.py tests/integration/test_fleet_faults.py
+tests/integration/test_fleet_review.py tests/integration/test_queue_layer.py
+tests/integration/test_queue_module.py tests/integration/test_worker_conf.py"
+not_fleet=""
+for f in $fleet; do not_fleet="$not_fleet --ignore=$f"; done
+# Tests whose subject does not depend on the MPM (packaging, tools, the
+# CGI's tarball, man pages) run in the default MPM's passes only.
+same_in_every_mpm=""
+for f in test_deps test_dist_cgi test_install test_man test_release \
+         test_sign_tools test_symbols test_conf; do
+    same_in_every_mpm="$same_in_every_mpm --ignore=tests/integration/$f.py"
 done
 
-# Once: fleet mode against a PostgreSQL server of its own, two receivers
-# and its workers.
-fleet_rule="" HRFLOW_TEST_PATHS="tests/integration/test_fleet*.py" \
-    integration fleet build
+# Every integration test under each MPM, the default (event) first.
+skip="$not_fleet" integration event build HRFLOW_MPM=event
+for mpm in worker prefork; do
+    skip="$not_fleet $same_in_every_mpm" integration "$mpm" build \
+        HRFLOW_MPM="$mpm"
+done
+HRFLOW_TEST_PATHS="$fleet" integration fleet build HRFLOW_MPM=event
+HRFLOW_TEST_PATHS=tests/integration/test_queue_module.py \
+    integration fleet-prefork build HRFLOW_MPM=prefork
 
 # Once: the Debian packages built from a copy of the source and checked by
 # lintian; as root also installed, driven in a copy of /etc/apache2, purged.
 HRFLOW_TEST_PATHS=tests/packages integration packages build
 
-# Again under each MPM against a module and CGI built with ASan and UBSan,
-# httpd started with their runtimes preloaded: any report fails the run.
+# Again against a module, CGI and worker built with ASan and UBSan, httpd
+# started with their runtimes preloaded: any report fails the run.  Event
+# (the default, threaded like worker) and prefork; fleet mode's Apache
+# side and workers once.
 echo "== building with AddressSanitizer and UBSan"
 if scripts/build.sh asan >build/asan-build.log 2>&1; then
     reports=$(mktemp -d "${HRFLOW_TEST_TMP:-/tmp}/hrflow-sanitizer-XXXXXX")
     chmod 1777 "$reports"
-    for mpm in event worker prefork; do
-        integration "asan-$mpm" build-asan HRFLOW_SANITIZE=1 \
-            HRFLOW_MPM="$mpm" HRFLOW_SANITIZER_LOGS="$reports"
-    done
+    asan="HRFLOW_SANITIZE=1 HRFLOW_SANITIZER_LOGS=$reports"
+    skip="$not_fleet" integration asan-event build-asan $asan \
+        HRFLOW_MPM=event
+    skip="$not_fleet $same_in_every_mpm" integration asan-prefork \
+        build-asan $asan HRFLOW_MPM=prefork
+    HRFLOW_TEST_PATHS="tests/integration/test_fleet.py
+tests/integration/test_queue_module.py tests/integration/test_worker_conf.py" \
+        integration asan-fleet build-asan $asan HRFLOW_MPM=event
     if [ -z "$(ls -A "$reports")" ]; then
         echo "sanitizer reports: none"
         count 1 0
