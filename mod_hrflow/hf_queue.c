@@ -603,6 +603,12 @@ const char *hf_queue_claim(apr_pool_t *p, hf_queue_t *q, const char *worker,
         }
         c->env.attempt = hf_queue_col_i32(r, i, 2);
         c->env.last_result = hf_queue_col_text(p, r, i, 4, NULL);
+        /* The lease was given for the row's timeout: the handler gets
+         * that one, never the envelope's (which whoever writes rows could
+         * make longer, letting the lease pass while it still runs). */
+        c->env.timeout = hf_queue_col_i32(r, i, 5);
+        if (c->env.timeout < 1 || c->env.timeout > HF_MAX_TIMEOUT)
+            c->env.timeout = c->env.timeout < 1 ? 1 : HF_MAX_TIMEOUT;
         APR_ARRAY_PUSH(claims, hf_queue_claim_t *) = c;
     }
     PQclear(r);

@@ -97,13 +97,14 @@ static const char functions[] =
     "CREATE OR REPLACE FUNCTION @N@_claim(p_worker text, p_programs text[],\n"
     "    p_max int4, p_extra int4)\n"
     "RETURNS TABLE (o_id int8, o_token int8, o_attempt int4,\n"
-    "               o_envelope bytea, o_last_result text)\n"
+    "               o_envelope bytea, o_last_result text, o_timeout int4)\n"
     "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "BEGIN\n"
     "  RETURN QUERY\n"
     "  UPDATE @N@_events e SET state = 'running', attempt = e.attempt + 1,\n"
     "    token = nextval('@N@_tokens'), worker = p_worker,\n"
-    "    lease = now() + make_interval(secs => e.timeout + p_extra)\n"
+    "    lease = now() + make_interval(secs => greatest(e.timeout, 1)\n"
+    "                                          + p_extra)\n"
     /* Per program the first due heads, in id order down the index; of
      * those, the first p_max.  (One ordered scan per program: an index
      * scan cannot give the heads of several programs in id order.) */
@@ -114,7 +115,8 @@ static const char functions[] =
     "                       ELSE c.due <= now() END\n"
     "      ORDER BY c.id LIMIT p_max FOR UPDATE SKIP LOCKED) AS h\n"
     "    ORDER BY h.id LIMIT p_max)\n"
-    "  RETURNING e.id, e.token, e.attempt, e.envelope, e.last_result;\n"
+    "  RETURNING e.id, e.token, e.attempt, e.envelope, e.last_result,\n"
+    "    e.timeout;\n"
     "END $$;\n"
     /* The key's next event may run now: workers hear of it at once. */
     "CREATE OR REPLACE FUNCTION @N@_next_head(k text) RETURNS void\n"

@@ -202,3 +202,26 @@ def test_missing_program_is_not_claimed(fleet, scratch):
         server.stop()
         if os.path.exists(gone + ".away"):
             os.rename(gone + ".away", gone)
+
+
+@pytest.mark.expect_log(r"result=timeout")
+def test_handler_gets_the_timeout_its_lease_was_given_for(fleet):
+    """The lease lasts the row's timeout (and the kill grace): the handler
+    must be stopped by that same timeout, not by the one its envelope
+    names, or whoever can write rows could let a lease pass while the
+    handler still runs, and the event run twice at once.  /slow's handler
+    sleeps 1.5 s under HrflowTimeout 5; its row says 1 s."""
+    status, _ = post(fleet.a, "/slow", [{"type": "profile.parsing.success",
+                                         "message": "short-lease",
+                                         "profile": {"key": "lease-1"}}])
+    assert status == 202
+    table = f"{fleet.pg.name}_events"
+    fleet.pg.sql(f"UPDATE {table} SET timeout = 1 WHERE state = 'queued'")
+    fleet.worker("review-lease", paths=["/slow"])
+
+    def first_result():
+        rows = fleet.pg.sql(f"SELECT state, last_result FROM {table} "
+                            "WHERE attempt >= 1 AND state <> 'running'")
+        return rows.strip()
+    seen = wait_until(first_result, timeout=30)
+    assert seen and "timeout" in seen, seen
