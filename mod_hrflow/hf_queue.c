@@ -688,6 +688,22 @@ const char *hf_queue_retry(apr_pool_t *p, hf_queue_t *q,
     return NULL;
 }
 
+const char *hf_queue_release(apr_pool_t *p, hf_queue_t *q,
+                             const hf_queue_claim_t *c)
+{
+    const char *v[2], *err;
+    PGresult *r = NULL;
+
+    v[0] = hf_queue_i64(p, c->id);
+    v[1] = hf_queue_i64(p, c->token);
+    err = hf_queue_exec(p, q, "cannot hand back a claim",
+                        "SELECT @N@_release($1::int8, $2::int8)::int4", 2, v,
+                        &r);
+    if (!err)
+        PQclear(r);
+    return err;
+}
+
 const char *hf_queue_purge(apr_pool_t *p, hf_queue_t *q, int keep_sec,
                            int *purged)
 {

@@ -106,6 +106,11 @@ const char *hf_queue_fail(apr_pool_t *p, hf_queue_t *q,
 const char *hf_queue_purge(apr_pool_t *p, hf_queue_t *q, int keep_sec,
                            int *purged);
 
+/* Hands back a claim whose try was cut short (the worker stops): its
+ * lease ends now, so that it runs again at once; NULL or the reason. */
+const char *hf_queue_release(apr_pool_t *p, hf_queue_t *q,
+                             const hf_queue_claim_t *c);
+
 /* Waits up to timeout for a notification of new events, or for data on
  * the connection: 1 notified, 0 timed out, -1 broken.  LISTEN is issued
  * on first use. */

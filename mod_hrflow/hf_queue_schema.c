@@ -187,6 +187,19 @@ static const char functions[] =
     "  WHERE id = p_id AND token = p_token AND state = 'running';\n"
     "  RETURN FOUND;\n"
     "END $$;\n"
+    /* A try cut short by the worker's stop (a graceful restart): the
+     * claim ends now, not when its lease would, so another worker (or the
+     * next one) runs it again at once; the try counts. */
+    "CREATE OR REPLACE FUNCTION @N@_release(p_id int8, p_token int8)\n"
+    "RETURNS boolean LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
+    "BEGIN\n"
+    "  UPDATE @N@_events SET lease = now()\n"
+    "  WHERE id = p_id AND token = p_token AND state = 'running';\n"
+    "  IF FOUND THEN\n"
+    "    PERFORM pg_notify('@N@', '');\n"
+    "  END IF;\n"
+    "  RETURN FOUND;\n"
+    "END $$;\n"
     "CREATE OR REPLACE FUNCTION @N@_purge(p_keep int4) RETURNS int8\n"
     "LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "DECLARE\n"
@@ -209,7 +222,8 @@ static const char functions[] =
     "  @N@_accept(bytea[], text[], text[], int4[], int8[]),\n"
     "  @N@_claim(text, text[], int4, int4),\n"
     "  @N@_finish(int8, int8, text, text, bytea),\n"
-    "  @N@_retry(int8, int8, int8, text), @N@_requeue(int8),\n"
+    "  @N@_retry(int8, int8, int8, text), @N@_release(int8, int8),\n"
+    "  @N@_requeue(int8),\n"
     "  @N@_purge(int4), @N@_counts() FROM PUBLIC;\n";
 
 /* Runs a script of several statements (the simple protocol). */

@@ -32,6 +32,7 @@
 typedef struct {
     apr_pool_t *pool;
     hf_queue_claim_t claim;
+    int settled;                    /* its outcome recorded, or fenced */
 } qevent_t;
 
 struct hf_store_queue_t {
@@ -376,8 +377,10 @@ static int store_record(void *ctx, void *data, int slot,
                o->verdict == HF_SCHED_DONE ? "succeeded"
                : o->status ? hf_log_escape(p, o->status) : "failed",
                ev->claim.env.attempt);
+        ev->settled = 1;
         return HF_SCHED_GONE;
     }
+    ev->settled = 1;
     if (o->verdict == HF_SCHED_FAILED)
         hf_log(st->log, HF_LOG_ERR, p,
                HFLOGNO(00708) "queue %s: %s: %s; hrflowctl show shows its "
@@ -388,9 +391,25 @@ static int store_record(void *ctx, void *data, int slot,
     return HF_SCHED_OK;
 }
 
+/* An event forgotten without an outcome (its try cut short by the stop,
+ * or its outcome never stored): its claim is handed back, so that it runs
+ * again at once rather than when the lease would have passed, its key
+ * held until then.  Best effort: the lease covers a failure. */
 static void store_release(void *ctx, void *data)
 {
+    hf_store_queue_t *st = ctx;
     qevent_t *ev = data;
+
+    if (!ev->settled && st->nslots > 0 && st->slots[0]
+        && hf_queue_ok(st->slots[0])) {
+        const char *err = hf_queue_release(ev->pool, st->slots[0],
+                                           &ev->claim);
+        if (err)
+            hf_log(st->log, HF_LOG_WARNING, ev->pool,
+                   HFLOGNO(00717) "queue %s: event %" APR_INT64_T_FMT
+                   ": %s; it runs again when its lease passes",
+                   queue_name(st), ev->claim.id, err);
+    }
     apr_pool_destroy(ev->pool);
 }
 

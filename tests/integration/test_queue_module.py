@@ -673,3 +673,52 @@ def test_configtest_one_spool_forwards_to_one_queue(scratch):
     assert r.returncode != 0
     assert "HrflowQueue (two URLs)" in r.stderr
     assert secret not in r.stderr
+
+
+@pytest.mark.expect_log(r"HF0031[57]: ", r"HF00202: ")
+def test_graceful_restart_hands_back_the_running_claim(scratch, pg):
+    """HrflowWorker on: a graceful restart (a logrotate reload) stops the
+    worker and the handler it runs.  The cut try counts, and the event
+    runs again at once under the next worker, not when the claim's lease
+    (HrflowTimeout 30 s and the kill grace) would have passed."""
+    pg.clear()
+    out = os.path.join(scratch, "queue-graceful-out")
+    os.makedirs(out, exist_ok=True)
+    os.chmod(out, 0o777)
+    handler = os.path.join(scratch, "queue-graceful.sh")
+    with open(handler, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"echo \"$HRFLOW_ATTEMPT $(date +%s.%N)\" >> {out}/starts\n"
+                "sleep 6\n")
+    os.chmod(handler, 0o755)
+    server = Httpd("queue-graceful", scratch)
+    server.write_config(f"""<Location /q>
+    SetHandler hrflow-webhook
+    HrflowSignature optional
+    HrflowHandler * {handler}
+</Location>
+HrflowQueue {pg.url}
+HrflowQueuePasswordFile {pg.password_file}
+HrflowQueueName {pg.name}
+""")
+    starts = os.path.join(out, "starts")
+
+    def tries():
+        try:
+            return [line.split() for line in open(starts)]
+        except OSError:
+            return []
+    server.start()
+    try:
+        r, body = server.request("POST", "/q", EVENT, JSON)
+        assert r.status == 202, body
+        assert wait_until(lambda: len(tries()) == 1, timeout=30), tries()
+        restarted = time.time()
+        r = server.apachectl("-k", "graceful")
+        assert r.returncode == 0, r.stderr
+        assert wait_until(lambda: len(tries()) == 2, timeout=25), tries()
+        attempt, at = tries()[1]
+        assert attempt == "2"
+        assert float(at) - restarted < 15, "waited for the lease"
+    finally:
+        server.stop()
