@@ -674,7 +674,8 @@ const char *hf_queue_retry(apr_pool_t *p, hf_queue_t *q,
 
     v[0] = hf_queue_i64(p, c->id);
     v[1] = hf_queue_i64(p, c->token);
-    v[2] = hf_queue_i64(p, due);
+    /* A delay, not a time: the database's clock decides when. */
+    v[2] = hf_queue_i64(p, due > apr_time_now() ? due - apr_time_now() : 0);
     v[3] = result;
     *fenced = 0;
     err = hf_queue_exec(p, q, "cannot store a retry",

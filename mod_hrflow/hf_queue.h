@@ -90,7 +90,8 @@ const char *hf_queue_claim(apr_pool_t *p, hf_queue_t *q, const char *worker,
                            apr_array_header_t *claims);
 
 /* The outcome of a claim.  *fenced is set (and nothing changed) when the
- * lease was no longer this claim's. */
+ * lease was no longer this claim's.  A retry's due time is read on this
+ * host's clock and stored as the wait from the database's own. */
 const char *hf_queue_done(apr_pool_t *p, hf_queue_t *q,
                           const hf_queue_claim_t *c, int *fenced);
 const char *hf_queue_retry(apr_pool_t *p, hf_queue_t *q,

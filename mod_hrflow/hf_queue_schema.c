@@ -178,12 +178,16 @@ static const char functions[] =
     "  RETURN moved;\n"
     "END $$;\n"
     /* A retry stays its key's head: it holds back only its key. */
+    /* The wait is counted from the database's clock, as every other
+     * time of the queue: workers' clocks may differ. */
     "CREATE OR REPLACE FUNCTION @N@_retry(p_id int8, p_token int8,\n"
-    "    p_due int8, p_result text)\n"
+    "    p_delay int8, p_result text)\n"
     "RETURNS boolean LANGUAGE plpgsql VOLATILE " DEFINER "AS $$\n"
     "BEGIN\n"
     "  UPDATE @N@_events SET state = 'retry', lease = NULL,\n"
-    "    due = to_timestamp(p_due / 1000000.0), last_result = p_result\n"
+    "    due = now() + make_interval(secs => greatest(p_delay, 0) "
+    "/ 1000000.0),\n"
+    "    last_result = p_result\n"
     "  WHERE id = p_id AND token = p_token AND state = 'running';\n"
     "  RETURN FOUND;\n"
     "END $$;\n"

@@ -159,6 +159,18 @@ def test_a_retry_holds_its_key_until_due(queue):
     assert list(claim(queue)) == [first]
 
 
+def test_a_retry_is_due_by_the_database_clock(queue):
+    """hrflow_retry takes a delay, counted from the database's now():
+    workers on hosts whose clocks differ retry after the same wait."""
+    first, = accept(queue, "p:clock")
+    (token, _), = claim(queue).values()
+    assert queue.sql(f"SELECT hrflow_retry({first}, {token}, 3000000, "
+                     "'exit 1')").strip() == "t"
+    left = float(queue.sql("SELECT extract(epoch FROM due - now()) FROM "
+                           f"hrflow_events WHERE id = {first}"))
+    assert 2.0 < left <= 3.0, left
+
+
 def test_requeue_goes_behind_its_key(queue):
     first, second = accept(queue, "p:q", "p:q")
     (token, _), = claim(queue).values()
