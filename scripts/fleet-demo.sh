@@ -40,9 +40,14 @@ chmod 755 "$demo"
 # root can enter.
 install -m 755 "$worker_bin" "$demo/hrflow-worker"
 worker_bin="$demo/hrflow-worker"
+sign="$top/scripts/sign.sh"
+# PostgreSQL's tools, run as postgres, start where they are started: in a
+# folder they can enter.
+cd "$demo"
 pids=()
 stop_all() {
     set +e
+    cd /
     # The workers first: they finish and record what they run while the
     # database is still there (10 s at most each, then kill -9).
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
@@ -184,7 +189,7 @@ for key in alice bob alice carol alice bob; do
     event="{\"type\":\"profile.parsing.success\",\"message\":\"event $n\",\"profile\":{\"key\":\"$key\"}}"
     printf 'receiver %s, profile %-6s -> ' "$r" "$key"
     curl -sS -X POST "http://127.0.0.1:${port[$r]}/hrflow" \
-        -H "HTTP-HRFLOW-SIGNATURE: $(printf '%s' "$event" | scripts/sign.sh "$demo/hrflow.secret")"
+        -H "HTTP-HRFLOW-SIGNATURE: $(printf '%s' "$event" | "$sign" "$demo/hrflow.secret")"
     echo
 done
 
