@@ -57,6 +57,10 @@ static const char schema_v1[] =
     /* hrflowctl list, counts, the purge of done rows. */
     "CREATE INDEX @N@_events_states ON @N@_events (state, id);\n";
 
+/* A number of C in the SQL text. */
+#define HF_QUEUE_STR_(x) #x
+#define HF_QUEUE_STR(x) HF_QUEUE_STR_(x)
+
 /* The functions act as the schema's owner, on the tables init made (the
  * search path of init's session), so that a receiver's role may be given
  * only EXECUTE on @N@_accept, and a worker's only on the claim and the
@@ -103,8 +107,11 @@ static const char functions[] =
     "  RETURN QUERY\n"
     "  UPDATE @N@_events e SET state = 'running', attempt = e.attempt + 1,\n"
     "    token = nextval('@N@_tokens'), worker = p_worker,\n"
-    "    lease = now() + make_interval(secs => greatest(e.timeout, 1)\n"
-    "                                          + p_extra)\n"
+    /* The handler's timeout as the worker clamps it (1 ..
+     * HF_MAX_TIMEOUT), so that the lease matches it; a row's absurd
+     * timeout never overflows int4 and fails every claim. */
+    "    lease = now() + make_interval(secs => least(greatest(e.timeout,\n"
+    "      1), " HF_QUEUE_STR(HF_MAX_TIMEOUT) ") + p_extra)\n"
     /* Per program the first due heads, in id order down the index; of
      * those, the first p_max.  (One ordered scan per program: an index
      * scan cannot give the heads of several programs in id order.) */
