@@ -129,9 +129,8 @@ PY
 # Fleet mode's tests (PostgreSQL servers of their own, receivers and
 # workers) run in passes of their own; the queue's Apache side also under
 # prefork, whose processes each hold a connection.
-fleet="tests/integration/test_fleet.py tests/integration/test_fleet_faults.py
-tests/integration/test_fleet_review.py tests/integration/test_queue_layer.py
-tests/integration/test_queue_module.py tests/integration/test_worker_conf.py"
+fleet=$(ls tests/integration/test_fleet*.py tests/integration/test_queue_*.py \
+    tests/integration/test_worker_conf.py)
 not_fleet=""
 for f in $fleet; do not_fleet="$not_fleet --ignore=$f"; done
 # Tests whose subject does not depend on the MPM (packaging, tools, the
