@@ -690,12 +690,23 @@ static void stop_workers(hf_sched_t *s, apr_thread_t **threads, int n)
     }
 }
 
-/* The end: every item released, the store closed, the pipe too. */
+/* The end: every item released, the store closed, the pipe too.  An
+ * outcome still to record gets one last try first: released unrecorded,
+ * its event would run again (the queue hands its claim back).  Once the
+ * store refuses one, the others are not tried: each could wait out a
+ * timeout. */
 static void teardown(hf_sched_t *s, apr_pool_t *p)
 {
+    const hf_store_t *store = s->spec->store;
+    int storable = 1;
+
     s->closing = 1;
     while (s->all) {
         item_t *it = s->all;
+        if (it->state == UNSTORED && storable
+            && store->record(s->spec->store_ctx, it->data, 0, &it->out, p)
+                   == HF_SCHED_LATER)
+            storable = 0;
         it->state = WAITING;
         finish(s, it);
     }

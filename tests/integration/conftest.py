@@ -236,17 +236,23 @@ class Httpd:
 
     def new_log_lines(self, name):
         """Whole lines added to a log since the last call."""
-        path = os.path.join(self.root, name)
-        seen = self.log_seen.get(name, 0)
-        try:
-            with open(path, "rb") as f:
-                f.seek(seen)
-                data = f.read()
-        except OSError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self.log_seen[name] = seen + end
-        return data[:end].decode("utf-8", "replace").splitlines()
+        return lines_added(os.path.join(self.root, name), self.log_seen,
+                           name)
+
+
+def lines_added(path, seen, name):
+    """The whole lines of path past the offset seen[name], which moves past
+    them (a line still being written waits for the next call)."""
+    start = seen.get(name, 0)
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return []
+    end = data.rfind(b"\n") + 1
+    seen[name] = start + end
+    return data[:end].decode("utf-8", "replace").splitlines()
 
 
 # ---- the log check after every test -----------------------------------------

@@ -28,8 +28,8 @@ import time
 import pytest
 
 from conftest import (BUILD, SECRETS, TEST_TMP, WATCHED, Httpd, free_port,
-                      gone, make_dir, register_secret, run_user, wait_until,
-                      write_private)
+                      gone, lines_added, make_dir, register_secret, run_user,
+                      wait_until, write_private)
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
 WORKER = os.path.join(BUILD, "tools", "hrflow-worker")
@@ -355,16 +355,7 @@ class Worker:
         log."""
         if name != "error.log":
             return []
-        seen = self.log_seen.get(name, 0)
-        try:
-            with open(self.logfile, "rb") as f:
-                f.seek(seen)
-                data = f.read()
-        except OSError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self.log_seen[name] = seen + end
-        return data[:end].decode("utf-8", "replace").splitlines()
+        return lines_added(self.logfile, self.log_seen, name)
 
 
 _reachable = {}

@@ -57,6 +57,7 @@ typedef struct {
     int pipe[2];
     /* wait_for: a try of this id waits until one of other_id started */
     int wait_id, other_id, other_started;
+    int stop_when_refused;      /* a refused record stops the scheduler */
 } fake_t;
 
 static int key_index(const char *key)
@@ -168,6 +169,12 @@ static int fake_record(void *ctx, void *data, int slot,
     e->record_slot = slot + 100;    /* non-zero: recorded once at least */
     if (e->record_later > 0) {
         e->record_later--;
+        if (f->stop_when_refused) {
+            f->stop = 1;
+            if (write(f->pipe[1], "", 1) < 0) {
+                /* the scheduler sees stop at its next pass anyway */
+            }
+        }
         return HF_SCHED_LATER;
     }
     if (e->record_after && !f->ev[e->record_after - 1].finished)
@@ -459,6 +466,23 @@ START_TEST(unrecorded_outcome_is_recorded_later)
 }
 END_TEST
 
+/* An outcome still to record when the scheduler stops gets one last try
+ * (slot 0) before its event is released: a store that works again then
+ * keeps it, rather than run the event once more. */
+START_TEST(unrecorded_outcome_gets_a_last_try_at_the_end)
+{
+    fake_t *f = fake_make(2);
+    fake_event_t *e = fake_add(f, "A", "o");
+
+    e->record_later = 1;
+    f->stop_when_refused = 1;
+    fake_run_all(f, 0);
+    ck_assert_int_eq(e->verdict, HF_SCHED_DONE);
+    ck_assert_int_eq(e->record_slot, 100);         /* last: slot 0 */
+    ck_assert_int_eq(f->log_n, 1);
+}
+END_TEST
+
 /* A try the store cannot begin is begun again later, its key held. */
 START_TEST(refused_begin_is_tried_again)
 {
@@ -591,6 +615,7 @@ static Suite *sched_suite(void)
     tcase_add_test(tc, gone_outcome_is_forgotten);
     tcase_add_test(tc, claiming_store_gets_retries_back);
     tcase_add_test(tc, known_outcome_never_runs);
+    tcase_add_test(tc, unrecorded_outcome_gets_a_last_try_at_the_end);
     return s;
 }
 
