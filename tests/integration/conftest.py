@@ -27,6 +27,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -253,6 +254,49 @@ def lines_added(path, seen, name):
     end = data.rfind(b"\n") + 1
     seen[name] = start + end
     return data[:end].decode("utf-8", "replace").splitlines()
+
+
+class Burst:
+    """Threads sending unique events until stopped, each answer kept
+    (answers: key -> HTTP status, None for no answer).  send(key, n) sends
+    the event of key, n counting the thread's sends, and returns the
+    status; a thread pauses 50 ms after an answer pause(status) names."""
+
+    def __init__(self, send, threads, pause=lambda status: status is None):
+        self.send = send
+        self.pause = pause
+        self.answers = {}
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, args=(i,))
+                        for i in range(threads)]
+
+    def run(self, t):
+        n = 0
+        while not self.stop.is_set():
+            key = f"burst-{t}-{n}"
+            try:
+                status = self.send(key, n)
+            except OSError:
+                status = None
+            n += 1
+            with self.lock:
+                self.answers[key] = status
+            if self.pause(status):
+                time.sleep(0.05)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+    def accepted(self):
+        return {k for k, s in self.answers.items() if s == 202}
 
 
 # ---- the log check after every test -----------------------------------------

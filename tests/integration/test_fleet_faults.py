@@ -4,12 +4,11 @@ under store-and-forward.  Every 202 runs; a late result is fenced.
 These tests run once in scripts/test.sh (not under every MPM)."""
 import os
 import signal
-import threading
 import time
 
 import pytest
 
-from conftest import gone, lines, wait_until
+from conftest import Burst, gone, lines, wait_until
 from pgfixture import fleet, fleet_module      # noqa: F401 (fixtures)
 from test_fleet import event, fleet_runs, post
 
@@ -29,45 +28,15 @@ def ran(out):
     return runs, keys
 
 
-class Burst:
-    """Threads posting unique events to /count on the receivers in turn
-    until stopped; keeps each answer (None: no answer)."""
-
-    def __init__(self, receivers, threads=6):
-        self.receivers = receivers
-        self.answers = {}
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, args=(i,))
-                        for i in range(threads)]
-
-    def run(self, t):
-        n = 0
-        while not self.stop.is_set():
-            key = f"burst-{t}-{n}"
-            receiver = self.receivers[n % len(self.receivers)]
-            n += 1
-            try:
-                status, _ = post(receiver, "/count", [event(key)])
-            except OSError:
-                status = None
-            with self.lock:
-                self.answers[key] = status
-            if status != 202:
-                time.sleep(0.05)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join()
-
-    def accepted(self):
-        return {k for k, s in self.answers.items() if s == 202}
+def fleet_burst(receivers):
+    """Six threads posting unique events to /count on the receivers in
+    turn until stopped; a refused one (a 503 while the database is away)
+    is followed by a pause, as HrFlow's retries are."""
+    def send(key, n):
+        status, _ = post(receivers[n % len(receivers)], "/count",
+                         [event(key)])
+        return status
+    return Burst(send, 6, pause=lambda status: status != 202)
 
 
 def check_every_202_ran(fleet, burst, timeout=60):
@@ -161,7 +130,7 @@ def test_postgres_stopped_immediately_mid_burst(fleet):
     fleet.worker("a")
     fleet.worker("b")
     try:
-        with Burst([fleet.a, fleet.b]) as burst:
+        with fleet_burst([fleet.a, fleet.b]) as burst:
             time.sleep(1.5)
             fleet.pg.stop("immediate")
             time.sleep(3)       # longer than HrflowQueueTimeout: 503s
@@ -176,7 +145,7 @@ def test_postmaster_killed_mid_burst_then_restarted(fleet):
     fleet.worker("a")
     fleet.worker("b")
     try:
-        with Burst([fleet.a, fleet.b]) as burst:
+        with fleet_burst([fleet.a, fleet.b]) as burst:
             time.sleep(1.5)
             fleet.pg.kill9()
             time.sleep(1)

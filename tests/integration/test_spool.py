@@ -3,12 +3,11 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import (BUILD, Httpd, MODULES_DIR, in_state, lines,
+from conftest import (BUILD, Burst, Httpd, MODULES_DIR, in_state, lines,
                       spool_empty, wait_until)
 
 HRFLOWCTL = os.path.join(BUILD, "tools", "hrflowctl")
@@ -191,44 +190,12 @@ def test_status_page_counts(fresh):
 
 # ---- bursts, crashes and restarts ------------------------------------------
 
-class Burst:
-    """Threads posting unique events until stopped; keeps each answer."""
-
-    def __init__(self, server, threads=8):
-        self.server = server
-        self.answers = {}          # key -> status, or None for no answer
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, args=(i,))
-                        for i in range(threads)]
-
-    def run(self, t):
-        n = 0
-        while not self.stop.is_set():
-            key = f"burst-{t}-{n}"
-            n += 1
-            try:
-                r, _ = self.server.request("POST", "/q", event(key), JSON)
-                status = r.status
-            except OSError:
-                status = None
-            with self.lock:
-                self.answers[key] = status
-            if status is None:
-                time.sleep(0.05)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join()
-
-    def accepted(self):
-        return {k for k, s in self.answers.items() if s == 202}
+def spool_burst(server):
+    """Eight threads posting unique events to /q until stopped."""
+    def send(key, n):
+        r, _ = server.request("POST", "/q", event(key), JSON)
+        return r.status
+    return Burst(send, 8)
 
 
 def apache_pids(server):
@@ -251,7 +218,7 @@ def handled(out):
 # Handlers of the killed dispatcher may be stopped by the new one.
 @pytest.mark.expect_log(r"handler=\S*/count\.sh result=stopped")
 def test_kill_9_of_every_apache_process_mid_burst(fresh):
-    with Burst(fresh) as burst:
+    with spool_burst(fresh) as burst:
         time.sleep(1.5)
         pids = apache_pids(fresh)
         for pid in pids:
@@ -281,7 +248,7 @@ def test_kill_9_of_every_apache_process_mid_burst(fresh):
 # Under the worker MPM the restarted children once saw HrflowSpool's path
 # in freed memory ("spool <garbage> is not ready"): 503 for a while.
 def test_graceful_restart_mid_burst(fresh):
-    with Burst(fresh) as burst:
+    with spool_burst(fresh) as burst:
         time.sleep(1)
         r = fresh.apachectl("-k", "graceful")
         assert r.returncode == 0, r.stderr
