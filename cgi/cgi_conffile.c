@@ -144,6 +144,17 @@ static const char *server_only(apr_pool_t *p, const hf_directive_t *d)
                         d->name);
 }
 
+/* Gateway mode puts the module in front of another handler: the CGI is
+ * itself the endpoint, with nothing behind it to hand the request to. */
+static const char *module_only(apr_pool_t *p, const hf_directive_t *d)
+{
+    return apr_psprintf(p,
+                        "%s: gateway mode is the Apache module's (in front "
+                        "of another handler); " HRFLOW_CGI_NAME " is itself "
+                        "the endpoint",
+                        d->name);
+}
+
 /* What hrflow-worker's config holds: the rest is an endpoint's. */
 static const char *const worker_directives[] = {
     "HrflowQueue", "HrflowQueuePasswordFile", "HrflowQueueName",
@@ -225,6 +236,8 @@ static const char *apply_line(apr_pool_t *p, const conf_read_t *r,
     }
     else if (d->scope == HF_SCOPE_SERVER)
         return server_only(p, d);
+    else if (!strcmp(d->name, "HrflowVerify"))
+        return module_only(p, d);
     if (!strcmp(d->name, "HrflowSecretFile") && args->nelts == 2
         && (err = check_secret_file(p, ctx->base_dir,
                                     APR_ARRAY_IDX(args, 0, char *))))

@@ -22,7 +22,7 @@
 /* Scalars merged "add if set, else base": listed once so none is forgotten. */
 #define HF_SCALARS(X) \
     X(signature) X(timeout) X(max_body) X(max_events) X(concurrency) X(retry) \
-    X(retry_delay) X(queue_timeout) X(worker)
+    X(retry_delay) X(queue_timeout) X(worker) X(verify)
 #define HF_STRINGS(X) X(signature_header) X(spool) X(queue) \
     X(queue_password_file) X(queue_name)
 
@@ -143,6 +143,10 @@ const char *hf_config_queue_name(const hf_config_t *c)
 int hf_config_worker(const hf_config_t *c)
 {
     return c->worker == HF_UNSET ? 1 : c->worker;
+}
+int hf_config_verify(const hf_config_t *c)
+{
+    return c->verify == 1;
 }
 
 /* ---- value parsers ---------------------------------------------------- */
@@ -530,16 +534,28 @@ static const char *set_queue_name(const hf_config_ctx_t *ctx,
     return NULL;
 }
 
+static const char *set_flag(const hf_config_ctx_t *ctx, int *flag,
+                            const char *arg)
+{
+    if (!strcasecmp(arg, "on"))
+        *flag = 1;
+    else if (!strcasecmp(arg, "off"))
+        *flag = 0;
+    else
+        return apr_psprintf(ctx->pool, "'%s' is not on or off", arg);
+    return NULL;
+}
+
 static const char *set_worker(const hf_config_ctx_t *ctx, hf_config_t *cfg,
                               int argc, char *const *argv)
 {
-    if (!strcasecmp(argv[0], "on"))
-        cfg->worker = 1;
-    else if (!strcasecmp(argv[0], "off"))
-        cfg->worker = 0;
-    else
-        return apr_psprintf(ctx->pool, "'%s' is not on or off", argv[0]);
-    return NULL;
+    return set_flag(ctx, &cfg->worker, argv[0]);
+}
+
+static const char *set_verify(const hf_config_ctx_t *ctx, hf_config_t *cfg,
+                              int argc, char *const *argv)
+{
+    return set_flag(ctx, &cfg->verify, argv[0]);
 }
 
 #define AS_ENTRY(name, set, how, min, max, scope, path, help) \

@@ -84,9 +84,19 @@ void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
                 const hf_request_t *req, hf_outcome_t *out)
 {
     hf_signature_t sig;
+
+    hf_receive_signed(p, cfg, req, out, &sig);
+}
+
+void hf_receive_signed(apr_pool_t *p, const hf_config_t *cfg,
+                       const hf_request_t *req, hf_outcome_t *out,
+                       hf_signature_t *sigp)
+{
+    hf_signature_t sig;
     const char *error = NULL;
     hf_rc_t rc;
 
+    memset(sigp, 0, sizeof *sigp);
     memset(out, 0, sizeof *out);
     out->events = apr_array_make(p, 1, sizeof(hf_event_t *));
     if (!req->method || strcmp(req->method, "POST") != 0)
@@ -97,6 +107,7 @@ void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
         return fail(out, HF_E_CONFIG, "server_misconfigured");
     if (check_sender(p, cfg, req, out, &sig) != 0)
         return;
+    *sigp = sig;
     if (sig.payload) {
         rc = hf_events_from_json(p, (const char *)sig.payload, sig.payload_len,
                                  hf_config_max_events(cfg), &out->events,

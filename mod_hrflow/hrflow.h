@@ -320,6 +320,7 @@ typedef struct {
     const char *queue_name;
     int queue_timeout;             /* milliseconds */
     int worker;                    /* HrflowWorker: 0 or 1 */
+    int verify;                    /* HrflowVerify: 0 or 1 (gateway mode) */
 } hf_config_t;
 
 /* Where a directive may stand. */
@@ -384,7 +385,10 @@ typedef struct {
     X("HrflowQueueName", set_queue_name, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
       "prefix of the queue's table and notification channel") \
     X("HrflowWorker", set_worker, TAKE1, 1, 1, HF_SCOPE_SERVER, -1, \
-      "on | off: this server also starts a worker of the queue")
+      "on | off: this server also starts a worker of the queue") \
+    X("HrflowVerify", set_verify, TAKE1, 1, 1, HF_SCOPE_DIR, -1, \
+      "on | off: check each request before the section's own handler " \
+      "runs (gateway mode)")
 
 /* The same list as a table, ending with a NULL name; HF_DIRECTIVE_<set> is
  * the index of a directive's entry (the module's cmd->info points there). */
@@ -460,6 +464,8 @@ int hf_config_retry_delay(const hf_config_t *cfg);
 int hf_config_queue_timeout_ms(const hf_config_t *cfg);
 const char *hf_config_queue_name(const hf_config_t *cfg);
 int hf_config_worker(const hf_config_t *cfg);
+/* HrflowVerify on (gateway mode, SPEC 9); off when unset. */
+int hf_config_verify(const hf_config_t *cfg);
 /* NULL when name can prefix the queue's table, functions and channel: a
  * lower-case SQL identifier, [a-z_][a-z0-9_]*, at most 40 bytes. */
 const char *hf_config_queue_name_check(const char *name);
@@ -547,6 +553,12 @@ typedef struct hf_outcome_t {
 
 void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
                 const hf_request_t *req, hf_outcome_t *out);
+/* hf_receive that also gives the sender's signature as checked: its
+ * decoded payload, when the events came from it (zeroed when refused
+ * before or at the signature). */
+void hf_receive_signed(apr_pool_t *p, const hf_config_t *cfg,
+                       const hf_request_t *req, hf_outcome_t *out,
+                       hf_signature_t *sig);
 /* Runs each event's handler in order, stopping at the first failure.  The
  * batch has one time budget, HrflowTimeout seconds from the start:
  * a handler still running then is stopped as by its timeout, and no other

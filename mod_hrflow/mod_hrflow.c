@@ -1,9 +1,9 @@
 /*
  * mod_hrflow.c - the Apache httpd 2.4 front end of the receiver.
  *
- * Only this file knows request_rec: it turns directives into hf_config_t,
- * reads the body within HrflowMaxBody, hands the request to the core
- * (hf_receive, hf_deliver), and writes the JSON answer.  Startup checks that
+ * It turns directives into hf_config_t, hands an endpoint's request
+ * (SetHandler hrflow-webhook) to the core (hf_receive, hf_deliver) with
+ * its body read within HrflowMaxBody (mod_hrflow_body.c), and answers.  Startup checks that
  * need the whole configuration run in check_config, so that
  * `apachectl configtest` reports them.
  */
@@ -330,110 +330,9 @@ static int hrflow_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 
 /* ---- the request ------------------------------------------------------ */
 
-static void log_to_request(void *ctx, int level, const char *msg)
+int hrflow_is_endpoint(const request_rec *r)
 {
-    request_rec *r = ctx;
-
-    ap_log_rerror(APLOG_MARK, level, 0, r, "%s", msg);
-}
-
-static int request_wants(void *ctx, int level)
-{
-    return APLOG_R_IS_LEVEL((request_rec *)ctx, level);
-}
-
-static const char *request_header(void *ctx, const char *name)
-{
-    return apr_table_get(((request_rec *)ctx)->headers_in, name);
-}
-
-/* httpd's own limit (LimitRequestBody) is ours too: its 413 becomes the
- * JSON one, not httpd's HTML page. */
-static int too_large(request_rec *r, hf_request_t *req)
-{
-    req->body_too_large = 1;
-    r->connection->keepalive = AP_CONN_CLOSE;
-    return OK;
-}
-
-/* Appends a bucket's data to the body, stopping past max. */
-static int add_bytes(request_rec *r, apr_bucket *b, apr_off_t max,
-                     apr_bucket_brigade *body, apr_off_t *have,
-                     hf_request_t *req)
-{
-    const char *data;
-    apr_size_t n;
-
-    if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS)
-        return HTTP_BAD_REQUEST;
-    if (*have + (apr_off_t)n > max)
-        return too_large(r, req);
-    *have += (apr_off_t)n;
-    apr_brigade_write(body, NULL, NULL, data, n);
-    return OK;
-}
-
-/* Reads at most max bytes of body into req (body_too_large past it, or past
- * LimitRequestBody); OK, or the HTTP status of a broken body. */
-static int read_body(request_rec *r, apr_off_t max, hf_request_t *req)
-{
-    apr_bucket_brigade *bb, *body;
-    apr_off_t have = 0;
-    apr_size_t len;
-    char *buf;
-    int rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK), done = 0;
-
-    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE || r->remaining > max)
-        return too_large(r, req);
-    if (rc != OK)
-        return rc;
-    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    body = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    while (!done) {
-        apr_bucket *b;
-        apr_status_t rv = ap_get_brigade(r->input_filters, bb,
-                                         AP_MODE_READBYTES, APR_BLOCK_READ,
-                                         HUGE_STRING_LEN);
-        if (rv != APR_SUCCESS) {
-            rc = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
-            return rc == HTTP_REQUEST_ENTITY_TOO_LARGE ? too_large(r, req)
-                                                       : rc;
-        }
-        for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
-             b = APR_BUCKET_NEXT(b)) {
-            if (AP_BUCKET_IS_ERROR(b))
-                rc = ((ap_bucket_error *)b->data)->status;
-            else if (APR_BUCKET_IS_EOS(b))
-                done = 1;
-            else if (!APR_BUCKET_IS_METADATA(b))
-                rc = add_bytes(r, b, max, body, &have, req);
-            if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE)
-                return too_large(r, req);
-            if (rc != OK || req->body_too_large)
-                return rc;
-        }
-        apr_brigade_cleanup(bb);
-    }
-    len = (apr_size_t)have;
-    buf = apr_palloc(r->pool, len + 1);
-    if (apr_brigade_flatten(body, buf, &len) != APR_SUCCESS)
-        return HTTP_INTERNAL_SERVER_ERROR;
-    buf[len] = '\0';
-    req->body = buf;
-    req->body_len = len;
-    return OK;
-}
-
-static int respond(request_rec *r, const hf_outcome_t *out)
-{
-    r->status = hf_receive_outcome_http_status(out);
-    if (out->rc == HF_E_METHOD)
-        apr_table_setn(r->headers_out, "Allow", "POST");
-    if (out->rc == HF_E_TOO_LARGE)
-        r->connection->keepalive = AP_CONN_CLOSE;
-    ap_set_content_type(r, "application/json");
-    ap_rputs(hf_receive_response_body(r->pool, out), r);
-    return OK;
+    return r->handler && !strcmp(r->handler, HRFLOW_HANDLER);
 }
 
 static void accept_into_spool(request_rec *r, const hf_config_t *cfg,
@@ -532,7 +431,7 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 
 static void hrflow_insert_error_filter(request_rec *r)
 {
-    if (r->handler && !strcmp(r->handler, HRFLOW_HANDLER)
+    if (hrflow_is_endpoint(r)
         && (r->status == HTTP_REQUEST_ENTITY_TOO_LARGE
             || r->status == HTTP_BAD_REQUEST))
         ap_add_output_filter(JSON_ERROR_FILTER, NULL, r, r->connection);
@@ -541,23 +440,20 @@ static void hrflow_insert_error_filter(request_rec *r)
 static int hrflow_handler(request_rec *r)
 {
     const hf_config_t *cfg;
-    hf_request_t req = {0};
+    hf_request_t req;
     hf_outcome_t out;
-    hf_logger_t log = {log_to_request, r, request_wants};
+    hf_logger_t log;
     int rc;
 
-    if (!r->handler || strcmp(r->handler, HRFLOW_HANDLER) != 0)
+    if (!hrflow_is_endpoint(r))
         return DECLINED;
     cfg = hf_config_with_server(
         r->pool, ap_get_module_config(r->per_dir_config, &hrflow_module),
         hrflow_server_config(r->server));
-    req.method = r->method;
-    req.content_type = apr_table_get(r->headers_in, "Content-Type");
-    req.header = request_header;
-    req.header_ctx = r;
-    req.body = "";
+    hrflow_request_init(r, &req, &log);
     if (r->method_number == M_POST
-        && (rc = read_body(r, hf_config_max_body(cfg), &req)) != OK) {
+        && (rc = hrflow_read_body(r, r->input_filters,
+                                  hf_config_max_body(cfg), &req)) != OK) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       HFLOGNO(00106) "cannot read the body (%d)", rc);
         return rc;
@@ -574,7 +470,7 @@ static int hrflow_handler(request_rec *r)
             apr_table_overlap(r->subprocess_env, first->vars,
                               APR_OVERLAP_TABLES_SET);
     }
-    return respond(r, &out);
+    return hrflow_respond(r, &out);
 }
 
 static void register_hooks(apr_pool_t *p)
@@ -588,6 +484,7 @@ static void register_hooks(apr_pool_t *p)
                               AP_FTYPE_CONTENT_SET);
     hrflow_spool_register_hooks(p);
     hrflow_queue_register_hooks(p);
+    hrflow_gateway_register_hooks(p);
 }
 
 module AP_MODULE_DECLARE_DATA hrflow_module = {

@@ -16,6 +16,23 @@ const hf_config_t *hrflow_server_config(const server_rec *s);
 /* "the main server", or "virtual host NAME (FILE line N)": for messages. */
 const char *hrflow_server_name(apr_pool_t *p, const server_rec *s);
 
+/* Whether r's handler is the endpoint's, SetHandler hrflow-webhook. */
+int hrflow_is_endpoint(const request_rec *r);
+
+/* mod_hrflow_body.c: what the endpoint and the gateway share.  A request's
+ * method, headers and logger for the core, its body empty. */
+void hrflow_request_init(request_rec *r, hf_request_t *req, hf_logger_t *log);
+/* Reads r's body from the filters `from` (r->input_filters, or the
+ * protocol's) into req: at most max bytes (req->body_too_large past it, or
+ * past LimitRequestBody); OK, or the HTTP status of a broken body. */
+int hrflow_read_body(request_rec *r, ap_filter_t *from, apr_off_t max,
+                     hf_request_t *req);
+/* The JSON answer of SPEC 5 for out, with its status (405: Allow). */
+int hrflow_respond(request_rec *r, const hf_outcome_t *out);
+
+/* mod_hrflow_gateway.c: gateway mode, HrflowVerify on (SPEC 9). */
+void hrflow_gateway_register_hooks(apr_pool_t *p);
+
 /* mod_hrflow_spool.c: durable mode's share of the module. */
 void hrflow_spool_register_hooks(apr_pool_t *p);
 /* The group committer of this process for a spool, or NULL. */

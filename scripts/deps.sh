@@ -5,7 +5,8 @@
 #   scripts/deps.sh test         run every test: apache2, Check, valgrind,
 #                                clang (libFuzzer), pytest, man-db, lighttpd,
 #                                suEXEC, the Debian packaging tools, the
-#                                PostgreSQL server (fleet mode's tests)
+#                                PostgreSQL server (fleet mode's tests),
+#                                php-fpm (gateway mode's tests)
 #   scripts/deps.sh run          a production host: Apache and the shared
 #                                libraries the module loads (libpq
 #                                included), and the PostgreSQL server that
@@ -26,7 +27,7 @@ apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev uuid-dev \
 libpq-dev"
 test="apache2 check valgrind clang python3 python3-pytest curl openssl \
 man-db groff-base binutils lighttpd apache2-suexec-pristine \
-debhelper dpkg-dev fakeroot lintian devscripts git"
+debhelper dpkg-dev fakeroot lintian devscripts git php-fpm"
 bench="wrk webhook"
 
 # The first of these names this release's apt knows: the libraries' run
