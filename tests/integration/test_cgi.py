@@ -116,6 +116,8 @@ def test_direct_short_body_is_refused(cgi_dir):
     (None, "cannot read"),
     ("HrflowSecret s\n<Location /x>\n", "sections are not read here"),
     ("HrflowSecret s\nHrflowSpool /tmp\n", "HrflowSpool: only the Apache module"),
+    ("HrflowSecret s\nHrflowVerify on\n",
+     "HrflowVerify: gateway mode is the Apache module's"),
     ("HrflowSecret s\nAddHandler x .y\n", "line 2: unknown directive 'AddHandler'"),
 ])
 def test_direct_bad_config_answers_500(cgi_dir, text, message):

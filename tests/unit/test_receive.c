@@ -118,6 +118,45 @@ START_TEST(signed_payload_replaces_body)
 }
 END_TEST
 
+/* The gateway passes on what the events came from: the signed payload's
+ * bytes when there is one, nothing of the signature when refused. */
+START_TEST(signed_receive_gives_the_payload)
+{
+    hf_outcome_t out;
+    hf_signature_t sig;
+    const char *ev = "{\"type\":\"job.storing.update\"}";
+    const char *body = "{\"type\":\"profile.parsing.success\"}";
+    unsigned char mac[32];
+    hf_request_t req = {"POST", "application/json", body, strlen(body), 0,
+                        lookup, headers};
+
+    apr_table_set(headers, "Hrflow-Signature", sign_body(body));
+    hf_receive_signed(pool, config("required"), &req, &out, &sig);
+    ck_assert_int_eq(out.rc, HF_OK);
+    ck_assert_ptr_null(sig.payload);
+    hf_sha256_hmac("k", ev, strlen(ev), mac);
+    apr_table_set(headers, "Hrflow-Signature",
+                  apr_pstrcat(pool,
+                              apr_pencode_base64_binary(pool, mac, 32,
+                                                        APR_ENCODE_BASE64URL,
+                                                        NULL),
+                              ".",
+                              apr_pencode_base64(pool, ev, APR_ENCODE_STRING,
+                                                 APR_ENCODE_BASE64URL, NULL),
+                              NULL));
+    hf_receive_signed(pool, config("required"), &req, &out, &sig);
+    ck_assert_int_eq(out.rc, HF_OK);
+    ck_assert_uint_eq(sig.payload_len, strlen(ev));
+    ck_assert(memcmp(sig.payload, ev, strlen(ev)) == 0);
+    ck_assert_str_eq(APR_ARRAY_IDX(out.events, 0, hf_event_t *)->type,
+                     "job.storing.update");
+    apr_table_set(headers, "Hrflow-Signature", "00.e30");
+    hf_receive_signed(pool, config("required"), &req, &out, &sig);
+    ck_assert_int_eq(out.rc, HF_E_SIGNATURE);
+    ck_assert_ptr_null(sig.payload);
+}
+END_TEST
+
 START_TEST(custom_header_only)
 {
     hf_config_t *c = config("required");
@@ -273,6 +312,7 @@ static Suite *receive_suite(void)
     tcase_add_test(tc, statuses_in_order);
     tcase_add_test(tc, optional_and_off);
     tcase_add_test(tc, signed_payload_replaces_body);
+    tcase_add_test(tc, signed_receive_gives_the_payload);
     tcase_add_test(tc, custom_header_only);
     tcase_add_test(tc, size_and_config_errors);
     tcase_add_test(tc, deliver_counts_and_stops_at_failure);
