@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+import conftest
 from conftest import Httpd, MODULES_DIR, SECRETS, make_dir
 from hrflow_sign import body_signature
 
@@ -235,3 +236,49 @@ def test_the_connection_goes_on_after_a_verified_request(marks):
     check_echo(r.read())
     conn.close()
     assert len(ran(marks)) == 4
+
+
+@pytest.fixture(scope="module")
+def h2_server(scratch, server):
+    if conftest.MPM == "prefork":
+        pytest.skip("mod_http2 does not run under prefork")
+    s = Httpd("gateway-h2", scratch)
+    s.write_config(f"""LoadModule cgid_module {MODULES_DIR}/mod_cgid.so
+LoadModule alias_module {MODULES_DIR}/mod_alias.so
+LoadModule env_module {MODULES_DIR}/mod_env.so
+LoadModule http2_module {MODULES_DIR}/mod_http2.so
+Protocols h2c http/1.1
+ScriptSock {s.root}/run/cgid.sock
+SetEnv ECHO_MARKS {server.marks}
+ScriptAlias /app/ {server.root}/app/
+<Location /app/>
+    HrflowVerify on
+    HrflowSecret {SECRET}
+</Location>
+""")
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_http2_requests_are_checked_and_replayed(h2_server, marks):
+    def post(body, signature):
+        r = subprocess.run(
+            ["curl", "-sS", "--http2-prior-knowledge", "-m", "30",
+             "-o", "-", "-w", "\n%{http_version} %{http_code}",
+             "-H", "Content-Type: application/json",
+             "-H", f"HTTP-HRFLOW-SIGNATURE: {signature}",
+             "--data-binary", "@-",
+             f"http://127.0.0.1:{h2_server.port}/app/echo.cgi"],
+            input=body, capture_output=True, check=True)
+        data, _, status = r.stdout.rpartition(b"\n")
+        return status.decode(), data
+
+    body = EVENT + b" " * 100000
+    status, data = post(body, body_signature(SECRET, body))
+    assert status == "2 200", data
+    check_echo(data, body)
+    status, data = post(body, "00")
+    assert status == "2 401"
+    assert json.loads(data)["error"] == "invalid_signature"
+    assert ran(marks) == ["/app/echo.cgi"]
