@@ -129,25 +129,17 @@ static void replace_body(request_rec *r, const char *data, apr_size_t len)
 /* ---- the check -------------------------------------------------------- */
 
 /* The first event's variables (SPEC 4) and the batch's size; no try has
- * been made, so no HRFLOW_ATTEMPT. */
+ * been made, so no HRFLOW_ATTEMPT.  An accepted request has an event: an
+ * empty batch is refused. */
 static apr_table_t *pass_vars(request_rec *r, const hf_outcome_t *out)
 {
     hf_batch_t batch = {out->events->nelts, out->verified, 0};
-    apr_table_t *vars;
     int dropped = 0;
+    apr_table_t *vars = hf_env_build(
+        r->pool, APR_ARRAY_IDX(out->events, 0, hf_event_t *), &batch,
+        &dropped);
 
-    if (out->events->nelts > 0) {
-        vars = hf_env_build(r->pool,
-                            APR_ARRAY_IDX(out->events, 0, hf_event_t *),
-                            &batch, &dropped);
-        apr_table_unset(vars, "HRFLOW_ATTEMPT");
-    }
-    else {
-        vars = apr_table_make(r->pool, 2);
-        apr_table_setn(vars, "HRFLOW_EVENT_COUNT", "0");
-        apr_table_setn(vars, "HRFLOW_SIGNATURE",
-                       out->verified ? "verified" : "unsigned");
-    }
+    apr_table_unset(vars, "HRFLOW_ATTEMPT");
     if (dropped)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       HFLOGNO(01004) "%d variables of the first event left "
