@@ -431,7 +431,7 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 
 static void hrflow_insert_error_filter(request_rec *r)
 {
-    if (hrflow_is_endpoint(r)
+    if ((hrflow_is_endpoint(r) || hrflow_gateway_pending(r))
         && (r->status == HTTP_REQUEST_ENTITY_TOO_LARGE
             || r->status == HTTP_BAD_REQUEST))
         ap_add_output_filter(JSON_ERROR_FILTER, NULL, r, r->connection);

@@ -32,6 +32,9 @@ int hrflow_respond(request_rec *r, const hf_outcome_t *out);
 
 /* mod_hrflow_gateway.c: gateway mode, HrflowVerify on (SPEC 9). */
 void hrflow_gateway_register_hooks(apr_pool_t *p);
+/* Whether r is in a gateway section and not yet verified: an error httpd
+ * answers (a broken chunk) gets the endpoint's JSON then. */
+int hrflow_gateway_pending(request_rec *r);
 
 /* mod_hrflow_spool.c: durable mode's share of the module. */
 void hrflow_spool_register_hooks(apr_pool_t *p);

@@ -3,10 +3,14 @@
  * JSON answer, for the endpoint (SetHandler hrflow-webhook) and the
  * gateway (HrflowVerify on) alike.
  *
- * The body is held once: with a Content-Length, in one buffer of that size
- * (which HrflowMaxBody bounds before anything is read); chunked, in a
- * buffer that doubles as it fills.
+ * The body is held once, in one buffer that grows as bytes arrive (never
+ * reserved ahead of them: headers alone cost nothing), up to
+ * HrflowMaxBody and, with a Content-Length, to exactly that size.  It is
+ * malloc'ed, so that growing it moves it (mremap, for a large one) rather
+ * than leaving the smaller copies in the request's pool; a cleanup of the
+ * request's pool frees it.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <httpd.h>
 #include <http_config.h>
@@ -30,37 +34,49 @@ static int too_large(request_rec *r, hf_request_t *req)
 typedef struct {
     char *buf;
     apr_size_t len, cap;
+    apr_size_t limit;     /* largest size: max + 1, or Content-Length + 1 */
 } body_buf_t;
 
-/* Appends n bytes, growing the buffer (never past max + 1, the room of
- * the terminating NUL); 0, or -1 past max. */
-static int body_append(apr_pool_t *p, body_buf_t *b, const char *data,
-                       apr_size_t n, apr_off_t max)
+static apr_status_t free_body(void *buf)
 {
-    if ((apr_off_t)(b->len + n) > max)
-        return -1;
+    free(buf);
+    return APR_SUCCESS;
+}
+
+/* Appends n bytes, the buffer doubling as it fills; OK, or the status of
+ * a body past the limit, or of no memory left. */
+static int body_append(apr_pool_t *p, body_buf_t *b, const char *data,
+                       apr_size_t n)
+{
+    if (n >= b->limit - b->len)
+        return HTTP_REQUEST_ENTITY_TOO_LARGE;
     if (b->len + n + 1 > b->cap) {
         apr_size_t cap = b->cap ? b->cap * 2 : HUGE_STRING_LEN;
         char *grown;
         if (cap < b->len + n + 1)
             cap = b->len + n + 1;
-        if ((apr_off_t)cap > max + 1)
-            cap = (apr_size_t)max + 1;
-        grown = apr_palloc(p, cap);
-        if (b->len)
-            memcpy(grown, b->buf, b->len);
-        b->buf = grown;
+        if (cap > b->limit)
+            cap = b->limit;
+        if (b->buf)
+            apr_pool_cleanup_kill(p, b->buf, free_body);
+        if ((grown = realloc(b->buf, cap)))
+            b->buf = grown;
+        if (b->buf)
+            apr_pool_cleanup_register(p, b->buf, free_body,
+                                      apr_pool_cleanup_null);
+        if (!grown)
+            return HTTP_INTERNAL_SERVER_ERROR;
         b->cap = cap;
     }
     memcpy(b->buf + b->len, data, n);
     b->len += n;
-    return 0;
+    return OK;
 }
 
 /* Takes one brigade's data; OK, DONE at the end of the body, or the HTTP
  * status of a broken or oversized one. */
 static int take_brigade(request_rec *r, apr_bucket_brigade *bb,
-                        apr_off_t max, body_buf_t *body)
+                        body_buf_t *body)
 {
     apr_bucket *b;
 
@@ -68,6 +84,7 @@ static int take_brigade(request_rec *r, apr_bucket_brigade *bb,
          b = APR_BUCKET_NEXT(b)) {
         const char *data;
         apr_size_t n;
+        int rc;
 
         if (AP_BUCKET_IS_ERROR(b))
             return ((ap_bucket_error *)b->data)->status;
@@ -77,8 +94,8 @@ static int take_brigade(request_rec *r, apr_bucket_brigade *bb,
             continue;
         if (apr_bucket_read(b, &data, &n, APR_BLOCK_READ) != APR_SUCCESS)
             return HTTP_BAD_REQUEST;
-        if (body_append(r->pool, body, data, n, max) != 0)
-            return HTTP_REQUEST_ENTITY_TOO_LARGE;
+        if ((rc = body_append(r->pool, body, data, n)) != OK)
+            return rc;
     }
     return OK;
 }
@@ -87,28 +104,34 @@ int hrflow_read_body(request_rec *r, ap_filter_t *from, apr_off_t max,
                      hf_request_t *req)
 {
     apr_bucket_brigade *bb;
-    body_buf_t body = {NULL, 0, 0};
+    body_buf_t body = {NULL, 0, 0, 0};
     int rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK);
+    apr_off_t length = r->read_chunked ? -1 : r->remaining;
 
     if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE || r->remaining > max)
         return too_large(r, req);
     if (rc != OK)
         return rc;
-    if (!r->read_chunked && r->remaining > 0) {
-        body.cap = (apr_size_t)r->remaining + 1;
-        body.buf = apr_palloc(r->pool, body.cap);
-    }
+    body.limit = (apr_size_t)(length >= 0 ? length : max) + 1;
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     while (rc == OK) {
         apr_status_t rv = ap_get_brigade(from, bb, AP_MODE_READBYTES,
                                          APR_BLOCK_READ, HUGE_STRING_LEN);
-        rc = rv == APR_SUCCESS ? take_brigade(r, bb, max, &body)
+        rc = rv == APR_SUCCESS ? take_brigade(r, bb, &body)
                                : ap_map_http_request_error(rv,
                                                            HTTP_BAD_REQUEST);
         apr_brigade_cleanup(bb);
     }
     if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE)
         return too_large(r, req);
+    /* The end before the Content-Length: someone read the body first. */
+    if (rc == DONE && length >= 0 && (apr_off_t)body.len != length) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      HFLOGNO(01008) "the body ended after %" APR_SIZE_T_FMT
+                      " of its %" APR_OFF_T_FMT " bytes: another module "
+                      "read it before mod_hrflow", body.len, length);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (rc != DONE)
         return rc;
     if (!body.buf)

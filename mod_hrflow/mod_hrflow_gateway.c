@@ -3,9 +3,11 @@
  * section whose content handler is another module's (php-fpm through
  * mod_proxy_fcgi, mod_proxy_http, mod_cgid, a static file).
  *
- * The check runs in the fixups phase: after the section's access control
- * (Require, mod_auth_*), whose refusals then cost no body read, and before
- * the handler.  It reads the body from the protocol's filters, as the
+ * The check runs first in the fixups phase: after the section's access
+ * control (Require, mod_auth_*), whose refusals then cost no body read,
+ * and before any other module's fixups, some of which read the body
+ * (ModSecurity) and hand it on themselves: what they hand on must be the
+ * verified bytes.  It reads the body from the protocol's filters, as the
  * endpoint would, and refuses the request itself (the endpoint's status
  * and JSON answer, the handler never runs), or lets it through with:
  *
@@ -17,11 +19,15 @@
  *   lookup, which rebuild the resource filters, and because mod_proxy_http
  *   streams a body with its Content-Length only when no resource filter
  *   could change it;
- * - the first event's HRFLOW_* variables in r->subprocess_env.
+ * - the first event's HRFLOW_* variables in r->subprocess_env, set by a
+ *   later fixups hook: after mod_env's SetEnv, before mod_headers'
+ *   RequestHeader, which may forward them.
  *
- * A request is verified once: the redirects and subrequests that follow
- * it get its variables.  A subrequest into a gateway section whose request
- * was not verified is refused (it has no body to verify).
+ * The body is read once.  A redirect or subrequest of a verified request
+ * that lands in a gateway section with other rules is checked again,
+ * against those rules, on the bytes as they came.  A subrequest into a
+ * gateway section whose request was not verified is refused (it has no
+ * body to check).
  */
 #include <string.h>
 #include <httpd.h>
@@ -40,6 +46,8 @@ APLOG_USE_MODULE(hrflow);
 /* What a verified request hands on to its redirects and subrequests, kept
  * in the request_config of the request that came from the client. */
 typedef struct {
+    hf_request_t req;            /* as it came: method, type, body */
+    const hf_config_t *cfg;      /* the rules it was checked against */
     apr_table_t *vars;
 } gateway_pass_t;
 
@@ -150,11 +158,17 @@ static apr_table_t *pass_vars(request_rec *r, const hf_outcome_t *out)
 
 /* Lets a verified request through: its body (the signed payload, when
  * there is one, else what was read) and its variables. */
-static void let_through(request_rec *r, const hf_request_t *req,
-                        const hf_signature_t *sig, const hf_outcome_t *out)
+static void let_through(request_rec *r, const hf_config_t *cfg,
+                        const hf_request_t *req, const hf_signature_t *sig,
+                        const hf_outcome_t *out)
 {
     gateway_pass_t *pass = apr_pcalloc(r->pool, sizeof *pass);
 
+    pass->req = *req;
+    pass->cfg = cfg;
+    pass->vars = pass_vars(r, out);
+    ap_set_module_config(client_request(r)->request_config, &hrflow_module,
+                         pass);
     if (sig->payload) {
         replace_body(r, (const char *)sig->payload, sig->payload_len);
         apr_table_setn(r->headers_in, "Content-Type", "application/json");
@@ -162,15 +176,37 @@ static void let_through(request_rec *r, const hf_request_t *req,
     }
     else
         replace_body(r, req->body, req->body_len);
-    pass->vars = pass_vars(r, out);
-    ap_set_module_config(client_request(r)->request_config, &hrflow_module,
-                         pass);
-    apr_table_overlap(r->subprocess_env, pass->vars, APR_OVERLAP_TABLES_SET);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
                   HFLOGNO(01005) "verified (%s): %d events, %" APR_SIZE_T_FMT
                   " bytes passed to the handler",
                   out->verified ? "signed" : "unsigned", out->events->nelts,
                   sig->payload ? sig->payload_len : req->body_len);
+}
+
+/* A refusal: the endpoint's answer, or for a subrequest (whose answer
+ * nobody reads) its status. */
+static int refuse(request_rec *r, const hf_outcome_t *out)
+{
+    if (r->main)
+        return hf_receive_outcome_http_status(out);
+    hrflow_respond(r, out);
+    return DONE;
+}
+
+static int refuse_unread(request_rec *r, int rc)
+{
+    hf_outcome_t out;
+
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  HFLOGNO(01003) "cannot read the body (%d)", rc);
+    if (rc != HTTP_BAD_REQUEST && rc != HTTP_INTERNAL_SERVER_ERROR)
+        return rc;
+    memset(&out, 0, sizeof out);
+    out.rc = rc == HTTP_BAD_REQUEST ? HF_E_MALFORMED : HF_E_CONFIG;
+    out.error = rc == HTTP_BAD_REQUEST ? "unreadable_body"
+                                       : "server_misconfigured";
+    r->connection->keepalive = AP_CONN_CLOSE;
+    return refuse(r, &out);
 }
 
 static int verify(request_rec *r, const hf_config_t *cfg)
@@ -184,42 +220,87 @@ static int verify(request_rec *r, const hf_config_t *cfg)
     hrflow_request_init(r, &req, &log);
     if (r->method_number == M_POST
         && (rc = hrflow_read_body(r, r->proto_input_filters,
-                                  hf_config_max_body(cfg), &req)) != OK) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      HFLOGNO(01003) "cannot read the body (%d)", rc);
-        if (rc != HTTP_BAD_REQUEST)
-            return rc;
-        memset(&out, 0, sizeof out);
-        out.rc = HF_E_MALFORMED;
-        out.error = "unreadable_body";
-        r->connection->keepalive = AP_CONN_CLOSE;
-        hrflow_respond(r, &out);
-        return DONE;
-    }
+                                  hf_config_max_body(cfg), &req)) != OK)
+        return refuse_unread(r, rc);
     hf_receive_signed(r->pool, cfg, &req, &out, &sig);
     if (out.rc != HF_OK) {
         hf_receive_log_refusal(r->pool, cfg, &out, &log);
-        hrflow_respond(r, &out);
-        return DONE;
+        return refuse(r, &out);
     }
-    let_through(r, &req, &sig, &out);
+    let_through(r, cfg, &req, &sig, &out);
     return OK;
 }
 
-static int gateway_fixups(request_rec *r)
+static int same_secrets(const apr_array_header_t *a,
+                        const apr_array_header_t *b)
+{
+    int i;
+
+    if (a == b)
+        return 1;
+    if (!a || !b || a->nelts != b->nelts)
+        return 0;
+    for (i = 0; i < a->nelts; i++)
+        if (strcmp(APR_ARRAY_IDX(a, i, const char *),
+                   APR_ARRAY_IDX(b, i, const char *)) != 0)
+            return 0;
+    return 1;
+}
+
+/* Whether two gateway sections check a request the same way. */
+static int same_rules(const hf_config_t *a, const hf_config_t *b)
+{
+    return same_secrets(a->secrets, b->secrets)
+           && hf_config_signature(a) == hf_config_signature(b)
+           && !a->signature_header == !b->signature_header
+           && (!a->signature_header
+               || !strcasecmp(a->signature_header, b->signature_header))
+           && hf_config_max_body(a) == hf_config_max_body(b)
+           && hf_config_max_events(a) == hf_config_max_events(b);
+}
+
+/* A verified request redirected (or looked up) into a gateway section of
+ * other rules: checked again against them, on the bytes as they came. */
+static int recheck(request_rec *r, const hf_config_t *cfg,
+                   gateway_pass_t *pass)
+{
+    hf_logger_t log;
+    hf_request_t ignored;
+    hf_outcome_t out;
+    hf_signature_t sig;
+
+    if (same_rules(cfg, pass->cfg))
+        return OK;
+    hrflow_request_init(r, &ignored, &log);
+    hf_receive_signed(r->pool, cfg, &pass->req, &out, &sig);
+    if (out.rc != HF_OK) {
+        hf_receive_log_refusal(r->pool, cfg, &out, &log);
+        return refuse(r, &out);
+    }
+    pass->cfg = cfg;
+    pass->vars = pass_vars(r, &out);
+    return OK;
+}
+
+static const hf_config_t *gateway_config(request_rec *r)
 {
     const hf_config_t *cfg = ap_get_module_config(r->per_dir_config,
                                                   &hrflow_module);
+
+    /* An endpoint checks its requests itself. */
+    return cfg && hf_config_verify(cfg) && !hrflow_is_endpoint(r) ? cfg
+                                                                   : NULL;
+}
+
+static int gateway_check(request_rec *r)
+{
+    const hf_config_t *cfg = gateway_config(r);
     gateway_pass_t *pass = passed(r);
 
-    if (pass) {
-        apr_table_overlap(r->subprocess_env, pass->vars,
-                          APR_OVERLAP_TABLES_SET);
-        return OK;
-    }
-    /* An endpoint checks its requests itself. */
-    if (!cfg || !hf_config_verify(cfg) || hrflow_is_endpoint(r))
+    if (!cfg)
         return DECLINED;
+    if (pass)
+        return recheck(r, cfg, pass);
     if (r->main) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       HFLOGNO(01006) "subrequest for %s refused: its "
@@ -228,6 +309,21 @@ static int gateway_fixups(request_rec *r)
         return HTTP_UNAUTHORIZED;
     }
     return verify(r, cfg);
+}
+
+static int gateway_vars(request_rec *r)
+{
+    gateway_pass_t *pass = passed(r);
+
+    if (!pass)
+        return DECLINED;
+    apr_table_overlap(r->subprocess_env, pass->vars, APR_OVERLAP_TABLES_SET);
+    return OK;
+}
+
+int hrflow_gateway_pending(request_rec *r)
+{
+    return gateway_config(r) && !passed(r);
 }
 
 /* ---- startup checks --------------------------------------------------- */
@@ -277,26 +373,89 @@ static int check_sections(apr_pool_t *p, const ap_directive_t *first)
     return bad;
 }
 
-/* A gateway section's secret (given there or by its server). */
+/* Whether the plain (not regex) section outer holds inner: its path is a
+ * prefix of inner's, at a '/'. */
+static int encloses(const core_dir_config *outer, const core_dir_config *inner)
+{
+    size_t n;
+
+    if (!outer || !inner || outer->r || inner->r || !outer->d || !inner->d)
+        return 0;
+    n = strlen(outer->d);
+    return !strncmp(outer->d, inner->d, n)
+           && ((n && outer->d[n - 1] == '/') || inner->d[n] == '\0'
+               || inner->d[n] == '/');
+}
+
+/* Section i of a server's <Location>s (or <Directory>s) as a request sees
+ * it, as near as configtest can tell: the server's defaults, then the
+ * sections before it that hold it, then its own. */
+static const hf_config_t *merged(apr_pool_t *p, const hf_config_t *defaults,
+                                 apr_array_header_t *sections, int i)
+{
+    ap_conf_vector_t *self = APR_ARRAY_IDX(sections, i, ap_conf_vector_t *);
+    const hf_config_t *cfg = defaults;
+    int j;
+
+    for (j = 0; j <= i; j++) {
+        ap_conf_vector_t *sec = APR_ARRAY_IDX(sections, j, ap_conf_vector_t *);
+        const hf_config_t *own = ap_get_module_config(sec, &hrflow_module);
+        if (own && (j == i || encloses(ap_get_core_module_config(sec),
+                                       ap_get_core_module_config(self))))
+            cfg = hf_config_merge(p, cfg, own);
+    }
+    return cfg;
+}
+
+static int has_secret(const hf_config_t *cfg)
+{
+    return cfg && cfg->secrets && cfg->secrets->nelts > 0;
+}
+
+/* Whether any section of the server names a secret. */
+static int any_secret(const server_rec *s)
+{
+    core_server_config *sconf = ap_get_core_module_config(s->module_config);
+    apr_array_header_t *lists[2] = {sconf->sec_url, sconf->sec_dir};
+    int i, k;
+
+    if (has_secret(ap_get_module_config(s->lookup_defaults, &hrflow_module)))
+        return 1;
+    for (k = 0; k < 2; k++)
+        for (i = 0; lists[k] && i < lists[k]->nelts; i++)
+            if (has_secret(ap_get_module_config(
+                    APR_ARRAY_IDX(lists[k], i, ap_conf_vector_t *),
+                    &hrflow_module)))
+                return 1;
+    return 0;
+}
+
+/* A gateway section's secret, given there, around it or by its server:
+ * none anywhere fails configtest (HF01007); none that configtest can tie
+ * to it (a secret in a <LocationMatch>, or a <Directory> around a
+ * <Location>) is a warning, the request answering 500 if none applies. */
 static int check_gateway(apr_pool_t *p, server_rec *s,
-                         const hf_config_t *defaults,
-                         ap_conf_vector_t *section)
+                         ap_conf_vector_t *section, const hf_config_t *cfg)
 {
     const hf_config_t *own = ap_get_module_config(section, &hrflow_module);
-    const hf_config_t *cfg = own ? hf_config_merge(p, defaults, own)
-                                 : defaults;
     core_dir_config *core = ap_get_core_module_config(section);
     const char *where = core && core->d ? core->d : "/";
     const char *err;
 
     if (!own || !hf_config_verify(own))
         return 0;
-    if ((err = hf_config_check_endpoint(p, cfg))) {
+    if ((err = hf_config_check_endpoint(p, cfg)) && !any_secret(s)) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_CRIT, 0, NULL,
                      HFLOGNO(01007) "%s (HrflowVerify on for %s, %s)", err,
                      where, hrflow_server_name(p, s));
         return 1;
     }
+    if (err)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     HFLOGNO(01009) "HrflowVerify on for %s: no secret in "
+                     "it or the sections that hold it; its requests answer "
+                     "500 unless another section gives one",
+                     where);
     if (hf_config_signature(cfg) == HF_SIG_OFF)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      HFLOGNO(01002)
@@ -313,8 +472,9 @@ static int check_gateways(apr_pool_t *p, server_rec *s,
     int i, bad = 0;
 
     for (i = 0; sections && i < sections->nelts; i++)
-        bad |= check_gateway(p, s, defaults,
-                             APR_ARRAY_IDX(sections, i, ap_conf_vector_t *));
+        bad |= check_gateway(p, s,
+                             APR_ARRAY_IDX(sections, i, ap_conf_vector_t *),
+                             merged(p, defaults, sections, i));
     return bad;
 }
 
@@ -328,8 +488,7 @@ static int gateway_check_config(apr_pool_t *pconf, apr_pool_t *plog,
         core_server_config *sconf = ap_get_core_module_config(s->module_config);
         const hf_config_t *defaults =
             ap_get_module_config(s->lookup_defaults, &hrflow_module);
-        bad |= check_gateway(ptemp, s, hf_config_create(ptemp),
-                             s->lookup_defaults);
+        bad |= check_gateway(ptemp, s, s->lookup_defaults, defaults);
         bad |= check_gateways(ptemp, s, defaults, sconf->sec_url);
         bad |= check_gateways(ptemp, s, defaults, sconf->sec_dir);
     }
@@ -338,12 +497,16 @@ static int gateway_check_config(apr_pool_t *pconf, apr_pool_t *plog,
 
 void hrflow_gateway_register_hooks(apr_pool_t *p)
 {
-    /* After mod_env's SetEnv (our variables win a clash) and before
-     * mod_headers' RequestHeader (which may forward them to a proxy). */
-    static const char *const after[] = {"mod_env.c", NULL};
-    static const char *const before[] = {"mod_headers.c", NULL};
+    /* The check before every other fixups hook, ModSecurity's (which
+     * reads the body) too; the variables after mod_env's SetEnv (ours win
+     * a clash) and before mod_headers' RequestHeader (which may forward
+     * them to a proxy). */
+    static const char *const before_all[] = {"mod_security2.c", NULL};
+    static const char *const after_env[] = {"mod_env.c", NULL};
+    static const char *const before_headers[] = {"mod_headers.c", NULL};
 
-    ap_hook_fixups(gateway_fixups, after, before, APR_HOOK_MIDDLE);
+    ap_hook_fixups(gateway_check, NULL, before_all, APR_HOOK_REALLY_FIRST);
+    ap_hook_fixups(gateway_vars, after_env, before_headers, APR_HOOK_MIDDLE);
     ap_hook_check_config(gateway_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_input_filter(REPLAY_FILTER, replay_filter, NULL,
                              AP_FTYPE_PROTOCOL);

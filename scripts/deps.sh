@@ -6,7 +6,11 @@
 #                                clang (libFuzzer), pytest, man-db, lighttpd,
 #                                suEXEC, the Debian packaging tools, the
 #                                PostgreSQL server (fleet mode's tests),
-#                                php-fpm (gateway mode's tests)
+#                                php-fpm and ModSecurity (gateway mode's
+#                                tests, which load ModSecurity in their own
+#                                servers: its package enables it in
+#                                /etc/apache2, and this script disables it
+#                                there again)
 #   scripts/deps.sh run          a production host: Apache and the shared
 #                                libraries the module loads (libpq
 #                                included), and the PostgreSQL server that
@@ -27,7 +31,8 @@ apache2-dev libapr1-dev libaprutil1-dev libjson-c-dev libssl-dev uuid-dev \
 libpq-dev"
 test="apache2 check valgrind clang python3 python3-pytest curl openssl \
 man-db groff-base binutils lighttpd apache2-suexec-pristine \
-debhelper dpkg-dev fakeroot lintian devscripts git php-fpm"
+debhelper dpkg-dev fakeroot lintian devscripts git php-fpm \
+libapache2-mod-security2"
 bench="wrk webhook"
 
 # The first of these names this release's apt knows: the libraries' run
@@ -108,10 +113,26 @@ if [ ! -e "$policy" ] && [ ! -L "$policy" ] \
     trap 'rm -f "$policy"' EXIT
 fi
 
+# ModSecurity's package enables it (and unique_id) in the system's Apache;
+# the tests only load it in servers of their own.  What was not enabled
+# before is disabled again after.
+enabled_after=""
+case " $missing " in
+*" libapache2-mod-security2 "*)
+    for m in security2 unique_id; do
+        [ -e "/etc/apache2/mods-enabled/$m.load" ] \
+            || enabled_after="$enabled_after $m"
+    done ;;
+esac
+
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$enabled_after" ] && command -v a2dismod >/dev/null; then
+    # shellcheck disable=SC2086
+    a2dismod -q -f $enabled_after >/dev/null
+fi
 case " $missing " in
 *" apache2 "*)
     echo "apache2 was installed and not started: systemctl start apache2" \
