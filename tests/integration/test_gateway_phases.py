@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import subprocess
 
 import pytest
@@ -73,6 +74,12 @@ Alias /app/ {app}/
     HrflowVerify on
     HrflowSecret {SECRET}
 </Location>
+<Location /small/>
+    HrflowVerify on
+    HrflowSecret {SECRET}
+    LimitRequestBody 50
+</Location>
+Alias /small/ {app}/
 <Location /denied/>
     HrflowVerify on
     HrflowSecret {SECRET}
@@ -214,6 +221,33 @@ def test_an_endpoint_inside_a_gateway_section_checks_itself(server):
     r, data = server.request("POST", "/both/endpoint", EVENT,
                              {"Content-Type": "application/json"})
     assert r.status == 401
+
+
+def raw_post(port, path, chunked_body):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+        c.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Type: application/json\r\n"
+                  f"HTTP-HRFLOW-SIGNATURE: {body_signature(SECRET, EVENT)}"
+                  "\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                  + chunked_body)
+        answer = b""
+        while chunk := c.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body
+
+
+def test_httpds_own_refusals_of_a_chunked_body_are_json(marks):
+    """httpd answers these from its input filter, before the check has a
+    body: a gateway section answers them as an endpoint, in JSON."""
+    status, body = raw_post(marks.port, "/small/echo.cgi",
+                            b"%x\r\n" % len(EVENT) + EVENT + b"\r\n0\r\n\r\n")
+    assert status.endswith(b" 413 Request Entity Too Large")
+    assert json.loads(body)["error"] == "body_too_large"
+    status, body = raw_post(marks.port, "/app/echo.cgi", b"zz\r\n")
+    assert status.endswith(b" 400 Bad Request")
+    assert json.loads(body)["error"] == "unreadable_body"
+    assert ran(marks) == []
 
 
 def test_the_connection_goes_on_after_a_verified_request(marks):
