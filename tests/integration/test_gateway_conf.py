@@ -73,14 +73,15 @@ def test_verify_without_a_secret_fails(scratch):
     """The signature is required by default: no secret, no way to check."""
     r, text = configtest(scratch, "nosecret", ["HrflowVerify on", BACKEND])
     assert r.returncode != 0, text
-    assert "HF01001" in text and "HrflowSecret" in text, text
+    assert "HF01007" in text and "HrflowSecret" in text, text
+    assert "HrflowVerify on for /app/" in text
 
 
 def test_verify_without_a_secret_when_required_explicitly_fails(scratch):
     r, text = configtest(scratch, "nosecret-required", [
         "HrflowVerify on", "HrflowSignature required", BACKEND])
     assert r.returncode != 0, text
-    assert "HF01001" in text
+    assert "HF01007" in text
 
 
 @pytest.mark.parametrize("value", ["yes", "1", ""])
