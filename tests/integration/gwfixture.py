@@ -42,6 +42,7 @@ from conftest import MODULES_DIR, SECRETS, Httpd, make_dir, wait_until
 KINDS = ("php", "backend", "cgi")
 ALL_KINDS = KINDS + ("static",)
 SMALL = 600                         # HrflowMaxBody of CONF "small"
+LIMITED = 500                       # LimitRequestBody of CONF "limited"
 SCRIPT = {"php": "echo.php", "backend": "echo", "cgi": "echo.cgi",
           "static": "file.txt"}
 
@@ -68,9 +69,10 @@ def header_var(header):
     return "HRFLOW_" + header[len(VAR_HEADER):].upper().replace("-", "_")
 
 
-def confs():
+def confs(scratch):
     """Each gateway section's directives, by CONF name."""
     s1, s2 = SECRETS
+    secret_file = secret_file_path(scratch)
     return {
         "plain": None,
         "hook": [f"HrflowSecret {s1}", f"HrflowSecret {s2}"],
@@ -79,9 +81,18 @@ def confs():
                    "HrflowSignatureHeader X-Hook-Signature"],
         "small": [f"HrflowSecret {s1}", f"HrflowMaxBody {SMALL}",
                   "HrflowMaxEvents 2"],
+        "secretfile": [f"HrflowSecretFile {secret_file}"],
+        "off": ["HrflowSignature off"],
+        "limited": [f"HrflowSecret {s1}", f"LimitRequestBody {LIMITED}"],
+        # Access control refuses before the gateway reads anything.
+        "denied": [f"HrflowSecret {s1}", "Require all denied"],
         "rewrite": [f"HrflowSecret {s1}"],
         "rewrite-hook": [f"HrflowSecret {s1}"],
     }
+
+
+def secret_file_path(scratch):
+    return os.path.join(scratch, "gateway-app", "hrflow.secret")
 
 
 def php_fpm_binary():
@@ -175,6 +186,8 @@ class App:
                        text.replace("@RECORD@", record), mode)
         write_file(os.path.join(self.dir, "static", SCRIPT["static"]),
                    "static\n", 0o644)
+        # Read by root at startup: the second secret only.
+        write_file(secret_file_path(scratch), SECRETS[1] + "\n", 0o600)
 
     def record_lines(self, kind):
         with open(os.path.join(self.records, kind + ".log")) as f:
@@ -408,7 +421,7 @@ def gateway_config(app, fpm, backend, verify=True):
              f"    HrflowHandler * {app.scratch}/handlers/record.sh "
              f"{app.scratch}/out\n</Location>\n")
     for kind in ALL_KINDS:
-        for conf, directives in confs().items():
+        for conf, directives in confs(app.scratch).items():
             text += section(kind, conf, directives if verify else None,
                             app, fpm, backend)
     return text

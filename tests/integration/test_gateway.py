@@ -2,14 +2,18 @@
 applications -- php-fpm through mod_proxy_fcgi, a backend behind
 mod_proxy_http, a CGI under mod_cgid, a static file -- each an echo of what
 it received (gwfixture.py)."""
+import concurrent.futures
 import http.client
 import json
 import re
+import socket
+import time
 
 import pytest
 
 from conftest import SECRETS, records
-from gwfixture import (ALL_KINDS, FORWARDED, KINDS, SMALL, gateway, seen)
+from gwfixture import (ALL_KINDS, FORWARDED, KINDS, LIMITED, SMALL, gateway,
+                       seen)
 from hrflow_sign import HEADERS, body_signature, event_id, signed_value, \
     variants
 
@@ -404,6 +408,13 @@ REFUSALS = [
      signed(padded((1 << 20) + 1)), 413, "body_too_large"),
     ("too_many_events", "small", "POST", BATCH3, signed(BATCH3), 413,
      "too_many_events"),
+    ("bad_base64_payload", "hook", "POST", b"",
+     {"HTTP-HRFLOW-SIGNATURE": body_signature(SECRETS[0], b"eyJ0eXBlIjoi*bad",
+                                              "base64") + ".eyJ0eXBlIjoi*bad"},
+     400, "invalid_base64"),
+    ("too_many_events_payload", "small", "POST", b"",
+     {"HTTP-HRFLOW-SIGNATURE": signed_value(SECRETS[0], BATCH3)}, 413,
+     "too_many_events"),
     ("get", "hook", "GET", b"", {}, 405, "method_not_allowed"),
     ("head", "hook", "HEAD", b"", {}, 405, "method_not_allowed"),
     ("put", "hook", "PUT", PAYLOAD, signed(PAYLOAD), 405,
@@ -466,3 +477,219 @@ def test_fixture_applications_without_the_gateway(gateway):
                               {"Content-Type": JSON,
                                "Transfer-Encoding": "chunked"})
     assert seen("php", data)["body"] == b""
+
+
+# ---- more directives ----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_secret_file(gateway, kind):
+    """HrflowSecretFile: its secret (the second) verifies, no other."""
+    pass_through(gateway, kind, "secretfile", PAYLOAD,
+                 signed(PAYLOAD, secret=SECRETS[1]), PAYLOAD, JSON,
+                 event_vars(EVENT_VARS, PAYLOAD))
+    refused(gateway, kind, "secretfile", 401, "invalid_signature",
+            body=PAYLOAD, headers=signed(PAYLOAD, secret=SECRETS[0]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_signature_off(gateway, kind):
+    """HrflowSignature off: nothing is verified, everything is unsigned,
+    a bad body is still refused."""
+    pass_through(gateway, kind, "off", PAYLOAD,
+                 signed(PAYLOAD, secret="anything"), PAYLOAD, JSON,
+                 event_vars(EVENT_VARS, PAYLOAD, signature="unsigned"))
+    refused(gateway, kind, "off", 400, "invalid_json", body=BAD_JSON,
+            headers={"Content-Type": JSON})
+
+
+# ---- the connection itself ----------------------------------------------------
+
+def exchange(gw, head, body=b"", expect_continue=False, timeout=10):
+    """A request written by hand: its head, then (after the interim 100
+    Continue when expect_continue) its body; the server's answer, read to
+    its end (or to the end of the connection)."""
+    s = socket.create_connection(("127.0.0.1", gw.httpd.port), timeout)
+    try:
+        s.sendall(head)
+        got = b""
+        if expect_continue:
+            while b"\r\n\r\n" not in got:
+                data = s.recv(65536)
+                if not data:
+                    break
+                got += data
+            if not got.startswith(b"HTTP/1.1 100 "):
+                return read_answer(s, got)
+        s.sendall(body)
+        return read_answer(s, got)
+    finally:
+        s.close()
+
+
+def read_answer(s, got):
+    """got and what follows on s, up to the end of the final answer."""
+    while True:
+        final = got
+        while final.startswith(b"HTTP/1.1 100 ") and b"\r\n\r\n" in final:
+            final = final.split(b"\r\n\r\n", 1)[1]
+        if b"\r\n\r\n" in final:
+            head, _, rest = final.partition(b"\r\n\r\n")
+            m = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
+            if m and len(rest) >= int(m.group(1)):
+                return got
+            if re.search(rb"\r\ntransfer-encoding: *chunked", head, re.I) \
+                    and rest.endswith(b"0\r\n\r\n"):
+                return got
+        data = s.recv(65536)
+        if not data:
+            return got
+        got += data
+
+
+def split_answer(raw):
+    """(status, headers dict in lower case, body) of a raw answer, after
+    any interim 100 Continue."""
+    while raw.startswith(b"HTTP/1.1 100 "):
+        raw = raw.split(b"\r\n\r\n", 1)[1]
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict((k.lower(), v.strip()) for k, v in
+                   (x.split(":", 1) for x in lines[1:]))
+    if headers.get("transfer-encoding") == "chunked":
+        out = b""
+        while True:
+            size, _, body = body.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            out, body = out + body[:n], body[n + 2:]
+        body = out
+    return int(lines[0].split()[1]), headers, body
+
+
+def post_head(gw, kind, conf, length, headers=()):
+    lines = [f"POST {gw.url(kind, conf)} HTTP/1.1", "Host: 127.0.0.1",
+             f"Content-Length: {length}", "Connection: close", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_expect_100_continue(gateway, kind):
+    """curl's way with bodies over 1 KiB: the body comes after the 100
+    Continue that reading it sends."""
+    body = padded(5000)
+    head = post_head(gateway, kind, "hook", len(body), [
+        "Content-Type: application/json", "Expect: 100-continue",
+        f"{HEADERS[0]}: {body_signature(SECRETS[0], body)}"])
+    before = len(gateway.runs(kind))
+    raw = exchange(gateway, head, body, expect_continue=True)
+    assert raw.startswith(b"HTTP/1.1 100 "), raw[:200]
+    status, _, data = split_answer(raw)
+    assert status == 200, data[:500]
+    check_seen(kind, seen(kind, data), body, JSON,
+               event_vars(padded_vars(5000), body))
+    assert len(gateway.runs(kind)) == before + 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_expect_100_continue_over_the_limit(gateway, kind):
+    """A Content-Length over HrflowMaxBody is refused before reading: no
+    100 Continue, the body need not be sent."""
+    before = len(gateway.runs(kind))
+    raw = exchange(gateway, post_head(gateway, kind, "small", SMALL + 1, [
+        "Content-Type: application/json", "Expect: 100-continue",
+        f"{HEADERS[0]}: 00"]), expect_continue=True)
+    status, _, data = split_answer(raw)
+    assert not raw.startswith(b"HTTP/1.1 100 ")
+    assert (status, json.loads(data)) == (413, {"status": "error",
+                                                "error": "body_too_large"})
+    assert len(gateway.runs(kind)) == before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_broken_chunked_body(gateway, kind):
+    before = len(gateway.runs(kind))
+    body = padded(100)
+    head = ("\r\n".join([f"POST {gateway.url(kind, 'hook')} HTTP/1.1",
+                         "Host: 127.0.0.1", "Transfer-Encoding: chunked",
+                         "Content-Type: application/json",
+                         f"{HEADERS[0]}: {body_signature(SECRETS[0], body)}",
+                         "Connection: close"]) + "\r\n\r\n").encode()
+    raw = exchange(gateway, head, b"10\r\n" + body[:16] + b"\r\nzz\r\n")
+    status, headers, data = split_answer(raw)
+    assert status == 400, raw[:500]
+    assert headers["content-type"] == JSON, raw[:500]
+    assert json.loads(data) == {"status": "error", "error": "unreadable_body"}
+    assert len(gateway.runs(kind)) == before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chunked_body_over_limit_request_body(gateway, kind):
+    """httpd's own LimitRequestBody, below HrflowMaxBody, stops a chunked
+    body inside its input filter: the answer is still the endpoint's."""
+    before = len(gateway.runs(kind))
+    body = padded(LIMITED + 100)
+    head = ("\r\n".join([f"POST {gateway.url(kind, 'limited')} HTTP/1.1",
+                         "Host: 127.0.0.1", "Transfer-Encoding: chunked",
+                         "Content-Type: application/json",
+                         f"{HEADERS[0]}: {body_signature(SECRETS[0], body)}",
+                         "Connection: close"]) + "\r\n\r\n").encode()
+    raw = exchange(gateway, head, b"".join(
+        b"%x\r\n%s\r\n" % (len(c), c) for c in chunks(body, 100))
+        + b"0\r\n\r\n")
+    status, headers, data = split_answer(raw)
+    assert status == 413, raw[:500]
+    assert headers["content-type"] == JSON, raw[:500]
+    assert json.loads(data) == {"status": "error", "error": "body_too_large"}
+    assert len(gateway.runs(kind)) == before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_client_gone_mid_body(gateway, kind):
+    """The client stops sending and closes: the application never runs."""
+    before = len(gateway.runs(kind))
+    body = padded(4000)
+    s = socket.create_connection(("127.0.0.1", gateway.httpd.port), 10)
+    s.sendall(post_head(gateway, kind, "hook", len(body), [
+        "Content-Type: application/json",
+        f"{HEADERS[0]}: {body_signature(SECRETS[0], body)}"])
+              + body[:1000])
+    time.sleep(0.2)
+    s.close()
+    # The server notices at once; give it time to run an application it
+    # should not run.
+    time.sleep(1)
+    assert len(gateway.runs(kind)) == before
+
+
+@pytest.mark.expect_log(r"AH01630: client denied by server configuration")
+def test_access_control_refuses_before_the_body(gateway):
+    """Require refuses first, and the gateway reads no body for it: a
+    client that waits for 100 Continue gets the 403 instead (reading the
+    body would have sent the 100 Continue)."""
+    before = len(gateway.runs("php"))
+    raw = exchange(gateway, post_head(gateway, "php", "denied", 1000, [
+        "Content-Type: application/json", "Expect: 100-continue",
+        f"{HEADERS[0]}: 00"]), expect_continue=True, timeout=5)
+    assert raw.startswith(b"HTTP/1.1 403 "), raw[:300]
+    assert len(gateway.runs("php")) == before
+
+
+def test_concurrent_requests_each_get_their_own_body(gateway):
+    """Requests at once on every application: no body or variable crosses
+    from one request to another."""
+    def one(i):
+        kind = KINDS[i % len(KINDS)]
+        body = json.dumps({"type": "job.storing.update",
+                           "job": {"key": f"c{i}"},
+                           "pad": "y" * (i * 997 % 20000)}).encode()
+        r, data = gateway.request("POST", kind, "hook", body, signed(body))
+        assert r.status == 200, data[:500]
+        s = seen(kind, data)
+        assert s["body"] == body
+        assert s["content_length"] == str(len(body))
+        assert s["vars"]["HRFLOW_JOB_KEY"] == f"c{i}"
+        assert s["vars"]["HRFLOW_EVENT_ID"] == event_id(body)
+        return i
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        assert sorted(pool.map(one, range(48))) == list(range(48))
