@@ -174,7 +174,7 @@ class App:
     def __init__(self, scratch):
         self.scratch = scratch
         self.dir = make_dir(os.path.join(scratch, "gateway-app"))
-        for sub in ("php", "cgi", "static", "rw"):
+        for sub in ("php", "phpdir", "cgi", "static", "rw"):
             make_dir(os.path.join(self.dir, sub))
         self.records = make_dir(os.path.join(self.dir, "records"), 0o777)
         for kind, text, mode in (("php", ECHO_PHP, 0o644),
@@ -184,6 +184,9 @@ class App:
             chown_to_server_user(record)
             write_file(os.path.join(self.dir, kind, SCRIPT[kind]),
                        text.replace("@RECORD@", record), mode)
+        write_file(os.path.join(self.dir, "phpdir", "index.php"),
+                   open(os.path.join(self.dir, "php", SCRIPT["php"])).read(),
+                   0o644)
         write_file(os.path.join(self.dir, "static", SCRIPT["static"]),
                    "static\n", 0o644)
         # Read by root at startup: the second secret only.
@@ -408,7 +411,7 @@ def section(kind, conf, directives, app, fpm, backend):
 
 def gateway_config(app, fpm, backend, verify=True):
     mods = ("proxy", "proxy_http", "proxy_fcgi", "cgid", "alias", "headers",
-            "rewrite", "env")
+            "rewrite", "env", "dir")
     text = "".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so\n"
                    for m in mods)
     text += f"ScriptSock {app.dir}/cgid.sock\n"
@@ -420,6 +423,18 @@ def gateway_config(app, fpm, backend, verify=True):
              "    HrflowSignature optional\n"
              f"    HrflowHandler * {app.scratch}/handlers/record.sh "
              f"{app.scratch}/out\n</Location>\n")
+    # Debian's php8.2-fpm.conf: *.php files go to php-fpm, whatever the
+    # URL; a folder's index.php is found by mod_dir (a subrequest, then a
+    # fast internal redirect).
+    s1 = SECRETS[0]
+    text += (f"Alias /php/index/ {app.dir}/phpdir/\n"
+             f"<Directory {app.dir}/phpdir>\n"
+             "    DirectoryIndex index.php\n"
+             '    <FilesMatch ".+\\.php$">\n'
+             f'        SetHandler "proxy:unix:{fpm.socket}|fcgi://localhost"\n'
+             "    </FilesMatch>\n</Directory>\n"
+             f"<Location /php/index/>\n    HrflowVerify on\n"
+             f"    HrflowSecret {s1}\n</Location>\n")
     for kind in ALL_KINDS:
         for conf, directives in confs(app.scratch).items():
             text += section(kind, conf, directives if verify else None,

@@ -343,6 +343,37 @@ def test_internal_redirect_keeps_body_and_variables(gateway, kind, target):
     assert s["script"].startswith(f"/{kind}/{where}/")
 
 
+def test_directory_index_under_php_fpm(gateway):
+    """Debian's way to PHP (<FilesMatch> to php-fpm) and a folder's
+    index.php found by mod_dir: the body and variables get there."""
+    before = len(gateway.runs("php"))
+    r, data = gateway.httpd.request("POST", "/php/index/", PAYLOAD,
+                                    signed(PAYLOAD))
+    assert r.status == 200, data[:2000]
+    s = seen("php", data)
+    assert s["script"] == "/php/index/index.php"
+    check_seen("php", s, PAYLOAD, JSON, event_vars(EVENT_VARS, PAYLOAD))
+    assert len(gateway.runs("php")) == before + 1
+    before += 1
+    r, data = gateway.httpd.request("POST", "/php/index/", PAYLOAD,
+                                    {"Content-Type": JSON})
+    assert (r.status, json.loads(data)) == (
+        401, {"status": "error", "error": "missing_signature"})
+    assert len(gateway.runs("php")) == before
+
+
+def test_forwarded_headers_replace_the_clients(gateway):
+    """RequestHeader set: a client's own Hrflow-Event-Id never reaches the
+    backend, only the verified event's."""
+    headers = signed(PAYLOAD)
+    headers.update({"Hrflow-Event-Id": "forged",
+                    "X-Hrflow-Var-Type": "job.forged.success",
+                    "X-Hrflow-Var-Attempt": "7"})
+    s = pass_through(gateway, "backend", "hook", PAYLOAD, headers, PAYLOAD,
+                     JSON, event_vars(EVENT_VARS, PAYLOAD))
+    assert "forged" not in s["text"]
+
+
 def test_static_file_behind_the_gateway(gateway):
     """The core's default handler: a verified POST gets its answer, a
     refused one the endpoint's."""
