@@ -425,6 +425,8 @@ REFUSALS = [
      signed(PAYLOAD), 401, "invalid_signature"),
     ("bad_json", "hook", "POST", BAD_JSON, signed(BAD_JSON), 400,
      "invalid_json"),
+    ("empty_batch", "hook", "POST", b"[]", signed(b"[]"), 400,
+     "empty_batch"),
     ("bad_type", "hook", "POST", b'{"type":"Profile.X"}',
      signed(b'{"type":"Profile.X"}'), 400, "invalid_type"),
     ("bad_form", "hook", "POST", b"type=a.b.c&profile=%7Bnot",
