@@ -20,9 +20,9 @@ ran at all:
 
 Each application is reachable under /KIND/CONF/, KIND one of KINDS and CONF
 one of CONFS: the gateway's directives of that section (CONF "plain" has no
-gateway: the application alone).  /KIND/rewrite/ and /KIND/rewrite-hook/
-rewrite (mod_rewrite, an internal redirect) to /KIND/plain/ and
-/KIND/hook/.
+gateway: the application alone).  /KIND/rewrite/, /KIND/rewrite-hook/ and
+/KIND/rewrite-small/ rewrite (mod_rewrite, an internal redirect) to
+/KIND/plain/, /KIND/hook/ and /KIND/small/.
 """
 import atexit
 import base64
@@ -88,6 +88,7 @@ def confs(scratch):
         "denied": [f"HrflowSecret {s1}", "Require all denied"],
         "rewrite": [f"HrflowSecret {s1}"],
         "rewrite-hook": [f"HrflowSecret {s1}"],
+        "rewrite-small": [f"HrflowSecret {s1}"],
     }
 
 
@@ -384,7 +385,8 @@ def section(kind, conf, directives, app, fpm, backend):
     if conf.startswith("rewrite"):
         # The gateway's section rewrites to another URL of the application:
         # an internal redirect after the body was verified.
-        target = "plain" if conf == "rewrite" else "hook"
+        target = {"rewrite": "plain", "rewrite-hook": "hook",
+                  "rewrite-small": "small"}[conf]
         outer.append(f"Alias {prefix} {app.dir}/rw/")
         inner += ["RewriteEngine on",
                   f"RewriteRule ^ /{kind}/{target}/{SCRIPT[kind]} [L]"]

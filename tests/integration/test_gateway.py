@@ -366,6 +366,24 @@ def test_internal_redirect_keeps_body_and_variables(gateway, kind, target):
     assert s["script"].startswith(f"/{kind}/{where}/")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_internal_redirect_into_stricter_rules(gateway, kind):
+    """A verified request redirected into a gateway section of other rules
+    (HrflowMaxBody 600, HrflowMaxEvents 2) is checked again against them."""
+    for size, status in ((SMALL, 200), (SMALL + 1, 413)):
+        body = padded(size)
+        if status == 200:
+            s = pass_through(gateway, kind, "rewrite-small", body,
+                             signed(body), body, JSON,
+                             event_vars(padded_vars(size), body))
+            assert s["script"].startswith(f"/{kind}/small/")
+        else:
+            refused(gateway, kind, "rewrite-small", 413, "body_too_large",
+                    body=body, headers=signed(body))
+    refused(gateway, kind, "rewrite-small", 413, "too_many_events",
+            body=BATCH3, headers=signed(BATCH3))
+
+
 def test_directory_index_under_php_fpm(gateway):
     """Debian's way to PHP (<FilesMatch> to php-fpm) and a folder's
     index.php found by mod_dir: the body and variables get there."""
