@@ -107,6 +107,12 @@ int hrflow_read_body(request_rec *r, ap_filter_t *from, apr_off_t max,
     body_buf_t body = {NULL, 0, 0, 0};
     int rc = ap_setup_client_block(r, REQUEST_CHUNKED_DECHUNK);
     apr_off_t length = r->read_chunked ? -1 : r->remaining;
+    apr_off_t limit = ap_get_limit_req_body(r);
+
+    /* httpd counts a chunked body against LimitRequestBody itself, except
+     * in a proxied request's (ProxyPass): the gateway reads that one. */
+    if (limit > 0 && limit < max)
+        max = limit;
 
     if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE || r->remaining > max)
         return too_large(r, req);
