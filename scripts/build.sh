@@ -32,6 +32,6 @@ cd "$dir"
 make -j"$(nproc)" >/dev/null
 if [ -z "$variant" ]; then
     # The benchmark programs are not installed, but must keep building.
-    make -j"$(nproc)" tests/bench/spawn_bench >/dev/null
+    make -j"$(nproc)" tests/bench/spawn_bench tests/bench/trivial_backend >/dev/null
 fi
 echo "built: $(pwd)/mod_hrflow.so"

@@ -15,13 +15,13 @@
 #                                libraries the module loads (libpq
 #                                included), and the PostgreSQL server that
 #                                scripts/fleet-demo.sh starts
-#   scripts/deps.sh bench        the benchmarks: wrk, webhook
+#   scripts/deps.sh bench        the benchmarks: wrk, webhook, php-fpm
 # Several may be named: `scripts/deps.sh build run`.  With --print first,
 # prints the packages those needs take, installed or not, and stops.
 #
-# A service a package would start on install (Apache, lighttpd, PostgreSQL)
-# is not started: this script never starts or stops a server, so one
-# already running is left as it is, and none appears on ports the tests
+# A service a package would start on install (Apache, lighttpd, PostgreSQL,
+# php-fpm) is not started: this script never starts or stops a server, so
+# one already running is left as it is, and none appears on ports the tests
 # use.  The fleet tests and scripts/fleet-demo.sh start PostgreSQL servers
 # of their own, in scratch folders.
 set -eu
@@ -33,7 +33,7 @@ test="apache2 check valgrind clang python3 python3-pytest curl openssl \
 man-db groff-base binutils lighttpd apache2-suexec-pristine \
 debhelper dpkg-dev fakeroot lintian devscripts git php-fpm \
 libapache2-mod-security2"
-bench="wrk webhook"
+bench="wrk webhook php-fpm"
 
 # The first of these names this release's apt knows: the libraries' run
 # packages were renamed across Debian releases (64-bit time_t).

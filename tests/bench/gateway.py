@@ -1,0 +1,322 @@
+"""Gateway mode's cost: an application alone behind Apache against the same
+application behind `HrflowVerify on`, for mod_proxy_http (a trivial C
+backend, trivial_backend.c) and mod_proxy_fcgi (php-fpm running
+`<?php echo "ok";`), in one Apache, with wrk.
+
+    tests/bench/gateway.sh [SECONDS] [CONNECTIONS] [ROUNDS]
+
+Every request is the form body of SPEC section 1, signed with the body's
+HMAC (a value with no "."), the same for all four locations:
+
+  /plain-http/     ProxyPass to the backend
+  /verified-http/  the same, with HrflowVerify on
+  /plain-php/      ProxyPass to php-fpm (unix socket)
+  /verified-php/   the same, with HrflowVerify on
+
+ROUNDS rounds (default 3) of SECONDS (default 5) each per location, plain
+and verified alternated (the first of each pair alternates too), so that
+whatever else the machine does falls on both.  Printed per location:
+requests per second over all rounds, the median of the rounds' p50 and p99
+latencies, and Apache's CPU time per request (all its processes); then
+verified/plain for each application.  Any answer other than 2xx, or any
+socket error, makes the run fail: the figures would be meaningless.
+
+HRFLOW_MPM (default event) names the MPM; HRFLOW_PHP_FPM the php-fpm
+program (default /usr/sbin/php-fpm8.2, else the newest /usr/sbin/php-fpm*).
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+
+from benchlib import EVENT, SECRET, Httpd, make_scratch
+from conftest import BUILD, MODULES_DIR, MPM, make_dir, run_user
+from hrflow_sign import body_signature
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TICK = os.sysconf("SC_CLK_TCK")
+KINDS = ("http", "php")
+
+# The form body of SPEC section 1: the JSON-valued field as a string.
+BODY = urllib.parse.urlencode({
+    "type": EVENT["type"], "origin": EVENT["origin"],
+    "message": EVENT["message"], "profile": json.dumps(EVENT["profile"])})
+SIGNATURE = body_signature(SECRET, BODY.encode())
+
+LUA = """wrk.method = "POST"
+wrk.body = %s
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["HTTP-HRFLOW-SIGNATURE"] = "%s"
+
+done = function(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format(
+        "HRFLOW requests=%%d duration_us=%%d p50_us=%%d p99_us=%%d "
+        .. "connect=%%d read=%%d write=%%d status=%%d timeout=%%d\\n",
+        summary.requests, summary.duration, latency:percentile(50),
+        latency:percentile(99), e.connect, e.read, e.write, e.status,
+        e.timeout))
+end
+""" % (json.dumps(BODY), SIGNATURE)
+
+
+def args():
+    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    conns = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    return seconds, conns, rounds
+
+
+def php_fpm_program():
+    prog = os.environ.get("HRFLOW_PHP_FPM")
+    if prog:
+        return prog
+    if os.access("/usr/sbin/php-fpm8.2", os.X_OK):
+        return "/usr/sbin/php-fpm8.2"
+    found = sorted(glob.glob("/usr/sbin/php-fpm*"))
+    if not found:
+        sys.exit("gateway: no php-fpm (scripts/deps.sh bench installs it)")
+    return found[-1]
+
+
+def cpu_ticks(pid, children=True):
+    """utime + stime of pid (with its reaped children's), 0 once gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks
+
+
+def family_ticks(parent):
+    """CPU ticks of parent, its live children and those it reaped."""
+    total = cpu_ticks(parent)
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            total += cpu_ticks(int(stat.split("/")[2]), children=False)
+    return total
+
+
+class Backend:
+    """trivial_backend on a free port of 127.0.0.1."""
+
+    def __init__(self, threads=1):
+        prog = os.path.join(BUILD, "tests", "bench", "trivial_backend")
+        if not os.access(prog, os.X_OK):
+            sys.exit(f"gateway: {prog} missing: make -C {BUILD} "
+                     "tests/bench/trivial_backend")
+        self.proc = subprocess.Popen([prog, str(threads)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class PhpFpm:
+    """php-fpm on a unix socket in the scratch folder, pm static, its pool
+    running as the server's user, serving ok.php."""
+
+    def __init__(self, scratch, children=4):
+        self.dir = make_dir(os.path.join(scratch, "php"))
+        self.sock = os.path.join(self.dir, "fpm.sock")
+        self.script = os.path.join(self.dir, "ok.php")
+        with open(self.script, "w") as f:
+            f.write('<?php echo "ok";\n')
+        user, group = run_user()
+        conf = os.path.join(self.dir, "fpm.conf")
+        with open(conf, "w") as f:
+            f.write(f"""[global]
+pid = {self.dir}/fpm.pid
+error_log = {self.dir}/fpm.log
+daemonize = no
+
+[bench]
+user = {user}
+group = {group or user}
+listen = {self.sock}
+listen.owner = {user}
+listen.group = {group or user}
+listen.mode = 0660
+listen.backlog = 511
+pm = static
+pm.max_children = {children}
+""")
+        cmd = [php_fpm_program(), "-F", "-y", conf]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.time() > deadline:
+                sys.exit("gateway: php-fpm did not start:\n" + self.log())
+            time.sleep(0.05)
+
+    def log(self):
+        try:
+            return open(os.path.join(self.dir, "fpm.log")).read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def config(backend, fpm):
+    modules = "".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so\n"
+                      for m in ("proxy", "proxy_http", "proxy_fcgi"))
+    http = f"ProxyPass http://127.0.0.1:{backend.port}/"
+    php = f'ProxyPass "unix:{fpm.sock}|fcgi://localhost{fpm.script}"'
+    verify = f"HrflowVerify on\n    HrflowSecret {SECRET}"
+    return f"""LogLevel warn
+{modules}
+<Location /plain-http/>
+    {http}
+</Location>
+<Location /verified-http/>
+    {http}
+    {verify}
+</Location>
+<Location /plain-php/>
+    {php}
+</Location>
+<Location /verified-php/>
+    {php}
+    {verify}
+</Location>
+"""
+
+
+def check_premises(server):
+    """Each location answers the signed event with the application's 200;
+    the verified ones refuse a wrong signature (else nothing is verified)."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "HTTP-HRFLOW-SIGNATURE": SIGNATURE}
+    for kind in KINDS:
+        want = b"ok" if kind == "php" else f"ok {len(BODY)}\n".encode()
+        for mode in ("plain", "verified"):
+            r, body = server.request("POST", f"/{mode}-{kind}/", BODY.encode(),
+                                     headers)
+            assert r.status == 200 and body == want, (mode, kind, r.status,
+                                                      body)
+        r, body = server.request("POST", f"/verified-{kind}/", BODY.encode(),
+                                 dict(headers, **{"HTTP-HRFLOW-SIGNATURE":
+                                                  "0" * 64}))
+        assert r.status == 401, (kind, r.status, body)
+
+
+def wrk(url, seconds, conns, script):
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "-s", script, url]
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         check=True).stdout
+    m = re.search(r"^HRFLOW (.*)$", out, re.M)
+    res = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    errors = {k: res[k] for k in ("connect", "read", "write", "status",
+                                  "timeout") if res[k]}
+    if errors:
+        sys.exit(f"gateway: {url}: {errors} (wrk: non-2xx answers and "
+                 f"socket errors must be 0)\n{out}")
+    return res
+
+
+def median(values):
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def main():
+    seconds, conns, rounds = args()
+    scratch = make_scratch()
+    backend = Backend()
+    fpm = PhpFpm(scratch)
+    server = Httpd("bench-gateway", scratch)
+    server.write_config(config(backend, fpm))
+    server.start()
+    try:
+        check_premises(server)
+        parent = int(open(os.path.join(server.root, "httpd.pid")).read())
+        script = os.path.join(server.root, "post.lua")
+        with open(script, "w") as f:
+            f.write(LUA)
+        base = f"http://127.0.0.1:{server.port}"
+        for kind in KINDS:          # warm-up, not counted
+            for mode in ("plain", "verified"):
+                wrk(f"{base}/{mode}-{kind}/", 1, conns, script)
+        runs = {}
+        print(f"wrk -t2 -c{conns} -d{seconds}s -s post.lua, {rounds} rounds, "
+              f"one Apache ({MPM} MPM); body: {len(BODY)}-byte form, "
+              "body HMAC")
+        print(f"{'round':<6}{'location':<16}{'req/s':>9}{'p50 ms':>9}"
+              f"{'p99 ms':>9}{'CPU us/req':>12}")
+        for n in range(rounds):
+            for kind in KINDS:
+                modes = ("plain", "verified") if n % 2 == 0 else (
+                    "verified", "plain")
+                for mode in modes:
+                    loc = f"/{mode}-{kind}/"
+                    before = family_ticks(parent)
+                    res = wrk(base + loc, seconds, conns, script)
+                    res["ticks"] = family_ticks(parent) - before
+                    runs.setdefault(loc, []).append(res)
+                    print(f"{n + 1:<6}{loc:<16}"
+                          f"{res['requests'] * 1e6 / res['duration_us']:>9.0f}"
+                          f"{res['p50_us'] / 1000:>9.2f}"
+                          f"{res['p99_us'] / 1000:>9.2f}"
+                          f"{res['ticks'] / TICK * 1e6 / res['requests']:>12.0f}",
+                          flush=True)
+        print()
+        print(f"{'location':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'CPU us/req':>12}  (all rounds)")
+        summary = {}
+        for loc, rs in runs.items():
+            reqs = sum(r["requests"] for r in rs)
+            rps = reqs * 1e6 / sum(r["duration_us"] for r in rs)
+            cpu = sum(r["ticks"] for r in rs) / TICK * 1e6 / reqs
+            summary[loc] = rps, cpu
+            print(f"{loc:<16}{rps:>9.0f}"
+                  f"{median([r['p50_us'] for r in rs]) / 1000:>9.2f}"
+                  f"{median([r['p99_us'] for r in rs]) / 1000:>9.2f}"
+                  f"{cpu:>12.0f}")
+        print()
+        for kind in KINDS:
+            plain, verified = summary[f"/plain-{kind}/"], summary[
+                f"/verified-{kind}/"]
+            ratio = verified[0] / plain[0]
+            per_round = [v["requests"] / v["duration_us"]
+                         / (p["requests"] / p["duration_us"])
+                         for p, v in zip(runs[f"/plain-{kind}/"],
+                                         runs[f"/verified-{kind}/"])]
+            print(f"ratio verified/plain, {kind:<4}: {ratio:.2f} "
+                  f"(rounds: {', '.join(f'{x:.2f}' for x in per_round)}; "
+                  f"requirement >= 0.85: {'met' if ratio >= 0.85 else 'MISSED'}"
+                  f"); Apache CPU per request +{verified[1] - plain[1]:.0f} us")
+    finally:
+        server.stop()
+        fpm.stop()
+        backend.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
