@@ -5,8 +5,9 @@ backend, trivial_backend.c) and mod_proxy_fcgi (php-fpm running
 
     tests/bench/gateway.sh [SECONDS] [CONNECTIONS] [ROUNDS]
 
-Every request is the form body of SPEC section 1, signed with the body's
-HMAC (a value with no "."), the same for all four locations:
+Every request is the form body of SPEC section 1 (HRFLOW_GATEWAY_BODY=json:
+the same event as a JSON object), signed with the body's HMAC (a value with
+no "."), the same for all four locations:
 
   /plain-http/     ProxyPass to the backend
   /verified-http/  the same, with HrflowVerify on
@@ -43,15 +44,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TICK = os.sysconf("SC_CLK_TCK")
 KINDS = ("http", "php")
 
-# The form body of SPEC section 1: the JSON-valued field as a string.
-BODY = urllib.parse.urlencode({
-    "type": EVENT["type"], "origin": EVENT["origin"],
-    "message": EVENT["message"], "profile": json.dumps(EVENT["profile"])})
+# The form body of SPEC section 1 (the JSON-valued field as a string), or
+# the event as JSON.
+BODY_KIND = os.environ.get("HRFLOW_GATEWAY_BODY", "form")
+if BODY_KIND == "json":
+    BODY = json.dumps(EVENT)
+    CONTENT_TYPE = "application/json"
+elif BODY_KIND == "form":
+    BODY = urllib.parse.urlencode({
+        "type": EVENT["type"], "origin": EVENT["origin"],
+        "message": EVENT["message"], "profile": json.dumps(EVENT["profile"])})
+    CONTENT_TYPE = "application/x-www-form-urlencoded"
+else:
+    sys.exit(f"HRFLOW_GATEWAY_BODY={BODY_KIND}: form or json")
 SIGNATURE = body_signature(SECRET, BODY.encode())
 
 LUA = """wrk.method = "POST"
 wrk.body = %s
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Content-Type"] = "%s"
 wrk.headers["HTTP-HRFLOW-SIGNATURE"] = "%s"
 
 done = function(summary, latency, requests)
@@ -63,7 +73,7 @@ done = function(summary, latency, requests)
         latency:percentile(99), e.connect, e.read, e.write, e.status,
         e.timeout))
 end
-""" % (json.dumps(BODY), SIGNATURE)
+""" % (json.dumps(BODY), CONTENT_TYPE, SIGNATURE)
 
 
 def args():
@@ -210,7 +220,7 @@ def config(backend, fpm):
 def check_premises(server):
     """Each location answers the signed event with the application's 200;
     the verified ones refuse a wrong signature (else nothing is verified)."""
-    headers = {"Content-Type": "application/x-www-form-urlencoded",
+    headers = {"Content-Type": CONTENT_TYPE,
                "HTTP-HRFLOW-SIGNATURE": SIGNATURE}
     for kind in KINDS:
         want = b"ok" if kind == "php" else f"ok {len(BODY)}\n".encode()
@@ -223,6 +233,24 @@ def check_premises(server):
                                  dict(headers, **{"HTTP-HRFLOW-SIGNATURE":
                                                   "0" * 64}))
         assert r.status == 401, (kind, r.status, body)
+    return 3 * len(KINDS)
+
+
+def check_access_log(server, sent):
+    """Every request wrk made has a 2xx line in the access log ("%>s %r
+    HRFLOW_TYPE ..."), and every verified one its event's type: wrk counts
+    only 4xx and 5xx answers as errors, and cannot tell whether a request
+    was verified."""
+    lines = server.new_log_lines("access.log")
+    bad = [line for line in lines if not line.startswith("2")]
+    unverified = [line for line in lines if " /verified-" in line
+                  and line.split()[4] != EVENT["type"]]
+    if len(lines) < sent or bad or unverified:
+        sys.exit(f"gateway: access log: {len(lines)} lines for {sent} "
+                 f"requests; not 2xx: {bad[:3]}; verified without the "
+                 f"event's variables: {unverified[:3]}")
+    print(f"access log: {len(lines)} requests (wrk counted {sent}), all 2xx, "
+          "every verified one with its event's variables")
 
 
 def wrk(url, seconds, conns, script):
@@ -254,18 +282,24 @@ def main():
     server.write_config(config(backend, fpm))
     server.start()
     try:
-        check_premises(server)
+        premises = check_premises(server)
+        deadline = time.time() + 10     # their lines (401s among them)
+        while premises > 0 and time.time() < deadline:
+            premises -= len(server.new_log_lines("access.log"))
+            time.sleep(0.05)
         parent = int(open(os.path.join(server.root, "httpd.pid")).read())
         script = os.path.join(server.root, "post.lua")
         with open(script, "w") as f:
             f.write(LUA)
         base = f"http://127.0.0.1:{server.port}"
+        sent = 0
         for kind in KINDS:          # warm-up, not counted
             for mode in ("plain", "verified"):
-                wrk(f"{base}/{mode}-{kind}/", 1, conns, script)
+                sent += wrk(f"{base}/{mode}-{kind}/", 1, conns,
+                            script)["requests"]
         runs = {}
         print(f"wrk -t2 -c{conns} -d{seconds}s -s post.lua, {rounds} rounds, "
-              f"one Apache ({MPM} MPM); body: {len(BODY)}-byte form, "
+              f"one Apache ({MPM} MPM); body: {len(BODY)}-byte {BODY_KIND}, "
               "body HMAC")
         print(f"{'round':<6}{'location':<16}{'req/s':>9}{'p50 ms':>9}"
               f"{'p99 ms':>9}{'CPU us/req':>12}")
@@ -279,12 +313,15 @@ def main():
                     res = wrk(base + loc, seconds, conns, script)
                     res["ticks"] = family_ticks(parent) - before
                     runs.setdefault(loc, []).append(res)
+                    sent += res["requests"]
                     print(f"{n + 1:<6}{loc:<16}"
                           f"{res['requests'] * 1e6 / res['duration_us']:>9.0f}"
                           f"{res['p50_us'] / 1000:>9.2f}"
                           f"{res['p99_us'] / 1000:>9.2f}"
                           f"{res['ticks'] / TICK * 1e6 / res['requests']:>12.0f}",
                           flush=True)
+        server.stop()
+        check_access_log(server, sent)
         print()
         print(f"{'location':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'CPU us/req':>12}  (all rounds)")
