@@ -18,7 +18,8 @@ ROUNDS rounds (default 3) of SECONDS (default 5) each per location, plain
 and verified alternated (the first of each pair alternates too), so that
 whatever else the machine does falls on both.  Printed per location:
 requests per second over all rounds, the median of the rounds' p50 and p99
-latencies, and Apache's CPU time per request (all its processes); then
+latencies, and the CPU time per request of Apache (all its processes) and
+of the application (the backend, or php-fpm's processes); then
 verified/plain for each application.  Any answer other than 2xx, or any
 socket error, makes the run fail: the figures would be meaningless.
 
@@ -267,6 +268,25 @@ def wrk(url, seconds, conns, script):
     return res
 
 
+def rate(rs):
+    """Requests per second over the runs rs."""
+    return sum(r["requests"] for r in rs) * 1e6 / sum(r["duration_us"]
+                                                     for r in rs)
+
+
+def cpu_us(rs, who):
+    """CPU microseconds per request of who ("httpd", "app") over rs."""
+    return sum(r[who] for r in rs) / TICK * 1e6 / sum(r["requests"]
+                                                       for r in rs)
+
+
+def row(loc, rs):
+    return (f"{loc:<16}{rate(rs):>9.0f}"
+            f"{median([r['p50_us'] for r in rs]) / 1000:>9.2f}"
+            f"{median([r['p99_us'] for r in rs]) / 1000:>9.2f}"
+            f"{cpu_us(rs, 'httpd'):>10.0f}{cpu_us(rs, 'app'):>8.0f}")
+
+
 def median(values):
     s = sorted(values)
     n = len(s)
@@ -298,56 +318,46 @@ def main():
                 sent += wrk(f"{base}/{mode}-{kind}/", 1, conns,
                             script)["requests"]
         runs = {}
+        app = {"http": lambda: cpu_ticks(backend.proc.pid),
+               "php": lambda: family_ticks(fpm.proc.pid)}
         print(f"wrk -t2 -c{conns} -d{seconds}s -s post.lua, {rounds} rounds, "
               f"one Apache ({MPM} MPM); body: {len(BODY)}-byte {BODY_KIND}, "
-              "body HMAC")
-        print(f"{'round':<6}{'location':<16}{'req/s':>9}{'p50 ms':>9}"
-              f"{'p99 ms':>9}{'CPU us/req':>12}")
+              "body HMAC; CPU: user+system per request, of Apache's "
+              "processes and of the application's")
+        head = (f"{'location':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+                f"{'httpd us':>10}{'app us':>8}")
+        print(f"{'round':<6}" + head)
         for n in range(rounds):
             for kind in KINDS:
                 modes = ("plain", "verified") if n % 2 == 0 else (
                     "verified", "plain")
                 for mode in modes:
                     loc = f"/{mode}-{kind}/"
-                    before = family_ticks(parent)
+                    before = family_ticks(parent), app[kind]()
                     res = wrk(base + loc, seconds, conns, script)
-                    res["ticks"] = family_ticks(parent) - before
+                    res["httpd"] = family_ticks(parent) - before[0]
+                    res["app"] = app[kind]() - before[1]
                     runs.setdefault(loc, []).append(res)
                     sent += res["requests"]
-                    print(f"{n + 1:<6}{loc:<16}"
-                          f"{res['requests'] * 1e6 / res['duration_us']:>9.0f}"
-                          f"{res['p50_us'] / 1000:>9.2f}"
-                          f"{res['p99_us'] / 1000:>9.2f}"
-                          f"{res['ticks'] / TICK * 1e6 / res['requests']:>12.0f}",
-                          flush=True)
+                    print(f"{n + 1:<6}" + row(loc, [res]), flush=True)
         server.stop()
         check_access_log(server, sent)
         print()
-        print(f"{'location':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-              f"{'CPU us/req':>12}  (all rounds)")
-        summary = {}
+        print(head + "  (all rounds)")
         for loc, rs in runs.items():
-            reqs = sum(r["requests"] for r in rs)
-            rps = reqs * 1e6 / sum(r["duration_us"] for r in rs)
-            cpu = sum(r["ticks"] for r in rs) / TICK * 1e6 / reqs
-            summary[loc] = rps, cpu
-            print(f"{loc:<16}{rps:>9.0f}"
-                  f"{median([r['p50_us'] for r in rs]) / 1000:>9.2f}"
-                  f"{median([r['p99_us'] for r in rs]) / 1000:>9.2f}"
-                  f"{cpu:>12.0f}")
+            print(row(loc, rs))
         print()
         for kind in KINDS:
-            plain, verified = summary[f"/plain-{kind}/"], summary[
-                f"/verified-{kind}/"]
-            ratio = verified[0] / plain[0]
-            per_round = [v["requests"] / v["duration_us"]
-                         / (p["requests"] / p["duration_us"])
-                         for p, v in zip(runs[f"/plain-{kind}/"],
-                                         runs[f"/verified-{kind}/"])]
+            plain, verified = runs[f"/plain-{kind}/"], runs[f"/verified-{kind}/"]
+            ratio = rate(verified) / rate(plain)
+            per_round = [rate([v]) / rate([p]) for p, v in zip(plain, verified)]
             print(f"ratio verified/plain, {kind:<4}: {ratio:.2f} "
                   f"(rounds: {', '.join(f'{x:.2f}' for x in per_round)}; "
                   f"requirement >= 0.85: {'met' if ratio >= 0.85 else 'MISSED'}"
-                  f"); Apache CPU per request +{verified[1] - plain[1]:.0f} us")
+                  f"); CPU per request: Apache "
+                  f"+{cpu_us(verified, 'httpd') - cpu_us(plain, 'httpd'):.0f}"
+                  f" us, application "
+                  f"+{cpu_us(verified, 'app') - cpu_us(plain, 'app'):.0f} us")
     finally:
         server.stop()
         fpm.stop()
