@@ -294,14 +294,17 @@ def median(values):
 
 
 def main():
+    # Stopped (timeout, kill): the servers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     seconds, conns, rounds = args()
     scratch = make_scratch()
-    backend = Backend()
-    fpm = PhpFpm(scratch)
-    server = Httpd("bench-gateway", scratch)
-    server.write_config(config(backend, fpm))
-    server.start()
+    backend = fpm = server = None
     try:
+        backend = Backend()
+        fpm = PhpFpm(scratch)
+        server = Httpd("bench-gateway", scratch)
+        server.write_config(config(backend, fpm))
+        server.start()
         premises = check_premises(server)
         deadline = time.time() + 10     # their lines (401s among them)
         while premises > 0 and time.time() < deadline:
@@ -359,9 +362,9 @@ def main():
                   f" us, application "
                   f"+{cpu_us(verified, 'app') - cpu_us(plain, 'app'):.0f} us")
     finally:
-        server.stop()
-        fpm.stop()
-        backend.stop()
+        for part in (server, fpm, backend):
+            if part:
+                part.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -156,11 +157,14 @@ LoadModule proxy_http_module {MODULES_DIR}/mod_proxy_http.so
 
 
 def main():
+    # Stopped (timeout, kill): the servers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     requests = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     body = event(MIB)
     scratch = make_scratch()
-    backend = Backend()
+    backend = None
     try:
+        backend = Backend()
         print(f"prefork, one child; {len(body)}-byte JSON event, body HMAC; "
               f"peak = VmHWM after - VmRSS before, per request")
         print(f"{'location':<16}{'framing':<16}{'first MiB':>10}{'x body':>8}"
@@ -180,7 +184,8 @@ def main():
                     f"{r[0] / MIB:.2f}" for r in rows) + " MiB; RSS after: "
                     + ", ".join(f"{r[2] / MIB:.1f}" for r in rows) + " MiB")
     finally:
-        backend.stop()
+        if backend:
+            backend.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
