@@ -20,8 +20,10 @@ whatever else the machine does falls on both.  Printed per location:
 requests per second over all rounds, the median of the rounds' p50 and p99
 latencies, and the CPU time per request of Apache (all its processes) and
 of the application (the backend, or php-fpm's processes); then
-verified/plain for each application.  Any answer other than 2xx, or any
-socket error, makes the run fail: the figures would be meaningless.
+verified/plain for each application.  Any answer other than 2xx (wrk's
+count of 4xx and 5xx, then every line of the access log), any socket
+error, or a verified request without its event's variables makes the run
+fail: the figures would be meaningless.
 
 HRFLOW_MPM (default event) names the MPM; HRFLOW_PHP_FPM the php-fpm
 program (default /usr/sbin/php-fpm8.2, else the newest /usr/sbin/php-fpm*).
@@ -41,7 +43,6 @@ from benchlib import EVENT, SECRET, Httpd, make_scratch
 from conftest import BUILD, MODULES_DIR, MPM, make_dir, run_user
 from hrflow_sign import body_signature
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 TICK = os.sysconf("SC_CLK_TCK")
 KINDS = ("http", "php")
 
