@@ -355,7 +355,7 @@ def main():
             plain, verified = runs[f"/plain-{kind}/"], runs[f"/verified-{kind}/"]
             ratio = rate(verified) / rate(plain)
             per_round = [rate([v]) / rate([p]) for p, v in zip(plain, verified)]
-            print(f"ratio verified/plain, {kind:<4}: {ratio:.2f} "
+            print(f"ratio verified/plain, {kind:<4}: {ratio:.3f} "
                   f"(rounds: {', '.join(f'{x:.2f}' for x in per_round)}; "
                   f"requirement >= 0.85: {'met' if ratio >= 0.85 else 'MISSED'}"
                   f"); CPU per request: Apache "
