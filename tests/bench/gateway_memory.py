@@ -6,12 +6,17 @@ same body proxied without it.
 
 One Apache, prefork with a single child (so that the child's counters are
 the request's), mod_proxy_http to trivial_backend, /plain-http/ and
-/verified-http/ (HrflowVerify on, default HrflowMaxBody: 1 MiB).  The body
-is a JSON event of exactly 1 MiB (a profile whose "text" field is most of
-it), signed with the body's HMAC, sent with Content-Length and chunked (16
-KiB chunks).  For each location and framing, a fresh server, a few small
-requests first (first-use allocations are not the body's), then REQUESTS
-(default 3) 1 MiB requests, each measured so:
+/verified-http/ (HrflowVerify on, default HrflowMaxBody: 1 MiB).  The
+bodies are JSON events of exactly 1 MiB, signed with the body's HMAC, sent
+with Content-Length and chunked (16 KiB chunks):
+
+  text     a profile whose "text" field is most of it (one long string)
+  objects  a profile with ~8,700 experiences of two short strings each
+           (within the JSON caps: 10,000 containers, 100,000 values)
+
+For each body, location and framing, a fresh server, a few small requests
+first (first-use allocations are not the body's), then REQUESTS (default
+3) 1 MiB requests, each measured so:
 
     echo 5 > /proc/CHILD/clear_refs    (the peak, VmHWM, restarts at VmRSS)
     VmRSS before, the request, VmHWM after: the peak increase
@@ -22,6 +27,7 @@ glibc keeps freed heap), so the first is the cost; "max" is over all.
 The backend's answer ("ok N", "ok N chunked") shows what reached it.
 """
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -40,8 +46,27 @@ MIB = 1 << 20
 CHUNK = 16 << 10
 
 
+def objects_event(size):
+    """A profile event of exactly size bytes of JSON, most of it in many
+    small objects, as a profile's experiences."""
+    head = {"type": "profile.parsing.success", "origin": "api",
+            "message": "", "profile": {"key": "d82a7fd1b7ba47ee9a5ad7c8c3c8cb4d",
+                                        "experiences": []}}
+    one = {"title": "Senior C engineer 00000", "text": "x" * 70}
+    room = size - len(json.dumps(head))
+    n = room // (len(json.dumps(one)) + 2)
+    head["profile"]["experiences"] = [
+        {"title": "Senior C engineer %05d" % i, "text": "x" * 70}
+        for i in range(n)]
+    head["message"] = "m" * (size - len(json.dumps(head)))
+    body = json.dumps(head).encode()
+    assert len(body) == size, len(body)
+    return body
+
+
 def event(size):
-    """A profile event of exactly size bytes of JSON."""
+    """A profile event of exactly size bytes of JSON, most of it one long
+    string."""
     words = ("Senior C engineer, Apache httpd modules, APR, OpenSSL; "
              "ten years of network services and their performance. ")
     head = {"type": "profile.parsing.success", "origin": "api",
@@ -160,29 +185,31 @@ def main():
     # Stopped (timeout, kill): the servers are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     requests = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    body = event(MIB)
+    bodies = {"text": event(MIB), "objects": objects_event(MIB)}
     scratch = make_scratch()
     backend = None
     try:
         backend = Backend()
-        print(f"prefork, one child; {len(body)}-byte JSON event, body HMAC; "
+        print(f"prefork, one child; {MIB}-byte JSON events, body HMAC; "
               f"peak = VmHWM after - VmRSS before, per request")
-        print(f"{'location':<16}{'framing':<16}{'first MiB':>10}{'x body':>8}"
-              f"{'max MiB':>9}{'x body':>8}{'RSS MiB':>9}{'ms':>7}  backend got")
-        for path in ("/plain-http/", "/verified-http/"):
-            for chunked in (False, True):
-                rows = measure(scratch, backend, path, chunked, body,
-                               requests)
-                first, peak = rows[0][0], max(r[0] for r in rows)
-                print(f"{path:<16}"
-                      f"{'chunked' if chunked else 'Content-Length':<16}"
-                      f"{first / MIB:>10.2f}{first / len(body):>8.2f}"
-                      f"{peak / MIB:>9.2f}{peak / len(body):>8.2f}"
-                      f"{rows[0][1] / MIB:>9.1f}{rows[0][3] * 1000:>7.1f}"
-                      f"  {rows[0][4]}")
-                print(f"{'':<32}each: " + ", ".join(
-                    f"{r[0] / MIB:.2f}" for r in rows) + " MiB; RSS after: "
-                    + ", ".join(f"{r[2] / MIB:.1f}" for r in rows) + " MiB")
+        print(f"{'body':<8}{'location':<16}{'framing':<16}{'first MiB':>10}"
+              f"{'x body':>8}{'max MiB':>9}{'x body':>8}{'RSS MiB':>9}"
+              f"{'ms':>7}  backend got")
+        for (name, body), path, chunked in itertools.product(
+                bodies.items(), ("/plain-http/", "/verified-http/"),
+                (False, True)):
+            rows = measure(scratch, backend, path, chunked, body,
+                           requests)
+            first, peak = rows[0][0], max(r[0] for r in rows)
+            print(f"{name:<8}{path:<16}"
+                  f"{'chunked' if chunked else 'Content-Length':<16}"
+                  f"{first / MIB:>10.2f}{first / len(body):>8.2f}"
+                  f"{peak / MIB:>9.2f}{peak / len(body):>8.2f}"
+                  f"{rows[0][1] / MIB:>9.1f}{rows[0][3] * 1000:>7.1f}"
+                  f"  {rows[0][4]}")
+            print(f"{'':<40}each: " + ", ".join(
+                f"{r[0] / MIB:.2f}" for r in rows) + " MiB; RSS after: "
+                + ", ".join(f"{r[2] / MIB:.1f}" for r in rows) + " MiB")
     finally:
         if backend:
             backend.stop()
