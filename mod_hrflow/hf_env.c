@@ -107,20 +107,20 @@ static void type_parts(apr_pool_t *p, const char *type, const char *part[3])
 
 /* The event's leaves into f: from its tree, or from its text when it came
  * without one, and then from a tree of it only where the text alone cannot
- * say what json-c would keep (a member name twice). */
+ * say what json-c would make of it (a member name twice, say). */
 static apr_size_t flatten_event(apr_pool_t *p, const hf_event_t *ev,
                                 flatten_t *f)
 {
     const hf_json_t *j = ev->json;
     const char *why;
     apr_size_t skipped;
-    int duplicate;
+    int fallback;
 
     if (!j) {
         skipped = hf_json_flatten_text(p, ev->text, ev->len, "HRFLOW",
                                        HF_MAX_NAME_BYTES, add_leaf, f,
-                                       &duplicate);
-        if (!duplicate)
+                                       &fallback);
+        if (!fallback)
             return skipped;
         f->index = apr_hash_make(p);
         f->list = apr_array_make(p, 32, sizeof(var_t *));

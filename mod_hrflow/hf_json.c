@@ -761,10 +761,13 @@ void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
  * from the text itself, which hf_json_check has accepted: no tree is built.
  * json-c keeps a duplicate member name's first position with its last
  * value, which a single pass cannot mirror, so a duplicate ends the walk and
- * is reported instead; names are kept per nesting level, in a hash table
- * cleared and reused, so that finding one costs no more than the text.  A
- * string without escapes is passed as it stands in the text; one with
- * escapes is unescaped into a buffer reused for the next. */
+ * is reported instead (the caller falls back on the tree), as does an
+ * escaped surrogate pair for a character U+xD800-U+xDFFF, which json-c 0.16
+ * turns into U+FFFD and other versions may not.  Names are kept per nesting
+ * level, in a hash table cleared and reused, so that finding a duplicate
+ * costs no more than the text.  A string without escapes is passed as it
+ * stands in the text; one with escapes is unescaped into a buffer reused
+ * for the next. */
 
 typedef struct {
     const char *t;
@@ -774,7 +777,7 @@ typedef struct {
     apr_size_t plen, max;
     hf_json_flatten_fn *leaf;
     void *ctx;
-    int stopped, duplicate, depth;
+    int stopped, fallback, depth;
     apr_size_t skipped;
     char *buf;                        /* unescaped strings */
     apr_size_t bufsize;
@@ -818,8 +821,11 @@ static unsigned text_hex4(const char *h)
 }
 
 /* The characters of [s, s+n), a checked string's inside, unescaped into
- * out (at least n bytes): its length there.  A \u0000 stays a NUL byte. */
-static apr_size_t text_unescape(const char *s, apr_size_t n, char *out)
+ * out (at least n bytes): its length there.  A \u0000 stays a NUL byte.
+ * *odd is set when an escaped pair stands for U+xD800-U+xDFFF: json-c
+ * 0.16 gives U+FFFD for those (it takes the character for a surrogate). */
+static apr_size_t text_unescape(const char *s, apr_size_t n, char *out,
+                                int *odd)
 {
     apr_size_t i = 0, o = 0;
     unsigned long cp;
@@ -845,8 +851,11 @@ static apr_size_t text_unescape(const char *s, apr_size_t n, char *out)
         cp = text_hex4(s + i + 2);
         i += 6;
         if (cp >= 0xD800 && cp <= 0xDBFF) {  /* the scanner saw its pair */
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (text_hex4(s + i + 2) - 0xDC00);
+            cp = 0x10000 + ((cp - 0xD800) << 10)
+                 + (text_hex4(s + i + 2) - 0xDC00);
             i += 6;
+            if ((cp & 0xF800) == 0xD800)
+                *odd = 1;
         }
         if (cp < 0x80) {
             out[o++] = (char)cp;
@@ -882,7 +891,7 @@ static const char *text_string(text_walk_t *w, apr_size_t *n)
         w->bufsize = raw + 1 > 2 * w->bufsize ? raw + 1 : 2 * w->bufsize;
         w->buf = apr_palloc(w->pool, w->bufsize);
     }
-    *n = text_unescape(w->t + start, raw, w->buf);
+    *n = text_unescape(w->t + start, raw, w->buf, &w->fallback);
     w->buf[*n] = '\0';
     return w->buf;
 }
@@ -985,17 +994,19 @@ static void text_object(text_walk_t *w, int emit)
     text_ws(w->t, w->len, &w->i);
     while (w->t[w->i] != '}') {
         name = text_string(w, &n);
+        if (w->fallback)
+            return;
         if (name == w->buf)   /* the table keeps it: it must stay */
             name = apr_pstrmemdup(w->pool, name, n);
         if (apr_hash_get(names, name, (apr_ssize_t)n)) {
-            w->duplicate = 1;
+            w->fallback = 1;
             return;
         }
         apr_hash_set(names, name, (apr_ssize_t)n, name);
         text_ws(w->t, w->len, &w->i);
         w->i++;  /* ':' */
         text_child(w, emit, name, n);
-        if (w->duplicate)
+        if (w->fallback)
             return;
         if (w->t[w->i] == ',') {
             w->i++;
@@ -1016,7 +1027,7 @@ static void text_array(text_walk_t *w, int emit)
     while (w->t[w->i] != ']') {
         apr_snprintf(num, sizeof num, "%" APR_SIZE_T_FMT, k++);
         text_child(w, emit, num, strlen(num));
-        if (w->duplicate)
+        if (w->fallback)
             return;
         if (w->t[w->i] == ',')
             w->i++;
@@ -1040,6 +1051,8 @@ static void text_value(text_walk_t *w, int emit)
     }
     emit = emit && !w->stopped;
     v = text_scalar(w, emit, num, sizeof num, &n);
+    if (w->fallback)
+        return;
     if (!emit)
         w->skipped++;
     else if (w->leaf(w->ctx, w->path, w->plen, v, n) != 0)
@@ -1050,11 +1063,11 @@ apr_size_t hf_json_flatten_text(apr_pool_t *p, const char *text,
                                 apr_size_t len, const char *prefix,
                                 apr_size_t max_path,
                                 hf_json_flatten_fn *leaf, void *ctx,
-                                int *duplicate)
+                                int *fallback)
 {
     text_walk_t *w = apr_pcalloc(p, sizeof *w);
 
-    *duplicate = 0;
+    *fallback = 0;
     w->t = text;
     w->len = len;
     text_ws(text, len, &w->i);
@@ -1070,8 +1083,8 @@ apr_size_t hf_json_flatten_text(apr_pool_t *p, const char *text,
         memcpy(w->path, prefix, w->plen + 1);
     }
     text_value(w, w->plen <= max_path);
-    *duplicate = w->duplicate;
-    return w->duplicate ? 0 : w->skipped;
+    *fallback = w->fallback;
+    return w->fallback ? 0 : w->skipped;
 }
 
 /* Past the value at *i of a checked text. */
@@ -1101,6 +1114,7 @@ const char *hf_json_text_type(apr_pool_t *p, const char *t, apr_size_t len)
 {
     apr_size_t i = 0, start, raw, n, value = 0;
     char name[24], *s;
+    int odd = 0;
 
     text_ws(t, len, &i);
     if (i >= len || t[i] != '{')
@@ -1112,7 +1126,7 @@ const char *hf_json_text_type(apr_pool_t *p, const char *t, apr_size_t len)
         text_string_skip(t, len, &i);
         raw = i - 1 - start;
         /* "type" escaped takes at most 24 bytes: \u0074\u0079\u0070\u0065 */
-        n = raw <= sizeof name ? text_unescape(t + start, raw, name) : 0;
+        n = raw <= sizeof name ? text_unescape(t + start, raw, name, &odd) : 0;
         text_ws(t, len, &i);
         i++;  /* ':' */
         text_ws(t, len, &i);
@@ -1131,7 +1145,8 @@ const char *hf_json_text_type(apr_pool_t *p, const char *t, apr_size_t len)
     text_string_skip(t, len, &i);
     raw = i - 1 - (value + 1);
     s = apr_palloc(p, raw + 1);
-    n = text_unescape(t + value + 1, raw, s);
+    odd = 0;
+    n = text_unescape(t + value + 1, raw, s, &odd);
     s[n] = '\0';
-    return memchr(s, '\0', n) ? NULL : s;
+    return memchr(s, '\0', n) || odd ? NULL : s;
 }

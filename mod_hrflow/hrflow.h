@@ -230,18 +230,20 @@ void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
  * accepts, read from the text without building the tree: the same leaves
  * in the same order, the same count returned.  A value is not always
  * followed by a NUL (a string without escapes is passed as it stands in
- * the text).  Where json-c's tree has a different shape, an object holding
- * a member name twice, it stops, sets *duplicate and returns 0: the caller
+ * the text).  Where the text alone cannot say what json-c makes of it (an
+ * object holding a member name twice, an escaped surrogate pair for
+ * U+xD800-U+xDFFF), it stops, sets *fallback and returns 0: the caller
  * flattens json-c's tree instead (leaf may have been called before). */
 apr_size_t hf_json_flatten_text(apr_pool_t *p, const char *text,
                                 apr_size_t len, const char *prefix,
                                 apr_size_t max_path,
                                 hf_json_flatten_fn *leaf, void *ctx,
-                                int *duplicate);
+                                int *fallback);
 /* hf_json_get_string(tree of text, "type") for an object text that
  * hf_json_check accepts, from the text: the value of its last member named
  * "type" (names unescaped), as a new string; NULL when there is none, it is
- * not a string or it holds a \u0000. */
+ * not a string, or it holds a \u0000 or an escaped pair that json-c
+ * versions read differently (no valid type holds either). */
 const char *hf_json_text_type(apr_pool_t *p, const char *text,
                               apr_size_t len);
 
