@@ -948,7 +948,8 @@ static const char *text_scalar(text_walk_t *w, int emit, char *num,
     memcpy(num, t, k);
     num[k] = '\0';
     if (*t == '-')
-        apr_snprintf(num, size, "%" APR_INT64_T_FMT, apr_strtoi64(num, NULL, 10));
+        apr_snprintf(num, size, "%" APR_INT64_T_FMT,
+                     apr_strtoi64(num, NULL, 10));
     else
         apr_snprintf(num, size, "%" APR_UINT64_T_FMT,
                      (apr_uint64_t)strtoull(num, NULL, 10));

@@ -457,7 +457,8 @@ START_TEST(text_walk_deep_and_long)
         APR_ARRAY_PUSH(parts, const char *) = i % 2 ? ",2]" : "}";
     t = apr_array_pstrcat(pool, parts, 0);
     ck_assert_ptr_null(hf_json_check(t, strlen(t), HF_JSON_MAX_DEPTH, 0));
-    ck_assert_ptr_nonnull(hf_json_check(t, strlen(t), HF_JSON_MAX_DEPTH - 1, 0));
+    ck_assert_ptr_nonnull(
+        hf_json_check(t, strlen(t), HF_JSON_MAX_DEPTH - 1, 0));
     flatten_both(t, HF_MAX_NAME_BYTES, 0, &tree, &flat, &ts, &fs, &dup);
     ck_assert_int_eq(dup, 0);
     ck_assert_int_gt(tree.leaves->nelts, 2);
@@ -504,7 +505,8 @@ START_TEST(text_type_is_json_cs)
         {"{\"type\":{\"type\":\"a.b.c\"}}", NULL},
         {"{}", NULL},
         {"{\"type\":\"a\\ud836\\udc00\"}", NULL},
-        {" {\"type\" : \"\\u00e9\\ud83d\\ude00\" } ", "\xc3\xa9\xf0\x9f\x98\x80"},
+        {" {\"type\" : \"\\u00e9\\ud83d\\ude00\" } ",
+         "\xc3\xa9\xf0\x9f\x98\x80"},
     };
     apr_size_t i;
     const char *err, *got, *tree;
@@ -527,7 +529,8 @@ END_TEST
 START_TEST(events_from_text_are_events_from_trees)
 {
     static const char *const bodies[] = {
-        "{\"type\":\"a.b.c\"}", " [ {\"type\":\"a.b.c\"} , {\"type\":\"d.e.f\"} ]\n",
+        "{\"type\":\"a.b.c\"}",
+        " [ {\"type\":\"a.b.c\"} , {\"type\":\"d.e.f\"} ]\n",
         "[]", "null", "\"a.b.c\"", "1", "[null]", "[{\"type\":\"a.b.c\"},1]",
         "[{\"type\":\"a.b.c\"},{\"type\":\"A.b.c\"},2]", "{\"type\":\"a.b\"}",
         "{\"type\":\"a.b.c\",\"type\":\"x\"}", "{\"type\":\"a.b.c\\u0000\"}",
@@ -568,7 +571,8 @@ END_TEST
 START_TEST(env_from_text_is_env_from_tree)
 {
     static const char *const bodies[] = {
-        "{\"type\":\"a.b.c\",\"x\":{\"y\":[1,\"\\u00e9\"]},\"n\":\"a\\u0000b\"}",
+        "{\"type\":\"a.b.c\",\"x\":{\"y\":[1,\"\\u00e9\"]},"
+        "\"n\":\"a\\u0000b\"}",
         "{\"type\":\"a.b.c\",\"x\":1,\"x\":{\"z\":2},\"w\":3}",
         "{\"type\":\"a.b.c\",\"A\":1,\"a\":2,\"event_id\":\"forged\"}",
         "{\"type\":\"a.b.c\",\"s\":\"\\ud836\\udc00\",\"t\":1}",
@@ -595,8 +599,10 @@ START_TEST(env_from_text_is_env_from_tree)
         eb = apr_table_elts(vb);
         ck_assert_int_eq(ea->nelts, eb->nelts);
         for (k = 0; k < ea->nelts; k++) {
-            const apr_table_entry_t *x = &APR_ARRAY_IDX(ea, k, apr_table_entry_t);
-            const apr_table_entry_t *y = &APR_ARRAY_IDX(eb, k, apr_table_entry_t);
+            const apr_table_entry_t *x =
+                &APR_ARRAY_IDX(ea, k, apr_table_entry_t);
+            const apr_table_entry_t *y =
+                &APR_ARRAY_IDX(eb, k, apr_table_entry_t);
             ck_assert_str_eq(x->key, y->key);
             if (strcmp(x->key, "HRFLOW_DELIVERY_ID"))
                 ck_assert_str_eq(x->val, y->val);
