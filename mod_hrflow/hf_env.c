@@ -105,6 +105,34 @@ static void type_parts(apr_pool_t *p, const char *type, const char *part[3])
     part[2] = apr_pstrdup(p, dot2 + 1);
 }
 
+/* The event's leaves into f: from its tree, or from its text when it came
+ * without one, and then from a tree of it only where the text alone cannot
+ * say what json-c would make of it (a member name twice, say). */
+static apr_size_t flatten_event(apr_pool_t *p, const hf_event_t *ev,
+                                flatten_t *f)
+{
+    const hf_json_t *j = ev->json;
+    const char *why;
+    apr_size_t skipped;
+    int fallback;
+
+    if (!j) {
+        skipped = hf_json_flatten_text(p, ev->text, ev->len, "HRFLOW",
+                                       HF_MAX_NAME_BYTES, add_leaf, f,
+                                       &fallback);
+        if (!fallback)
+            return skipped;
+        f->index = apr_hash_make(p);
+        f->list = apr_array_make(p, 32, sizeof(var_t *));
+        f->count = 0;
+        f->bytes = 0;
+        f->dropped = 0;
+        if (!(j = hf_json_parse(p, ev->text, ev->len, &why)))
+            return 0;  /* not reached: the text was checked with the body */
+    }
+    return hf_json_flatten(p, j, "HRFLOW", HF_MAX_NAME_BYTES, add_leaf, f);
+}
+
 apr_table_t *hf_env_build(apr_pool_t *p, const hf_event_t *ev,
                           const hf_batch_t *batch, int *dropped)
 {
@@ -115,8 +143,7 @@ apr_table_t *hf_env_build(apr_pool_t *p, const hf_event_t *ev,
     apr_size_t skipped;
     int i;
 
-    skipped = hf_json_flatten(p, ev->json, "HRFLOW", HF_MAX_NAME_BYTES,
-                              add_leaf, &f);
+    skipped = flatten_event(p, ev, &f);
     vars = apr_table_make(p, f.count + 9);
     for (i = 0; i < f.list->nelts; i++) {
         const var_t *v = APR_ARRAY_IDX(f.list, i, var_t *);

@@ -65,13 +65,27 @@ static void delivery_id(char out[33])
     hf_codec_hex_encode(raw, sizeof raw, out);
 }
 
+static hf_event_t *event_new(apr_pool_t *p, hf_json_t *obj, const char *type,
+                             const char *text, apr_size_t len, int index)
+{
+    unsigned char digest[32];
+    hf_event_t *ev = apr_pcalloc(p, sizeof *ev);
+
+    ev->json = obj;
+    ev->text = text;
+    ev->len = len;
+    ev->type = type;
+    ev->index = index;
+    hf_sha256(text, len, digest);
+    hf_codec_hex_encode(digest, sizeof digest, ev->id);
+    delivery_id(ev->delivery_id);
+    return ev;
+}
+
 /* Makes an event from one object and its text; NULL and *err if invalid. */
 static hf_event_t *event_make(apr_pool_t *p, hf_json_t *obj, const char *text,
                               apr_size_t len, int index, const char **err)
 {
-    unsigned char digest[32];
-    hf_event_t *ev;
-
     if (!hf_json_is_object(obj)) {
         *err = "invalid_event";
         return NULL;
@@ -80,16 +94,8 @@ static hf_event_t *event_make(apr_pool_t *p, hf_json_t *obj, const char *text,
         *err = "invalid_type";
         return NULL;
     }
-    ev = apr_pcalloc(p, sizeof *ev);
-    ev->json = obj;
-    ev->text = text;
-    ev->len = len;
-    ev->type = hf_json_get_string(obj, "type");
-    ev->index = index;
-    hf_sha256(text, len, digest);
-    hf_codec_hex_encode(digest, sizeof digest, ev->id);
-    delivery_id(ev->delivery_id);
-    return ev;
+    return event_new(p, obj, hf_json_get_string(obj, "type"), text, len,
+                     index);
 }
 
 static hf_rc_t events_from_array(apr_pool_t *p, hf_json_t *arr,
@@ -185,6 +191,72 @@ hf_rc_t hf_events_from_json(apr_pool_t *p, const char *text, apr_size_t len,
         len--;
     ev = event_make(p, root, text, len, 0, err);
     if (!ev)
+        return HF_E_MALFORMED;
+    APR_ARRAY_PUSH(*events, hf_event_t *) = ev;
+    return HF_OK;
+}
+
+/* event_make from an element's text alone: an object (checked with the
+ * body) and its type as json-c would have kept it. */
+static hf_event_t *event_from_text(apr_pool_t *p, const char *text,
+                                   apr_size_t len, int index, const char **err)
+{
+    const char *type;
+
+    if (!len || text[0] != '{') {
+        *err = "invalid_event";
+        return NULL;
+    }
+    type = hf_json_text_type(p, text, len);
+    if (!hf_event_type_valid(type)) {
+        *err = "invalid_type";
+        return NULL;
+    }
+    return event_new(p, NULL, type, text, len, index);
+}
+
+hf_rc_t hf_events_from_json_text(apr_pool_t *p, const char *text,
+                                 apr_size_t len, int max_events,
+                                 apr_array_header_t **events,
+                                 const char **err)
+{
+    apr_array_header_t *starts, *lens;
+    hf_event_t *ev;
+    hf_rc_t rc;
+    int i;
+
+    *events = apr_array_make(p, 1, sizeof(hf_event_t *));
+    if ((rc = json_precheck(text, len, max_events, err)) != HF_OK)
+        return rc;
+    while (len && strchr(" \t\r\n", *text)) {
+        text++;
+        len--;
+    }
+    while (len && strchr(" \t\r\n", text[len - 1]))
+        len--;
+    if (len && text[0] == '[') {
+        /* The precheck counted between 1 and max_events elements. */
+        starts = apr_array_make(p, 16, sizeof(apr_size_t));
+        lens = apr_array_make(p, 16, sizeof(apr_size_t));
+        if (hf_json_array_spans(text, len, starts, lens)) {
+            *err = "invalid_json";
+            return HF_E_MALFORMED;
+        }
+        for (i = 0; i < starts->nelts; i++) {
+            ev = event_from_text(p, text + APR_ARRAY_IDX(starts, i, apr_size_t),
+                                 APR_ARRAY_IDX(lens, i, apr_size_t), i, err);
+            if (!ev)
+                return HF_E_MALFORMED;
+            APR_ARRAY_PUSH(*events, hf_event_t *) = ev;
+        }
+        return HF_OK;
+    }
+    /* json-c parses a bare null into nothing: hf_json_parse refuses it. */
+    if (len == 4 && !memcmp(text, "null", 4)) {
+        *err = "invalid_json";
+        return HF_E_MALFORMED;
+    }
+    if (!(ev = event_from_text(p, text, len, 0, err)))
         return HF_E_MALFORMED;
     APR_ARRAY_PUSH(*events, hf_event_t *) = ev;
     return HF_OK;

@@ -5,8 +5,10 @@
  * an APR pool by a cleanup, so callers never free anything.
  */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <json.h>
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include "hrflow.h"
 
@@ -751,4 +753,401 @@ void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
     every_leaf_t e = {leaf, ctx};
 
     hf_json_flatten(p, j, prefix, HF_MAX_NAME_BYTES, every_leaf, &e);
+}
+
+/* ---- flattening the text ---------------------------------------------------
+ *
+ * The same leaves as hf_json_flatten gives for json-c's tree of a text, read
+ * from the text itself, which hf_json_check has accepted: no tree is built.
+ * json-c keeps a duplicate member name's first position with its last
+ * value, which a single pass cannot mirror, so a duplicate ends the walk and
+ * is reported instead (the caller falls back on the tree), as does an
+ * escaped surrogate pair for a character U+xD800-U+xDFFF, which json-c 0.16
+ * turns into U+FFFD and other versions may not.  Names are kept per nesting
+ * level, in a hash table cleared and reused, so that finding a duplicate
+ * costs no more than the text.  A string without escapes is passed as it
+ * stands in the text; one with escapes is unescaped into a buffer reused
+ * for the next. */
+
+typedef struct {
+    const char *t;
+    apr_size_t len, i;
+    apr_pool_t *pool;
+    char *path;
+    apr_size_t plen, max;
+    hf_json_flatten_fn *leaf;
+    void *ctx;
+    int stopped, fallback, depth;
+    apr_size_t skipped;
+    char *buf;                        /* unescaped strings */
+    apr_size_t bufsize;
+    apr_hash_t *names[HF_JSON_DEPTH_LIMIT + 1];  /* per open object */
+} text_walk_t;
+
+static void text_ws(const char *t, apr_size_t len, apr_size_t *i)
+{
+    while (*i < len && (t[*i] == ' ' || t[*i] == '\t' || t[*i] == '\n'
+                        || t[*i] == '\r'))
+        (*i)++;
+}
+
+/* From a string's opening quote at *i to just past its closing one; whether
+ * it has an escape. */
+static int text_string_skip(const char *t, apr_size_t len, apr_size_t *i)
+{
+    int escaped = 0;
+
+    for ((*i)++; *i < len && t[*i] != '"'; (*i)++)
+        if (t[*i] == '\\') {
+            escaped = 1;
+            (*i)++;  /* the escaped character: \u's digits hold no quote */
+        }
+    (*i)++;
+    return escaped;
+}
+
+static unsigned text_hex4(const char *h)
+{
+    unsigned v = 0;
+    int k;
+
+    for (k = 0; k < 4; k++) {
+        char c = h[k];
+        v = v * 16 + (unsigned)(is_digit(c) ? c - '0'
+                                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                                         : c - 'A' + 10);
+    }
+    return v;
+}
+
+/* The characters of [s, s+n), a checked string's inside, unescaped into
+ * out (at least n bytes): its length there.  A \u0000 stays a NUL byte.
+ * *odd is set when an escaped pair stands for U+xD800-U+xDFFF: json-c
+ * 0.16 gives U+FFFD for those (it takes the character for a surrogate). */
+static apr_size_t text_unescape(const char *s, apr_size_t n, char *out,
+                                int *odd)
+{
+    apr_size_t i = 0, o = 0;
+    unsigned long cp;
+
+    while (i < n) {
+        if (s[i] != '\\') {
+            out[o++] = s[i++];
+            continue;
+        }
+        switch (s[i + 1]) {
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        case 'u': break;
+        default: out[o++] = s[i + 1];  /* " \ / */
+        }
+        if (s[i + 1] != 'u') {
+            i += 2;
+            continue;
+        }
+        cp = text_hex4(s + i + 2);
+        i += 6;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {  /* the scanner saw its pair */
+            cp = 0x10000 + ((cp - 0xD800) << 10)
+                 + (text_hex4(s + i + 2) - 0xDC00);
+            i += 6;
+            if ((cp & 0xF800) == 0xD800)
+                *odd = 1;
+        }
+        if (cp < 0x80) {
+            out[o++] = (char)cp;
+        } else if (cp < 0x800) {
+            out[o++] = (char)(0xC0 | cp >> 6);
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            out[o++] = (char)(0xE0 | cp >> 12);
+            out[o++] = (char)(0x80 | (cp >> 6 & 0x3F));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        } else {
+            out[o++] = (char)(0xF0 | cp >> 18);
+            out[o++] = (char)(0x80 | (cp >> 12 & 0x3F));
+            out[o++] = (char)(0x80 | (cp >> 6 & 0x3F));
+            out[o++] = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    return o;
+}
+
+/* The string whose opening quote is at w->i, moving past it: as it stands
+ * in the text when it has no escape, else unescaped into w->buf. */
+static const char *text_string(text_walk_t *w, apr_size_t *n)
+{
+    apr_size_t start = w->i + 1, raw;
+
+    if (!text_string_skip(w->t, w->len, &w->i)) {
+        *n = w->i - 1 - start;
+        return w->t + start;
+    }
+    raw = w->i - 1 - start;
+    if (raw + 1 > w->bufsize) {
+        w->bufsize = raw + 1 > 2 * w->bufsize ? raw + 1 : 2 * w->bufsize;
+        w->buf = apr_palloc(w->pool, w->bufsize);
+    }
+    *n = text_unescape(w->t + start, raw, w->buf, &w->fallback);
+    w->buf[*n] = '\0';
+    return w->buf;
+}
+
+static int is_number_char(char c)
+{
+    return is_digit(c) || c == '-' || c == '+' || c == '.' || c == 'e'
+           || c == 'E';
+}
+
+/* A scalar at w->i, moving past it: its value as hf_json_flatten gives it,
+ * or only its end when it is not to be passed on (emit 0). */
+static const char *text_scalar(text_walk_t *w, int emit, char *num,
+                               apr_size_t size, apr_size_t *n)
+{
+    const char *t = w->t + w->i;
+    apr_size_t k = 0;
+    int is_double = 0;
+
+    switch (*t) {
+    case '"':
+        if (!emit) {
+            text_string_skip(w->t, w->len, &w->i);
+            return NULL;
+        }
+        return text_string(w, n);
+    case 't':
+        w->i += 4;
+        *n = 4;
+        return "true";
+    case 'f':
+        w->i += 5;
+        *n = 5;
+        return "false";
+    case 'n':
+        w->i += 4;
+        *n = 0;
+        return "";
+    }
+    while (w->i + k < w->len && is_number_char(t[k])) {
+        if (t[k] == '.' || t[k] == 'e' || t[k] == 'E')
+            is_double = 1;
+        k++;
+    }
+    w->i += k;
+    if (!emit)
+        return NULL;
+    if (is_double) {   /* json-c keeps a double's text as written */
+        *n = k;
+        return t;
+    }
+    /* An integer, which the scanner held to json-c's range, printed as
+     * json-c prints it: "-0" is 0. */
+    memcpy(num, t, k);
+    num[k] = '\0';
+    if (*t == '-')
+        apr_snprintf(num, size, "%" APR_INT64_T_FMT,
+                     apr_strtoi64(num, NULL, 10));
+    else
+        apr_snprintf(num, size, "%" APR_UINT64_T_FMT,
+                     (apr_uint64_t)strtoull(num, NULL, 10));
+    *n = strlen(num);
+    return num;
+}
+
+static void text_value(text_walk_t *w, int emit);
+
+/* The value at w->i as the child named [name, name+n) of the path. */
+static void text_child(text_walk_t *w, int emit, const char *name,
+                       apr_size_t n)
+{
+    apr_size_t keep = w->plen;
+
+    text_ws(w->t, w->len, &w->i);
+    if (emit && !w->stopped && w->plen + 1 + n <= w->max) {
+        w->path[w->plen++] = '_';
+        memcpy(w->path + w->plen, name, n);
+        w->plen += n;
+        w->path[w->plen] = '\0';
+        text_value(w, 1);
+        w->plen = keep;
+        w->path[keep] = '\0';
+    } else {
+        text_value(w, 0);
+    }
+    text_ws(w->t, w->len, &w->i);
+}
+
+static void text_object(text_walk_t *w, int emit)
+{
+    apr_hash_t *names;
+    const char *name;
+    apr_size_t n;
+
+    if (!w->names[w->depth])
+        w->names[w->depth] = apr_hash_make(w->pool);
+    else
+        apr_hash_clear(w->names[w->depth]);
+    names = w->names[w->depth++];
+    w->i++;
+    text_ws(w->t, w->len, &w->i);
+    while (w->t[w->i] != '}') {
+        name = text_string(w, &n);
+        if (w->fallback)
+            return;
+        if (name == w->buf)   /* the table keeps it: it must stay */
+            name = apr_pstrmemdup(w->pool, name, n);
+        if (apr_hash_get(names, name, (apr_ssize_t)n)) {
+            w->fallback = 1;
+            return;
+        }
+        apr_hash_set(names, name, (apr_ssize_t)n, name);
+        text_ws(w->t, w->len, &w->i);
+        w->i++;  /* ':' */
+        text_child(w, emit, name, n);
+        if (w->fallback)
+            return;
+        if (w->t[w->i] == ',') {
+            w->i++;
+            text_ws(w->t, w->len, &w->i);
+        }
+    }
+    w->i++;
+    w->depth--;
+}
+
+static void text_array(text_walk_t *w, int emit)
+{
+    char num[32];
+    apr_size_t k = 0;
+
+    w->i++;
+    text_ws(w->t, w->len, &w->i);
+    while (w->t[w->i] != ']') {
+        apr_snprintf(num, sizeof num, "%" APR_SIZE_T_FMT, k++);
+        text_child(w, emit, num, strlen(num));
+        if (w->fallback)
+            return;
+        if (w->t[w->i] == ',')
+            w->i++;
+    }
+    w->i++;
+}
+
+static void text_value(text_walk_t *w, int emit)
+{
+    char num[32];
+    const char *v;
+    apr_size_t n;
+
+    if (w->t[w->i] == '{') {
+        text_object(w, emit);
+        return;
+    }
+    if (w->t[w->i] == '[') {
+        text_array(w, emit);
+        return;
+    }
+    emit = emit && !w->stopped;
+    v = text_scalar(w, emit, num, sizeof num, &n);
+    if (w->fallback)
+        return;
+    if (!emit)
+        w->skipped++;
+    else if (w->leaf(w->ctx, w->path, w->plen, v, n) != 0)
+        w->stopped = 1;
+}
+
+apr_size_t hf_json_flatten_text(apr_pool_t *p, const char *text,
+                                apr_size_t len, const char *prefix,
+                                apr_size_t max_path,
+                                hf_json_flatten_fn *leaf, void *ctx,
+                                int *fallback)
+{
+    text_walk_t *w = apr_pcalloc(p, sizeof *w);
+
+    *fallback = 0;
+    w->t = text;
+    w->len = len;
+    text_ws(text, len, &w->i);
+    if (w->i >= len || text[w->i] != '{')
+        return 0;
+    w->pool = p;
+    w->plen = strlen(prefix);
+    w->max = max_path;
+    w->leaf = leaf;
+    w->ctx = ctx;
+    if (w->plen <= max_path) {
+        w->path = apr_palloc(p, max_path + 1);
+        memcpy(w->path, prefix, w->plen + 1);
+    }
+    text_value(w, w->plen <= max_path);
+    *fallback = w->fallback;
+    return w->fallback ? 0 : w->skipped;
+}
+
+/* Past the value at *i of a checked text. */
+static void text_skip_value(const char *t, apr_size_t len, apr_size_t *i)
+{
+    int depth = 0;
+
+    do {
+        if (t[*i] == '"') {
+            text_string_skip(t, len, i);
+        } else if (t[*i] == '{' || t[*i] == '[') {
+            depth++;
+            (*i)++;
+        } else if (t[*i] == '}' || t[*i] == ']') {
+            depth--;
+            (*i)++;
+        } else if (depth > 0) {
+            (*i)++;
+        } else {
+            while (*i < len && !strchr(",}] \t\r\n", t[*i]))
+                (*i)++;
+        }
+    } while (depth > 0 && *i < len);
+}
+
+const char *hf_json_text_type(apr_pool_t *p, const char *t, apr_size_t len)
+{
+    apr_size_t i = 0, start, raw, n, value = 0;
+    char name[24], *s;
+    int odd = 0;
+
+    text_ws(t, len, &i);
+    if (i >= len || t[i] != '{')
+        return NULL;
+    i++;
+    text_ws(t, len, &i);
+    while (i < len && t[i] != '}') {
+        start = i + 1;
+        text_string_skip(t, len, &i);
+        raw = i - 1 - start;
+        /* "type" escaped takes at most 24 bytes: \u0074\u0079\u0070\u0065 */
+        n = raw <= sizeof name ? text_unescape(t + start, raw, name, &odd) : 0;
+        text_ws(t, len, &i);
+        i++;  /* ':' */
+        text_ws(t, len, &i);
+        if (n == 4 && memcmp(name, "type", 4) == 0)
+            value = i;
+        text_skip_value(t, len, &i);
+        text_ws(t, len, &i);
+        if (i < len && t[i] == ',') {
+            i++;
+            text_ws(t, len, &i);
+        }
+    }
+    if (!value || t[value] != '"')
+        return NULL;
+    i = value;
+    text_string_skip(t, len, &i);
+    raw = i - 1 - (value + 1);
+    s = apr_palloc(p, raw + 1);
+    odd = 0;
+    n = text_unescape(t + value + 1, raw, s, &odd);
+    s[n] = '\0';
+    return memchr(s, '\0', n) || odd ? NULL : s;
 }

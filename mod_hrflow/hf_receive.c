@@ -88,9 +88,14 @@ void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
     hf_receive_signed(p, cfg, req, out, &sig);
 }
 
-void hf_receive_signed(apr_pool_t *p, const hf_config_t *cfg,
-                       const hf_request_t *req, hf_outcome_t *out,
-                       hf_signature_t *sigp)
+typedef hf_rc_t events_from_json_fn(apr_pool_t *p, const char *text,
+                                    apr_size_t len, int max_events,
+                                    apr_array_header_t **events,
+                                    const char **err);
+
+static void receive(apr_pool_t *p, const hf_config_t *cfg,
+                    const hf_request_t *req, hf_outcome_t *out,
+                    hf_signature_t *sigp, events_from_json_fn *from_json)
 {
     hf_signature_t sig;
     const char *error = NULL;
@@ -109,15 +114,13 @@ void hf_receive_signed(apr_pool_t *p, const hf_config_t *cfg,
         return;
     *sigp = sig;
     if (sig.payload) {
-        rc = hf_events_from_json(p, (const char *)sig.payload, sig.payload_len,
-                                 hf_config_max_events(cfg), &out->events,
-                                 &error);
+        rc = from_json(p, (const char *)sig.payload, sig.payload_len,
+                       hf_config_max_events(cfg), &out->events, &error);
     } else {
         switch (hf_event_body_kind(req->content_type)) {
         case HF_BODY_JSON:
-            rc = hf_events_from_json(p, req->body, req->body_len,
-                                     hf_config_max_events(cfg), &out->events,
-                                     &error);
+            rc = from_json(p, req->body, req->body_len,
+                           hf_config_max_events(cfg), &out->events, &error);
             break;
         case HF_BODY_FORM:
             rc = hf_events_from_form(p, req->body, req->body_len,
@@ -129,6 +132,20 @@ void hf_receive_signed(apr_pool_t *p, const hf_config_t *cfg,
     }
     if (rc != HF_OK)
         fail(out, rc, error);
+}
+
+void hf_receive_signed(apr_pool_t *p, const hf_config_t *cfg,
+                       const hf_request_t *req, hf_outcome_t *out,
+                       hf_signature_t *sig)
+{
+    receive(p, cfg, req, out, sig, hf_events_from_json);
+}
+
+void hf_receive_text(apr_pool_t *p, const hf_config_t *cfg,
+                     const hf_request_t *req, hf_outcome_t *out,
+                     hf_signature_t *sig)
+{
+    receive(p, cfg, req, out, sig, hf_events_from_json_text);
 }
 
 const char *hf_receive_response_body(apr_pool_t *p, const hf_outcome_t *out)

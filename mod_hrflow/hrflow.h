@@ -226,6 +226,26 @@ typedef void hf_json_leaf_fn(void *ctx, const char *path, const char *value,
                              apr_size_t vlen);
 void hf_json_walk(apr_pool_t *p, const hf_json_t *j, const char *prefix,
                   hf_json_leaf_fn *leaf, void *ctx);
+/* hf_json_flatten of json-c's tree of text, an object that hf_json_check
+ * accepts, read from the text without building the tree: the same leaves
+ * in the same order, the same count returned.  A value is not always
+ * followed by a NUL (a string without escapes is passed as it stands in
+ * the text).  Where the text alone cannot say what json-c makes of it (an
+ * object holding a member name twice, an escaped surrogate pair for
+ * U+xD800-U+xDFFF), it stops, sets *fallback and returns 0: the caller
+ * flattens json-c's tree instead (leaf may have been called before). */
+apr_size_t hf_json_flatten_text(apr_pool_t *p, const char *text,
+                                apr_size_t len, const char *prefix,
+                                apr_size_t max_path,
+                                hf_json_flatten_fn *leaf, void *ctx,
+                                int *fallback);
+/* hf_json_get_string(tree of text, "type") for an object text that
+ * hf_json_check accepts, from the text: the value of its last member named
+ * "type" (names unescaped), as a new string; NULL when there is none, it is
+ * not a string, or it holds a \u0000 or an escaped pair that json-c
+ * versions read differently (no valid type holds either). */
+const char *hf_json_text_type(apr_pool_t *p, const char *text,
+                              apr_size_t len);
 
 /* ---- form bodies (hf_form.c) -------------------------------------------- */
 typedef struct {
@@ -240,7 +260,8 @@ apr_array_header_t *hf_form_parse(apr_pool_t *p, const char *body,
 
 /* ---- events (hf_event.c) ------------------------------------------------ */
 typedef struct {
-    hf_json_t *json;        /* the event object */
+    hf_json_t *json;        /* the event object; NULL when read from text
+                               alone (hf_events_from_json_text) */
     const char *text;       /* its JSON as received */
     apr_size_t len;
     const char *type;       /* OBJECT.ACTION.STATUS */
@@ -260,6 +281,12 @@ int hf_event_type_valid(const char *type);
 hf_rc_t hf_events_from_json(apr_pool_t *p, const char *text, apr_size_t len,
                             int max_events, apr_array_header_t **events,
                             const char **err);
+/* hf_events_from_json with the same checks and errors, from the text alone:
+ * each event's json is NULL (hf_env_build reads its text). */
+hf_rc_t hf_events_from_json_text(apr_pool_t *p, const char *text,
+                                 apr_size_t len, int max_events,
+                                 apr_array_header_t **events,
+                                 const char **err);
 hf_rc_t hf_events_from_form(apr_pool_t *p, const char *body, apr_size_t len,
                             apr_array_header_t **events, const char **err);
 
@@ -559,6 +586,12 @@ void hf_receive(apr_pool_t *p, const hf_config_t *cfg,
 void hf_receive_signed(apr_pool_t *p, const hf_config_t *cfg,
                        const hf_request_t *req, hf_outcome_t *out,
                        hf_signature_t *sig);
+/* hf_receive_signed whose JSON events have no json-c tree, only their text
+ * (hf_events_from_json_text): for a gateway, which wants the first event's
+ * variables and nothing else of the events. */
+void hf_receive_text(apr_pool_t *p, const hf_config_t *cfg,
+                     const hf_request_t *req, hf_outcome_t *out,
+                     hf_signature_t *sig);
 /* Runs each event's handler in order, stopping at the first failure.  The
  * batch has one time budget, HrflowTimeout seconds from the start:
  * a handler still running then is stopped as by its timeout, and no other

@@ -222,7 +222,7 @@ static int verify(request_rec *r, const hf_config_t *cfg)
         && (rc = hrflow_read_body(r, r->proto_input_filters,
                                   hf_config_max_body(cfg), &req)) != OK)
         return refuse_unread(r, rc);
-    hf_receive_signed(r->pool, cfg, &req, &out, &sig);
+    hf_receive_text(r->pool, cfg, &req, &out, &sig);
     if (out.rc != HF_OK) {
         hf_receive_log_refusal(r->pool, cfg, &out, &log);
         return refuse(r, &out);
@@ -272,7 +272,7 @@ static int recheck(request_rec *r, const hf_config_t *cfg,
     if (same_rules(cfg, pass->cfg))
         return OK;
     hrflow_request_init(r, &ignored, &log);
-    hf_receive_signed(r->pool, cfg, &pass->req, &out, &sig);
+    hf_receive_text(r->pool, cfg, &pass->req, &out, &sig);
     if (out.rc != HF_OK) {
         hf_receive_log_refusal(r->pool, cfg, &out, &log);
         return refuse(r, &out);

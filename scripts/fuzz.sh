@@ -6,6 +6,7 @@
 #   json       the JSON wrapper and events from JSON, directly
 #   conffile   the CGI's config file
 #   envelope   spool files and spool file names
+#   flatten    the walk over an object's text against json-c's tree
 #
 #   scripts/fuzz.sh replay [TARGET...]        run every saved input once
 #   scripts/fuzz.sh run [SECONDS [TARGET...]] fuzz each for SECONDS (1800)
@@ -22,7 +23,7 @@ set -eu -o pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 out="$top/build/fuzz"
-all_targets="receive signature json conffile envelope"
+all_targets="receive signature json conffile envelope flatten"
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all"
 cflags="-Wall -Werror -g -O1 $sanitize $(apr-1-config --includes --cppflags)
     $(pkg-config --cflags json-c openssl) -Imod_hrflow -Icgi -Ibuild"

@@ -101,6 +101,30 @@ def json():
         write("json", name, body)
 
 
+def flatten():
+    """Objects whose leaves json-c's tree and the text walk must agree on."""
+    for name, body in (
+            ("profile", PROFILE), ("job", JOB), ("action", ACTION),
+            ("batch", BATCH), ("empty", b"{}"),
+            ("escapes", b'{"s":"\\"\\\\\\/\\b\\f\\n\\r\\t",'
+                        b'"u":"\\u00e9\\u20ac","nul":"a\\u0000b"}'),
+            ("surrogates", b'{"a":"\\ud83d\\ude00","\\ud83d\\ude00":1,'
+                           b'"odd":"\\ud836\\udc00"}'),
+            ("numbers", b'{"z":-0,"d":1.0,"e":1e2,"E":-1.5E-3,'
+                        b'"u":18446744073709551615,'
+                        b'"i":-9223372036854775808,'
+                        b'"m":9223372036854775807}'),
+            ("containers", b'{"o":{},"a":[],"x":[[],{},[{}]],"t":true,'
+                           b'"f":false,"n":null}'),
+            ("duplicate", b'{"a":1,"b":{"c":1,"\\u0063":2},"a":3}'),
+            ("type-last", b'{"type":"a.b.c","x":{"type":"d.e.f"},'
+                          b'"\\u0074ype":"g.h.i"}'),
+            ("long-name", b'{"' + b"p" * 1100 + b'":1,"q":[1,2],"r":"s"}'),
+            ("nested-32", nested(32)),
+            ("space", b' \t{"k" : [ 1 , "two" , { "three" : 3 } ] }\n')):
+        write("flatten", name, body)
+
+
 def conffile():
     write("conffile", "every-directive", b"""# every directive the CGI reads
 SetHandler hrflow-webhook
@@ -149,5 +173,6 @@ if __name__ == "__main__":
     receive()
     signature()
     json()
+    flatten()
     conffile()
     envelope()

@@ -288,6 +288,329 @@ START_TEST(walk_passes_every_leaf)
 }
 END_TEST
 
+/* ---- the walk over the text against json-c's tree ----------------------- */
+
+typedef struct {
+    const char *text;
+    apr_size_t max_path;   /* 0: HF_MAX_NAME_BYTES */
+    int stop_after;        /* leaves taken before leaf() says stop; 0: all */
+    int fallback;          /* the text walk must give up */
+} flat_case_t;
+
+static const flat_case_t flat_cases[] = {
+    {"{}", 0, 0, 0},
+    {" \n{ \"a\" : 1 }\t", 0, 0, 0},
+    {"{\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\",\"u\":\"\\u00e9\\u20ac\\u0041\"}",
+     0, 0, 0},
+    {"{\"smile\":\"\\ud83d\\ude00\",\"raw\":\"\xf0\x9f\x98\x80\xc3\xa9\"}", 0,
+     0, 0},
+    {"{\"nul\":\"a\\u0000b\",\"end\":\"\\u0000\"}", 0, 0, 0},
+    {"{\"z\":-0,\"f\":1.0,\"e\":1e2,\"E\":-1.5E-3,\"ze\":-0.0,\"x\":0}", 0, 0,
+     0},
+    {"{\"u\":18446744073709551615,\"i\":-9223372036854775808,"
+     "\"m\":9223372036854775807,\"m1\":9223372036854775808,\"n\":-1}", 0, 0, 0},
+    {"{\"o\":{},\"a\":[],\"aa\":[[],{},[{}],[[[]]]],\"t\":true,\"f\":false,"
+     "\"n\":null}", 0, 0, 0},
+    {"{\"a\":[1,[2,[3,{\"b\":[4]}]]],\"c\":{\"d\":{\"e\":\"f\"}}}", 0, 0, 0},
+    {"{\"\\u0041b\":1,\"\\ud83d\\ude00\":{\"\\n\":2}}", 0, 0, 0},
+    {"{\"abc\":{\"defg\":1,\"h\":2},\"ijklmnop\":[3,4],\"q\":5}", 10, 0, 0},
+    {"{\"abc\":{\"defg\":1,\"h\":2},\"ijklmnop\":[3,4],\"q\":5}", 3, 0, 0},
+    {"{\"abc\":{\"defg\":1,\"h\":2},\"ijklmnop\":[3,4],\"q\":5}", 8, 0, 0},
+    {"{\"a\":[1,2,3,{\"b\":[4,5]},6],\"c\":7,\"d\":{\"e\":8}}", 0, 1, 0},
+    {"{\"a\":[1,2,3,{\"b\":[4,5]},6],\"c\":7,\"d\":{\"e\":8}}", 0, 4, 0},
+    {"{\"a\":[1,2,3,{\"b\":[4,5]},6],\"c\":7,\"d\":{\"e\":8}}", 10, 5, 0},
+    {"{\"a\":1,\"a\":2}", 0, 0, 1},
+    {"{\"a\":1,\"b\":{\"c\":1,\"\\u0063\":2}}", 0, 0, 1},
+    {"{\"a\":[{\"x\":1},{\"x\":1,\"y\":2,\"x\":3}]}", 0, 0, 1},
+    /* the same name in different objects is no duplicate */
+    {"{\"a\":{\"a\":{\"a\":1}},\"b\":[{\"a\":1},{\"a\":2}]}", 0, 0, 0},
+    /* a duplicate where leaves are only counted changes the count */
+    {"{\"longname\":{\"x\":[1,2],\"x\":3}}", 4, 0, 1},
+    /* json-c 0.16 makes U+FFFD of U+1D800, U+1DC00, U+5D800 (not U+1D7FF) */
+    {"{\"a\":\"\\ud836\\udc00\"}", 0, 0, 1},
+    {"{\"a\":\"x\",\"b\":[\"\\ud837\\udc00\"]}", 0, 0, 1},
+    {"{\"\\ud936\\udc00\":1}", 0, 0, 1},
+    {"{\"a\":\"\\ud835\\udfff\\ud838\\udc00\"}", 0, 0, 0},
+};
+
+typedef struct {
+    apr_array_header_t *leaves;  /* "path", "value" with NULs as \0, ... */
+    int stop_after;
+    int calls;
+} rec_t;
+
+static int rec_leaf(void *ctx, const char *path, apr_size_t plen,
+                    const char *value, apr_size_t vlen)
+{
+    rec_t *r = ctx;
+    apr_size_t i;
+    char *v = apr_palloc(pool, 2 * vlen + 1), *o = v;
+
+    ck_assert_uint_eq(strlen(path), plen);
+    for (i = 0; i < vlen; i++) {
+        if (value[i] == '\0') {
+            *o++ = '\\';
+            *o++ = '0';
+        } else {
+            *o++ = value[i];
+        }
+    }
+    *o = '\0';
+    APR_ARRAY_PUSH(r->leaves, const char *) = apr_pstrdup(pool, path);
+    APR_ARRAY_PUSH(r->leaves, const char *) = v;
+    return r->stop_after && ++r->calls >= r->stop_after;
+}
+
+/* The text walk's leaves and count, which must be the tree's. */
+static void flatten_both(const char *text, apr_size_t max_path,
+                         int stop_after, rec_t *tree, rec_t *flat,
+                         apr_size_t *tree_skipped, apr_size_t *flat_skipped,
+                         int *fallback)
+{
+    const char *err;
+    hf_json_t *j = hf_json_parse(pool, text, strlen(text), &err);
+
+    ck_assert_msg(j != NULL, "%s: %s", text, err);
+    tree->leaves = apr_array_make(pool, 8, sizeof(const char *));
+    flat->leaves = apr_array_make(pool, 8, sizeof(const char *));
+    tree->stop_after = flat->stop_after = stop_after;
+    tree->calls = flat->calls = 0;
+    *tree_skipped = hf_json_flatten(pool, j, "HRFLOW", max_path, rec_leaf,
+                                    tree);
+    *flat_skipped = hf_json_flatten_text(pool, text, strlen(text), "HRFLOW",
+                                         max_path, rec_leaf, flat, fallback);
+}
+
+static void assert_same_leaves(const char *text, const rec_t *tree,
+                               const rec_t *flat)
+{
+    int i;
+
+    ck_assert_msg(tree->leaves->nelts == flat->leaves->nelts,
+                  "%s: %d leaves from the tree, %d from the text", text,
+                  tree->leaves->nelts / 2, flat->leaves->nelts / 2);
+    for (i = 0; i < tree->leaves->nelts; i++)
+        ck_assert_msg(!strcmp(APR_ARRAY_IDX(tree->leaves, i, const char *),
+                              APR_ARRAY_IDX(flat->leaves, i, const char *)),
+                      "%s: leaf %d: tree [%s], text [%s]", text, i / 2,
+                      APR_ARRAY_IDX(tree->leaves, i, const char *),
+                      APR_ARRAY_IDX(flat->leaves, i, const char *));
+}
+
+START_TEST(text_walk_is_the_tree_walk)
+{
+    const flat_case_t *c = &flat_cases[_i];
+    rec_t tree, flat;
+    apr_size_t ts, fs;
+    int dup = -1;
+
+    flatten_both(c->text, c->max_path ? c->max_path : HF_MAX_NAME_BYTES,
+                 c->stop_after, &tree, &flat, &ts, &fs, &dup);
+    ck_assert_msg(dup == c->fallback, "%s: fallback %d", c->text, dup);
+    if (dup) {
+        ck_assert_uint_eq(fs, 0);
+        return;
+    }
+    assert_same_leaves(c->text, &tree, &flat);
+    ck_assert_msg(ts == fs, "%s: %zu left out from the tree, %zu from the text",
+                  c->text, (size_t)ts, (size_t)fs);
+}
+END_TEST
+
+/* What json-c gives, written out: the comparison is not with itself. */
+START_TEST(text_walk_values_as_written)
+{
+    const char *t = "{\"z\":-0,\"d\":1.0,\"e\":1e2,\"u\":18446744073709551615,"
+                    "\"s\":\"\\ud83d\\ude00\\u0000x\",\"n\":null,\"b\":[true]}";
+    const char *want[] = {"HRFLOW_z", "0", "HRFLOW_d", "1.0", "HRFLOW_e",
+                          "1e2", "HRFLOW_u", "18446744073709551615",
+                          "HRFLOW_s", "\xf0\x9f\x98\x80\\0x", "HRFLOW_n", "",
+                          "HRFLOW_b_0", "true"};
+    rec_t tree, flat;
+    apr_size_t ts, fs, i;
+    int dup;
+
+    flatten_both(t, HF_MAX_NAME_BYTES, 0, &tree, &flat, &ts, &fs, &dup);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_int_eq(flat.leaves->nelts, (int)(sizeof want / sizeof *want));
+    for (i = 0; i < sizeof want / sizeof *want; i++)
+        ck_assert_str_eq(APR_ARRAY_IDX(flat.leaves, i, const char *), want[i]);
+    assert_same_leaves(t, &tree, &flat);
+}
+END_TEST
+
+/* Objects nested to the depth limit, and names longer than a variable's. */
+START_TEST(text_walk_deep_and_long)
+{
+    apr_array_header_t *parts = apr_array_make(pool, 100, sizeof(char *));
+    char *longname = apr_palloc(pool, HF_MAX_NAME_BYTES + 1);
+    const char *t;
+    rec_t tree, flat;
+    apr_size_t ts, fs;
+    int i, dup;
+
+    /* objects and arrays in turn, and an object at the limit's level */
+    for (i = 0; i < HF_JSON_MAX_DEPTH - 1; i++)
+        APR_ARRAY_PUSH(parts, const char *) = i % 2 ? "[1," : "{\"k\":";
+    APR_ARRAY_PUSH(parts, const char *) = "{\"leaf\":\"v\"}";
+    for (i = HF_JSON_MAX_DEPTH - 2; i >= 0; i--)
+        APR_ARRAY_PUSH(parts, const char *) = i % 2 ? ",2]" : "}";
+    t = apr_array_pstrcat(pool, parts, 0);
+    ck_assert_ptr_null(hf_json_check(t, strlen(t), HF_JSON_MAX_DEPTH, 0));
+    ck_assert_ptr_nonnull(
+        hf_json_check(t, strlen(t), HF_JSON_MAX_DEPTH - 1, 0));
+    flatten_both(t, HF_MAX_NAME_BYTES, 0, &tree, &flat, &ts, &fs, &dup);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_int_gt(tree.leaves->nelts, 2);
+    assert_same_leaves(t, &tree, &flat);
+    ck_assert_uint_eq(ts, fs);
+    flatten_both(t, 40, 0, &tree, &flat, &ts, &fs, &dup);
+    assert_same_leaves(t, &tree, &flat);
+    ck_assert_uint_eq(ts, fs);
+    ck_assert_uint_gt(ts, 0);
+
+    memset(longname, 'n', HF_MAX_NAME_BYTES);
+    longname[HF_MAX_NAME_BYTES - 7] = '\0';  /* "HRFLOW_" + it: the limit */
+    t = apr_pstrcat(pool, "{\"", longname, "\":1,\"", longname,
+                    "x\":[2,3],\"a\":{\"", longname, "\":4},\"b\":5}", NULL);
+    flatten_both(t, HF_MAX_NAME_BYTES, 0, &tree, &flat, &ts, &fs, &dup);
+    ck_assert_int_eq(dup, 0);
+    assert_same_leaves(t, &tree, &flat);
+    ck_assert_uint_eq(ts, 3);
+    ck_assert_uint_eq(fs, 3);
+    ck_assert_int_eq(flat.leaves->nelts, 4);
+    /* a prefix already longer than max_path: every leaf counted */
+    flatten_both(t, 5, 0, &tree, &flat, &ts, &fs, &dup);
+    ck_assert_uint_eq(ts, 5);
+    ck_assert_uint_eq(fs, 5);
+    ck_assert_int_eq(flat.leaves->nelts, 0);
+}
+END_TEST
+
+START_TEST(text_type_is_json_cs)
+{
+    static const struct {
+        const char *text, *type;
+    } c[] = {
+        {"{\"type\":\"a.b.c\"}", "a.b.c"},
+        {"{\"x\":{\"type\":\"n.e.st\"},\"type\":\"a.b.c\",\"y\":[\"type\"]}",
+         "a.b.c"},
+        {"{\"type\":\"a.b.c\",\"type\":\"d.e.f\"}", "d.e.f"},
+        {"{\"type\":\"a.b.c\",\"type\":1}", NULL},
+        {"{\"type\":1,\"\\u0074ype\":\"d.e\\u002ef\"}", "d.e.f"},
+        {"{\"\\u0074\\u0079\\u0070\\u0065\":\"x\"}", "x"},
+        {"{\"typ\":\"a.b.c\",\"types\":\"a.b.c\",\"Type\":\"a.b.c\"}", NULL},
+        {"{\"type\":\"a.b.c\\u0000\"}", NULL},
+        {"{\"type\":null}", NULL},
+        {"{\"type\":{\"type\":\"a.b.c\"}}", NULL},
+        {"{}", NULL},
+        {"{\"type\":\"a\\ud836\\udc00\"}", NULL},
+        {" {\"type\" : \"\\u00e9\\ud83d\\ude00\" } ",
+         "\xc3\xa9\xf0\x9f\x98\x80"},
+    };
+    apr_size_t i;
+    const char *err, *got, *tree;
+
+    for (i = 0; i < sizeof c / sizeof *c; i++) {
+        hf_json_t *j = hf_json_parse(pool, c[i].text, strlen(c[i].text), &err);
+        ck_assert_ptr_nonnull(j);
+        got = hf_json_text_type(pool, c[i].text, strlen(c[i].text));
+        tree = hf_json_get_string(j, "type");
+        ck_assert_msg(!got == !c[i].type && (!got || !strcmp(got, c[i].type)),
+                      "%s: got %s", c[i].text, got ? got : "NULL");
+        ck_assert_msg(got ? tree && !strcmp(got, tree)
+                          : !tree || !hf_event_type_valid(tree),
+                      "%s: json-c has %s", c[i].text, tree ? tree : "NULL");
+    }
+}
+END_TEST
+
+/* Both ways of making events: the same outcome, error and events. */
+START_TEST(events_from_text_are_events_from_trees)
+{
+    static const char *const bodies[] = {
+        "{\"type\":\"a.b.c\"}",
+        " [ {\"type\":\"a.b.c\"} , {\"type\":\"d.e.f\"} ]\n",
+        "[]", "null", "\"a.b.c\"", "1", "[null]", "[{\"type\":\"a.b.c\"},1]",
+        "[{\"type\":\"a.b.c\"},{\"type\":\"A.b.c\"},2]", "{\"type\":\"a.b\"}",
+        "{\"type\":\"a.b.c\",\"type\":\"x\"}", "{\"type\":\"a.b.c\\u0000\"}",
+        "[1,2,3,4]", "{\"type\":\"a.b.c\"", "[[{\"type\":\"a.b.c\"}]]",
+        "{\"type\":[\"a.b.c\"]}",
+    };
+    apr_size_t i;
+    int k;
+
+    for (i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        const char *t = bodies[i], *ea = NULL, *eb = NULL;
+        apr_array_header_t *a, *b;
+        hf_rc_t ra = hf_events_from_json(pool, t, strlen(t), 3, &a, &ea);
+        hf_rc_t rb = hf_events_from_json_text(pool, t, strlen(t), 3, &b, &eb);
+
+        ck_assert_msg(ra == rb, "%s: %d, %d", t, ra, rb);
+        if (ra != HF_OK) {
+            ck_assert_msg(!strcmp(ea, eb), "%s: %s, %s", t, ea, eb);
+            continue;
+        }
+        ck_assert_int_eq(a->nelts, b->nelts);
+        for (k = 0; k < a->nelts; k++) {
+            const hf_event_t *x = APR_ARRAY_IDX(a, k, hf_event_t *);
+            const hf_event_t *y = APR_ARRAY_IDX(b, k, hf_event_t *);
+            ck_assert_ptr_null(y->json);
+            ck_assert_ptr_eq(x->text, y->text);
+            ck_assert_uint_eq(x->len, y->len);
+            ck_assert_str_eq(x->type, y->type);
+            ck_assert_str_eq(x->id, y->id);
+            ck_assert_int_eq(x->index, y->index);
+        }
+    }
+}
+END_TEST
+
+/* hf_env_build from an event's text: the variables of its tree, also when
+ * a duplicate name or an odd surrogate pair sends it back to the tree. */
+START_TEST(env_from_text_is_env_from_tree)
+{
+    static const char *const bodies[] = {
+        "{\"type\":\"a.b.c\",\"x\":{\"y\":[1,\"\\u00e9\"]},"
+        "\"n\":\"a\\u0000b\"}",
+        "{\"type\":\"a.b.c\",\"x\":1,\"x\":{\"z\":2},\"w\":3}",
+        "{\"type\":\"a.b.c\",\"A\":1,\"a\":2,\"event_id\":\"forged\"}",
+        "{\"type\":\"a.b.c\",\"s\":\"\\ud836\\udc00\",\"t\":1}",
+    };
+    hf_batch_t batch = {1, 1, 0};
+    apr_size_t i;
+    int k;
+
+    for (i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        const char *t = bodies[i], *err;
+        apr_array_header_t *a, *b;
+        apr_table_t *va, *vb;
+        const apr_array_header_t *ea, *eb;
+        int da, db;
+
+        ck_assert_int_eq(hf_events_from_json(pool, t, strlen(t), 3, &a, &err),
+                         HF_OK);
+        ck_assert_int_eq(
+            hf_events_from_json_text(pool, t, strlen(t), 3, &b, &err), HF_OK);
+        va = hf_env_build(pool, APR_ARRAY_IDX(a, 0, hf_event_t *), &batch, &da);
+        vb = hf_env_build(pool, APR_ARRAY_IDX(b, 0, hf_event_t *), &batch, &db);
+        ck_assert_int_eq(da, db);
+        ea = apr_table_elts(va);
+        eb = apr_table_elts(vb);
+        ck_assert_int_eq(ea->nelts, eb->nelts);
+        for (k = 0; k < ea->nelts; k++) {
+            const apr_table_entry_t *x =
+                &APR_ARRAY_IDX(ea, k, apr_table_entry_t);
+            const apr_table_entry_t *y =
+                &APR_ARRAY_IDX(eb, k, apr_table_entry_t);
+            ck_assert_str_eq(x->key, y->key);
+            if (strcmp(x->key, "HRFLOW_DELIVERY_ID"))
+                ck_assert_str_eq(x->val, y->val);
+        }
+    }
+}
+END_TEST
+
 static Suite *json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -305,6 +628,13 @@ static Suite *json_suite(void)
     tcase_add_test(tc, walk_stops_when_asked_and_counts_the_rest);
     tcase_add_test(tc, walk_passes_every_leaf);
     tcase_add_test(tc, last_member_is_the_top_objects);
+    tcase_add_loop_test(tc, text_walk_is_the_tree_walk, 0,
+                        (int)(sizeof flat_cases / sizeof *flat_cases));
+    tcase_add_test(tc, text_walk_values_as_written);
+    tcase_add_test(tc, text_walk_deep_and_long);
+    tcase_add_test(tc, text_type_is_json_cs);
+    tcase_add_test(tc, events_from_text_are_events_from_trees);
+    tcase_add_test(tc, env_from_text_is_env_from_tree);
     return s;
 }
 

@@ -153,6 +153,51 @@ START_TEST(signed_receive_gives_the_payload)
 }
 END_TEST
 
+/* hf_receive_text: JSON bodies and signed payloads become events without
+ * trees, with hf_receive_signed's outcome; a form body keeps its tree. */
+START_TEST(text_receive_builds_no_tree)
+{
+    hf_outcome_t out;
+    hf_signature_t sig;
+    const char *ev = "[{\"type\":\"job.storing.update\"}]";
+    const char *body = "{\"type\":\"profile.parsing.success\",\"a\":1}";
+    const char *form = "type=profile.parsing.success&a=1";
+    const char *bad = "[{\"type\":\"a.b.c\"},{\"type\":7}]";
+    hf_request_t req = {"POST", "application/json", body, strlen(body), 0,
+                        lookup, headers};
+    const hf_event_t *e;
+
+    apr_table_set(headers, "Hrflow-Signature", sign_body(body));
+    hf_receive_text(pool, config("required"), &req, &out, &sig);
+    ck_assert_int_eq(out.rc, HF_OK);
+    e = APR_ARRAY_IDX(out.events, 0, hf_event_t *);
+    ck_assert_ptr_null(e->json);
+    ck_assert_str_eq(e->type, "profile.parsing.success");
+    ck_assert_ptr_eq(e->text, body);
+    apr_table_set(headers, "Hrflow-Signature", sign_payload(ev));
+    hf_receive_text(pool, config("required"), &req, &out, &sig);
+    ck_assert_int_eq(out.rc, HF_OK);
+    e = APR_ARRAY_IDX(out.events, 0, hf_event_t *);
+    ck_assert_ptr_null(e->json);
+    ck_assert_str_eq(e->type, "job.storing.update");
+    ck_assert(e->text >= (const char *)sig.payload
+              && e->text < (const char *)sig.payload + sig.payload_len);
+    req.body = bad;
+    req.body_len = strlen(bad);
+    apr_table_set(headers, "Hrflow-Signature", sign_body(bad));
+    hf_receive_text(pool, config("required"), &req, &out, &sig);
+    ck_assert_int_eq(out.rc, HF_E_MALFORMED);
+    ck_assert_str_eq(out.error, "invalid_type");
+    req.content_type = "application/x-www-form-urlencoded";
+    req.body = form;
+    req.body_len = strlen(form);
+    apr_table_set(headers, "Hrflow-Signature", sign_body(form));
+    hf_receive_text(pool, config("required"), &req, &out, &sig);
+    ck_assert_int_eq(out.rc, HF_OK);
+    ck_assert_ptr_nonnull(APR_ARRAY_IDX(out.events, 0, hf_event_t *)->json);
+}
+END_TEST
+
 START_TEST(custom_header_only)
 {
     hf_config_t *c = config("required");
@@ -309,6 +354,7 @@ static Suite *receive_suite(void)
     tcase_add_test(tc, optional_and_off);
     tcase_add_test(tc, signed_payload_replaces_body);
     tcase_add_test(tc, signed_receive_gives_the_payload);
+    tcase_add_test(tc, text_receive_builds_no_tree);
     tcase_add_test(tc, custom_header_only);
     tcase_add_test(tc, size_and_config_errors);
     tcase_add_test(tc, deliver_counts_and_stops_at_failure);
