@@ -9,6 +9,7 @@
 #include <apr_strings.h>
 #include <apr_general.h>
 #include <apr_lib.h>
+#include <apr_hash.h>
 #include "hrflow.h"
 
 hf_body_kind_t hf_event_body_kind(const char *ct)
@@ -313,5 +314,77 @@ hf_rc_t hf_events_from_form(apr_pool_t *p, const char *body, apr_size_t len,
     if (!ev)
         return HF_E_MALFORMED;
     APR_ARRAY_PUSH(*events, hf_event_t *) = ev;
+    return HF_OK;
+}
+
+/* A JSON field's value as hf_events_from_form takes it: an object that
+ * hf_json_parse_ex accepts one level down. */
+static int json_field_ok(const char *v, apr_size_t n)
+{
+    hf_json_size_t size;
+
+    while (n && strchr(" \t\r\n", *v)) {
+        v++;
+        n--;
+    }
+    return n && *v == '{'
+           && !hf_json_measure(v, n, HF_JSON_MAX_DEPTH - 1, 0, &size)
+           && hf_json_size_ok(&size);
+}
+
+hf_rc_t hf_events_from_form_text(apr_pool_t *p, const char *body,
+                                 apr_size_t len, apr_array_header_t **events,
+                                 const char **err)
+{
+    apr_array_header_t *fields = hf_form_parse(p, body, len), *parts;
+    apr_hash_t *seen = apr_hash_make(p);
+    const char *type = NULL, *text, *v;
+    apr_size_t n;
+    int i, fallback = 0;
+
+    *events = apr_array_make(p, 1, sizeof(hf_event_t *));
+    if (!fields || fields->nelts == 0) {
+        *err = "invalid_form";
+        return HF_E_MALFORMED;
+    }
+    parts = apr_array_make(p, 4 * fields->nelts + 1, sizeof(const char *));
+    for (i = 0; i < fields->nelts && !fallback; i++) {
+        const hf_form_field_t *f = &APR_ARRAY_IDX(fields, i, hf_form_field_t);
+        /* json-c keeps a name given twice where it came first, with its
+         * last value: the tree says that. */
+        fallback = apr_hash_get(seen, f->name, APR_HASH_KEY_STRING) != NULL;
+        apr_hash_set(seen, f->name, APR_HASH_KEY_STRING, f);
+        APR_ARRAY_PUSH(parts, const char *) = i ? "," : "{";
+        APR_ARRAY_PUSH(parts, const char *) =
+            hf_json_text_string(p, f->name, strlen(f->name));
+        APR_ARRAY_PUSH(parts, const char *) = ":";
+        if (!is_json_field(f->name)) {
+            v = hf_json_text_string(p, f->value, strlen(f->value));
+            if (!strcmp(f->name, "type"))
+                type = f->value;
+        } else if (!json_field_ok(f->value, strlen(f->value))) {
+            *err = "invalid_form";
+            return HF_E_MALFORMED;
+        } else {
+            v = hf_json_text_canonical(p, f->value, strlen(f->value), &n,
+                                       &fallback);
+        }
+        APR_ARRAY_PUSH(parts, const char *) = v;
+    }
+    if (fallback)
+        return hf_events_from_form(p, body, len, events, err);
+    APR_ARRAY_PUSH(parts, const char *) = "}";
+    text = apr_array_pstrcat(p, parts, 0);
+    n = strlen(text);
+    if (hf_json_check(text, n, HF_JSON_MAX_DEPTH, 0)) {
+        *err = "invalid_form";
+        return HF_E_MALFORMED;
+    }
+    if (!hf_event_type_valid(type)) {
+        *err = "invalid_type";
+        return HF_E_MALFORMED;
+    }
+    APR_ARRAY_PUSH(*events, hf_event_t *) = event_new(p, NULL, type, text, n,
+                                                      0);
     return HF_OK;
 }

@@ -1151,3 +1151,205 @@ const char *hf_json_text_type(apr_pool_t *p, const char *t, apr_size_t len)
     s[n] = '\0';
     return memchr(s, '\0', n) || odd ? NULL : s;
 }
+
+/* ---- json-c's text of a text ------------------------------------------------
+ *
+ * What hf_json_text gives for json-c's tree of a checked text, written from
+ * the text: members and elements in order without white space, strings
+ * escaped as json-c escapes them (with JSON_C_TO_STRING_NOSLASHESCAPE),
+ * numbers as text_scalar gives them.  The same two cases as the walk above
+ * (a member name twice, an odd escaped pair) are left to the tree. */
+
+typedef struct {
+    char *b;
+    apr_size_t n, cap;
+    apr_pool_t *pool;
+} text_out_t;
+
+static void out_put(text_out_t *o, const char *s, apr_size_t n)
+{
+    if (o->n + n + 1 > o->cap) {
+        apr_size_t cap = o->cap * 2 > o->n + n + 1 ? o->cap * 2
+                                                   : o->n + n + 1;
+        char *b = apr_palloc(o->pool, cap);
+        if (o->n)
+            memcpy(b, o->b, o->n);
+        o->b = b;
+        o->cap = cap;
+    }
+    memcpy(o->b + o->n, s, n);
+    o->n += n;
+}
+
+/* A string's characters as json-c's json_escape_str writes them. */
+static void out_escaped(text_out_t *o, const char *s, apr_size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    apr_size_t i, from = 0;
+    char esc[7];
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *e = NULL;
+        switch (c) {
+        case '\b': e = "\\b"; break;
+        case '\n': e = "\\n"; break;
+        case '\r': e = "\\r"; break;
+        case '\t': e = "\\t"; break;
+        case '\f': e = "\\f"; break;
+        case '"': e = "\\\""; break;
+        case '\\': e = "\\\\"; break;
+        default:
+            if (c < ' ') {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 0xf];
+                esc[6] = '\0';
+                e = esc;
+            }
+        }
+        if (!e)
+            continue;
+        out_put(o, s + from, i - from);
+        out_put(o, e, strlen(e));
+        from = i + 1;
+    }
+    out_put(o, s + from, n - from);
+}
+
+static void out_string(text_out_t *o, const char *s, apr_size_t n)
+{
+    out_put(o, "\"", 1);
+    out_escaped(o, s, n);
+    out_put(o, "\"", 1);
+}
+
+static void canon_value(text_walk_t *w, text_out_t *o);
+
+static void canon_object(text_walk_t *w, text_out_t *o)
+{
+    apr_hash_t *names;
+    const char *name;
+    apr_size_t n;
+    int first = 1;
+
+    if (!w->names[w->depth])
+        w->names[w->depth] = apr_hash_make(w->pool);
+    else
+        apr_hash_clear(w->names[w->depth]);
+    names = w->names[w->depth++];
+    out_put(o, "{", 1);
+    w->i++;
+    text_ws(w->t, w->len, &w->i);
+    while (w->t[w->i] != '}') {
+        name = text_string(w, &n);
+        if (w->fallback)
+            return;
+        if (name == w->buf)
+            name = apr_pstrmemdup(w->pool, name, n);
+        if (apr_hash_get(names, name, (apr_ssize_t)n)) {
+            w->fallback = 1;
+            return;
+        }
+        apr_hash_set(names, name, (apr_ssize_t)n, name);
+        if (!first)
+            out_put(o, ",", 1);
+        first = 0;
+        out_string(o, name, n);
+        out_put(o, ":", 1);
+        text_ws(w->t, w->len, &w->i);
+        w->i++;  /* ':' */
+        text_ws(w->t, w->len, &w->i);
+        canon_value(w, o);
+        if (w->fallback)
+            return;
+        text_ws(w->t, w->len, &w->i);
+        if (w->t[w->i] == ',') {
+            w->i++;
+            text_ws(w->t, w->len, &w->i);
+        }
+    }
+    out_put(o, "}", 1);
+    w->i++;
+    w->depth--;
+}
+
+static void canon_array(text_walk_t *w, text_out_t *o)
+{
+    int first = 1;
+
+    out_put(o, "[", 1);
+    w->i++;
+    text_ws(w->t, w->len, &w->i);
+    while (w->t[w->i] != ']') {
+        if (!first)
+            out_put(o, ",", 1);
+        first = 0;
+        canon_value(w, o);
+        if (w->fallback)
+            return;
+        text_ws(w->t, w->len, &w->i);
+        if (w->t[w->i] == ',') {
+            w->i++;
+            text_ws(w->t, w->len, &w->i);
+        }
+    }
+    out_put(o, "]", 1);
+    w->i++;
+}
+
+static void canon_value(text_walk_t *w, text_out_t *o)
+{
+    char num[32];
+    const char *v;
+    apr_size_t n;
+    char c = w->t[w->i];
+
+    if (c == '{')
+        canon_object(w, o);
+    else if (c == '[')
+        canon_array(w, o);
+    else if (c == 'n') {
+        w->i += 4;
+        out_put(o, "null", 4);
+    }
+    else {
+        v = text_scalar(w, 1, num, sizeof num, &n);
+        if (c == '"')
+            out_string(o, v, n);
+        else
+            out_put(o, v, n);
+    }
+}
+
+const char *hf_json_text_canonical(apr_pool_t *p, const char *text,
+                                   apr_size_t len, apr_size_t *out_len,
+                                   int *fallback)
+{
+    text_walk_t *w = apr_pcalloc(p, sizeof *w);
+    text_out_t o = {NULL, 0, 0, p};
+
+    w->t = text;
+    w->len = len;
+    w->pool = p;
+    text_ws(text, len, &w->i);
+    o.cap = len + 16;
+    o.b = apr_palloc(p, o.cap);
+    canon_value(w, &o);
+    *fallback = w->fallback;
+    o.b[o.n] = '\0';
+    *out_len = o.n;
+    return w->fallback ? NULL : o.b;
+}
+
+
+const char *hf_json_text_string(apr_pool_t *p, const char *s, apr_size_t n)
+{
+    text_out_t o = {NULL, 0, 0, p};
+
+    o.cap = n + 16;
+    o.b = apr_palloc(p, o.cap);
+    out_string(&o, s, n);
+    o.b[o.n] = '\0';
+    return o.b;
+}

@@ -93,9 +93,15 @@ typedef hf_rc_t events_from_json_fn(apr_pool_t *p, const char *text,
                                     apr_array_header_t **events,
                                     const char **err);
 
+typedef hf_rc_t events_from_form_fn(apr_pool_t *p, const char *body,
+                                    apr_size_t len,
+                                    apr_array_header_t **events,
+                                    const char **err);
+
 static void receive(apr_pool_t *p, const hf_config_t *cfg,
                     const hf_request_t *req, hf_outcome_t *out,
-                    hf_signature_t *sigp, events_from_json_fn *from_json)
+                    hf_signature_t *sigp, events_from_json_fn *from_json,
+                    events_from_form_fn *from_form)
 {
     hf_signature_t sig;
     const char *error = NULL;
@@ -123,8 +129,8 @@ static void receive(apr_pool_t *p, const hf_config_t *cfg,
                            hf_config_max_events(cfg), &out->events, &error);
             break;
         case HF_BODY_FORM:
-            rc = hf_events_from_form(p, req->body, req->body_len,
-                                     &out->events, &error);
+            rc = from_form(p, req->body, req->body_len, &out->events,
+                           &error);
             break;
         default:
             return fail(out, HF_E_MEDIA_TYPE, "unsupported_media_type");
@@ -138,14 +144,15 @@ void hf_receive_signed(apr_pool_t *p, const hf_config_t *cfg,
                        const hf_request_t *req, hf_outcome_t *out,
                        hf_signature_t *sig)
 {
-    receive(p, cfg, req, out, sig, hf_events_from_json);
+    receive(p, cfg, req, out, sig, hf_events_from_json, hf_events_from_form);
 }
 
 void hf_receive_text(apr_pool_t *p, const hf_config_t *cfg,
                      const hf_request_t *req, hf_outcome_t *out,
                      hf_signature_t *sig)
 {
-    receive(p, cfg, req, out, sig, hf_events_from_json_text);
+    receive(p, cfg, req, out, sig, hf_events_from_json_text,
+            hf_events_from_form_text);
 }
 
 const char *hf_receive_response_body(apr_pool_t *p, const hf_outcome_t *out)

@@ -246,6 +246,14 @@ apr_size_t hf_json_flatten_text(apr_pool_t *p, const char *text,
  * versions read differently (no valid type holds either). */
 const char *hf_json_text_type(apr_pool_t *p, const char *text,
                               apr_size_t len);
+/* hf_json_text of json-c's tree of text (a value hf_json_check accepts),
+ * written from the text: NULL with *fallback set where only the tree can
+ * tell (the cases of hf_json_flatten_text). */
+const char *hf_json_text_canonical(apr_pool_t *p, const char *text,
+                                   apr_size_t len, apr_size_t *out_len,
+                                   int *fallback);
+/* The n bytes of s as json-c writes a string: quoted and escaped. */
+const char *hf_json_text_string(apr_pool_t *p, const char *s, apr_size_t n);
 
 /* ---- form bodies (hf_form.c) -------------------------------------------- */
 typedef struct {
@@ -289,6 +297,11 @@ hf_rc_t hf_events_from_json_text(apr_pool_t *p, const char *text,
                                  const char **err);
 hf_rc_t hf_events_from_form(apr_pool_t *p, const char *body, apr_size_t len,
                             apr_array_header_t **events, const char **err);
+/* hf_events_from_form with the same checks, errors and event text, written
+ * without a tree (json NULL), but where only the tree can tell. */
+hf_rc_t hf_events_from_form_text(apr_pool_t *p, const char *body,
+                                 apr_size_t len, apr_array_header_t **events,
+                                 const char **err);
 
 /* ---- signatures (hf_verify.c) ------------------------------------------- */
 typedef struct {

@@ -126,6 +126,41 @@ static void same_events(apr_pool_t *p, const char *text, apr_size_t len)
     }
 }
 
+/* json-c's text of the tree, written from the text. */
+static void same_text(apr_pool_t *p, const char *text, size_t size,
+                      hf_json_t *j)
+{
+    apr_size_t an, bn;
+    int fallback;
+    const char *a = hf_json_text(p, j, &an);
+    const char *b = hf_json_text_canonical(p, text, size, &bn, &fallback);
+
+    FUZZ_CHECK(fallback || (b && an == bn && memcmp(a, b, an) == 0));
+}
+
+/* The input as a form body: both routes give the same outcome and text. */
+static void same_form(apr_pool_t *p, const char *text, size_t size)
+{
+    apr_array_header_t *ea, *eb;
+    const char *erra = NULL, *errb = NULL;
+    hf_rc_t ra = hf_events_from_form(p, text, size, &ea, &erra);
+    hf_rc_t rb = hf_events_from_form_text(p, text, size, &eb, &errb);
+
+    FUZZ_CHECK(ra == rb);
+    if (ra != HF_OK) {
+        FUZZ_CHECK(erra && errb && strcmp(erra, errb) == 0);
+        return;
+    }
+    FUZZ_CHECK(ea->nelts == 1 && eb->nelts == 1);
+    {
+        const hf_event_t *a = APR_ARRAY_IDX(ea, 0, hf_event_t *);
+        const hf_event_t *b = APR_ARRAY_IDX(eb, 0, hf_event_t *);
+        FUZZ_CHECK(a->len == b->len && memcmp(a->text, b->text, a->len) == 0);
+        FUZZ_CHECK(strcmp(a->type, b->type) == 0);
+        FUZZ_CHECK(strcmp(a->id, b->id) == 0);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     apr_pool_t *p;
@@ -135,7 +170,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     apr_pool_create(&p, fuzz_pool());
     text = apr_pstrmemdup(p, (const char *)data, size);
     same_events(p, text, size);
+    same_form(p, text, size);
     j = hf_json_parse(p, text, size, &err);
+    if (j)
+        same_text(p, text, size, j);
     if (j && hf_json_is_object(j)) {
         /* the whole walk; then paths cut short and a stop, from the size */
         same_leaves(p, text, size, j, HF_MAX_NAME_BYTES, -1);

@@ -157,7 +157,7 @@ END_TEST
  * trees, with hf_receive_signed's outcome; a form body keeps its tree. */
 START_TEST(text_receive_builds_no_tree)
 {
-    hf_outcome_t out;
+    hf_outcome_t out, tree;
     hf_signature_t sig;
     const char *ev = "[{\"type\":\"job.storing.update\"}]";
     const char *body = "{\"type\":\"profile.parsing.success\",\"a\":1}";
@@ -194,7 +194,14 @@ START_TEST(text_receive_builds_no_tree)
     apr_table_set(headers, "Hrflow-Signature", sign_body(form));
     hf_receive_text(pool, config("required"), &req, &out, &sig);
     ck_assert_int_eq(out.rc, HF_OK);
-    ck_assert_ptr_nonnull(APR_ARRAY_IDX(out.events, 0, hf_event_t *)->json);
+    e = APR_ARRAY_IDX(out.events, 0, hf_event_t *);
+    ck_assert_ptr_null(e->json);
+    /* The text json-c writes for the tree: the event's id is the same. */
+    hf_receive_signed(pool, config("required"), &req, &tree, &sig);
+    ck_assert_int_eq(tree.rc, HF_OK);
+    ck_assert_str_eq(e->text,
+                     APR_ARRAY_IDX(tree.events, 0, hf_event_t *)->text);
+    ck_assert_str_eq(e->id, APR_ARRAY_IDX(tree.events, 0, hf_event_t *)->id);
 }
 END_TEST
 
