@@ -133,6 +133,20 @@ static apr_size_t flatten_event(apr_pool_t *p, const hf_event_t *ev,
     return hf_json_flatten(p, j, "HRFLOW", HF_MAX_NAME_BYTES, add_leaf, f);
 }
 
+/* An event variable, which wins a clash with a payload variable: added
+ * without a search of the table when no payload variable has its name
+ * (every name begins "HRFL", which a table's checksum is made of). */
+static void event_var(const flatten_t *f, apr_table_t *vars, const char *name,
+                      const char *value)
+{
+    const var_t *clash = apr_hash_get(f->index, name, APR_HASH_KEY_STRING);
+
+    if (clash && !clash->gone)
+        apr_table_setn(vars, name, value);
+    else
+        apr_table_addn(vars, name, value);
+}
+
 apr_table_t *hf_env_build(apr_pool_t *p, const hf_event_t *ev,
                           const hf_batch_t *batch, int *dropped)
 {
@@ -151,17 +165,16 @@ apr_table_t *hf_env_build(apr_pool_t *p, const hf_event_t *ev,
             apr_table_addn(vars, v->name, v->value);
     }
     type_parts(p, ev->type, part);
-    apr_table_setn(vars, "HRFLOW_EVENT_OBJECT", part[0]);
-    apr_table_setn(vars, "HRFLOW_EVENT_ACTION", part[1]);
-    apr_table_setn(vars, "HRFLOW_EVENT_STATUS", part[2]);
-    apr_table_setn(vars, "HRFLOW_EVENT_ID", ev->id);
-    apr_table_setn(vars, "HRFLOW_DELIVERY_ID", ev->delivery_id);
-    apr_table_setn(vars, "HRFLOW_EVENT_INDEX",
-                   apr_itoa(p, ev->index));
-    apr_table_setn(vars, "HRFLOW_EVENT_COUNT", apr_itoa(p, batch->count));
-    apr_table_setn(vars, "HRFLOW_SIGNATURE",
-                   batch->verified ? "verified" : "unsigned");
-    apr_table_setn(vars, "HRFLOW_ATTEMPT", apr_itoa(p, batch->attempt));
+    event_var(&f, vars, "HRFLOW_EVENT_OBJECT", part[0]);
+    event_var(&f, vars, "HRFLOW_EVENT_ACTION", part[1]);
+    event_var(&f, vars, "HRFLOW_EVENT_STATUS", part[2]);
+    event_var(&f, vars, "HRFLOW_EVENT_ID", ev->id);
+    event_var(&f, vars, "HRFLOW_DELIVERY_ID", ev->delivery_id);
+    event_var(&f, vars, "HRFLOW_EVENT_INDEX", apr_itoa(p, ev->index));
+    event_var(&f, vars, "HRFLOW_EVENT_COUNT", apr_itoa(p, batch->count));
+    event_var(&f, vars, "HRFLOW_SIGNATURE",
+              batch->verified ? "verified" : "unsigned");
+    event_var(&f, vars, "HRFLOW_ATTEMPT", apr_itoa(p, batch->attempt));
     *dropped = f.dropped + (int)skipped;
     return vars;
 }
