@@ -980,32 +980,49 @@ static void text_child(text_walk_t *w, int emit, const char *name,
     text_ws(w->t, w->len, &w->i);
 }
 
-static void text_object(text_walk_t *w, int emit)
+/* The names of the object opening at w->i, a table per nesting level,
+ * cleared and reused; moves past the '{'. */
+static apr_hash_t *text_object_open(text_walk_t *w)
 {
-    apr_hash_t *names;
-    const char *name;
-    apr_size_t n;
-
     if (!w->names[w->depth])
         w->names[w->depth] = apr_hash_make(w->pool);
     else
         apr_hash_clear(w->names[w->depth]);
-    names = w->names[w->depth++];
     w->i++;
     text_ws(w->t, w->len, &w->i);
+    return w->names[w->depth++];
+}
+
+/* The member name at w->i, moving past it and its ':' to the value; NULL
+ * with w->fallback set when the object already had it. */
+static const char *text_member_name(text_walk_t *w, apr_hash_t *names,
+                                    apr_size_t *n)
+{
+    const char *name = text_string(w, n);
+
+    if (w->fallback)
+        return NULL;
+    if (name == w->buf)   /* the table keeps it: it must stay */
+        name = apr_pstrmemdup(w->pool, name, *n);
+    if (apr_hash_get(names, name, (apr_ssize_t)*n)) {
+        w->fallback = 1;
+        return NULL;
+    }
+    apr_hash_set(names, name, (apr_ssize_t)*n, name);
+    text_ws(w->t, w->len, &w->i);
+    w->i++;  /* ':' */
+    return name;
+}
+
+static void text_object(text_walk_t *w, int emit)
+{
+    apr_hash_t *names = text_object_open(w);
+    const char *name;
+    apr_size_t n;
+
     while (w->t[w->i] != '}') {
-        name = text_string(w, &n);
-        if (w->fallback)
+        if (!(name = text_member_name(w, names, &n)))
             return;
-        if (name == w->buf)   /* the table keeps it: it must stay */
-            name = apr_pstrmemdup(w->pool, name, n);
-        if (apr_hash_get(names, name, (apr_ssize_t)n)) {
-            w->fallback = 1;
-            return;
-        }
-        apr_hash_set(names, name, (apr_ssize_t)n, name);
-        text_ws(w->t, w->len, &w->i);
-        w->i++;  /* ':' */
         text_child(w, emit, name, n);
         if (w->fallback)
             return;
@@ -1226,48 +1243,40 @@ static void out_string(text_out_t *o, const char *s, apr_size_t n)
 
 static void canon_value(text_walk_t *w, text_out_t *o);
 
+/* The value at w->i, then past the ',' that may follow it; 0 when only the
+ * tree can tell. */
+static int canon_item(text_walk_t *w, text_out_t *o)
+{
+    canon_value(w, o);
+    if (w->fallback)
+        return 0;
+    text_ws(w->t, w->len, &w->i);
+    if (w->t[w->i] == ',') {
+        w->i++;
+        text_ws(w->t, w->len, &w->i);
+    }
+    return 1;
+}
+
 static void canon_object(text_walk_t *w, text_out_t *o)
 {
-    apr_hash_t *names;
+    apr_hash_t *names = text_object_open(w);
     const char *name;
     apr_size_t n;
     int first = 1;
 
-    if (!w->names[w->depth])
-        w->names[w->depth] = apr_hash_make(w->pool);
-    else
-        apr_hash_clear(w->names[w->depth]);
-    names = w->names[w->depth++];
     out_put(o, "{", 1);
-    w->i++;
-    text_ws(w->t, w->len, &w->i);
     while (w->t[w->i] != '}') {
-        name = text_string(w, &n);
-        if (w->fallback)
+        if (!(name = text_member_name(w, names, &n)))
             return;
-        if (name == w->buf)
-            name = apr_pstrmemdup(w->pool, name, n);
-        if (apr_hash_get(names, name, (apr_ssize_t)n)) {
-            w->fallback = 1;
-            return;
-        }
-        apr_hash_set(names, name, (apr_ssize_t)n, name);
         if (!first)
             out_put(o, ",", 1);
         first = 0;
         out_string(o, name, n);
         out_put(o, ":", 1);
         text_ws(w->t, w->len, &w->i);
-        w->i++;  /* ':' */
-        text_ws(w->t, w->len, &w->i);
-        canon_value(w, o);
-        if (w->fallback)
+        if (!canon_item(w, o))
             return;
-        text_ws(w->t, w->len, &w->i);
-        if (w->t[w->i] == ',') {
-            w->i++;
-            text_ws(w->t, w->len, &w->i);
-        }
     }
     out_put(o, "}", 1);
     w->i++;
@@ -1285,14 +1294,8 @@ static void canon_array(text_walk_t *w, text_out_t *o)
         if (!first)
             out_put(o, ",", 1);
         first = 0;
-        canon_value(w, o);
-        if (w->fallback)
+        if (!canon_item(w, o))
             return;
-        text_ws(w->t, w->len, &w->i);
-        if (w->t[w->i] == ',') {
-            w->i++;
-            text_ws(w->t, w->len, &w->i);
-        }
     }
     out_put(o, "]", 1);
     w->i++;
