@@ -340,7 +340,7 @@ hf_rc_t hf_events_from_form_text(apr_pool_t *p, const char *body,
     apr_hash_t *seen = apr_hash_make(p);
     const char *type = NULL, *text, *v;
     apr_size_t n;
-    int i, fallback = 0;
+    int i, odd;
 
     *events = apr_array_make(p, 1, sizeof(hf_event_t *));
     if (!fields || fields->nelts == 0) {
@@ -348,16 +348,13 @@ hf_rc_t hf_events_from_form_text(apr_pool_t *p, const char *body,
         return HF_E_MALFORMED;
     }
     parts = apr_array_make(p, 4 * fields->nelts + 1, sizeof(const char *));
-    for (i = 0; i < fields->nelts && !fallback; i++) {
+    for (i = 0; i < fields->nelts; i++) {
         const hf_form_field_t *f = &APR_ARRAY_IDX(fields, i, hf_form_field_t);
         /* json-c keeps a name given twice where it came first, with its
          * last value: the tree says that. */
-        fallback = apr_hash_get(seen, f->name, APR_HASH_KEY_STRING) != NULL;
+        if (apr_hash_get(seen, f->name, APR_HASH_KEY_STRING))
+            return hf_events_from_form(p, body, len, events, err);
         apr_hash_set(seen, f->name, APR_HASH_KEY_STRING, f);
-        APR_ARRAY_PUSH(parts, const char *) = i ? "," : "{";
-        APR_ARRAY_PUSH(parts, const char *) =
-            hf_json_text_string(p, f->name, strlen(f->name));
-        APR_ARRAY_PUSH(parts, const char *) = ":";
         if (!is_json_field(f->name)) {
             v = hf_json_text_string(p, f->value, strlen(f->value));
             if (!strcmp(f->name, "type"))
@@ -365,14 +362,16 @@ hf_rc_t hf_events_from_form_text(apr_pool_t *p, const char *body,
         } else if (!json_field_ok(f->value, strlen(f->value))) {
             *err = "invalid_form";
             return HF_E_MALFORMED;
-        } else {
-            v = hf_json_text_canonical(p, f->value, strlen(f->value), &n,
-                                       &fallback);
+        } else if (!(v = hf_json_text_canonical(p, f->value, strlen(f->value),
+                                                &n, &odd))) {
+            return hf_events_from_form(p, body, len, events, err);
         }
+        APR_ARRAY_PUSH(parts, const char *) = i ? "," : "{";
+        APR_ARRAY_PUSH(parts, const char *) =
+            hf_json_text_string(p, f->name, strlen(f->name));
+        APR_ARRAY_PUSH(parts, const char *) = ":";
         APR_ARRAY_PUSH(parts, const char *) = v;
     }
-    if (fallback)
-        return hf_events_from_form(p, body, len, events, err);
     APR_ARRAY_PUSH(parts, const char *) = "}";
     text = apr_array_pstrcat(p, parts, 0);
     n = strlen(text);

@@ -202,6 +202,19 @@ START_TEST(text_receive_builds_no_tree)
     ck_assert_str_eq(e->text,
                      APR_ARRAY_IDX(tree.events, 0, hf_event_t *)->text);
     ck_assert_str_eq(e->id, APR_ARRAY_IDX(tree.events, 0, hf_event_t *)->id);
+    /* A JSON field given twice: json-c keeps its first place, last value. */
+    form = "type=profile.parsing.success&profile={}&profile={\"a\":1}";
+    req.body = form;
+    req.body_len = strlen(form);
+    apr_table_set(headers, "Hrflow-Signature", sign_body(form));
+    hf_receive_text(pool, config("required"), &req, &out, &sig);
+    hf_receive_signed(pool, config("required"), &req, &tree, &sig);
+    ck_assert_int_eq(out.rc, HF_OK);
+    ck_assert_str_eq(APR_ARRAY_IDX(out.events, 0, hf_event_t *)->text,
+                     "{\"type\":\"profile.parsing.success\","
+                     "\"profile\":{\"a\":1}}");
+    ck_assert_str_eq(APR_ARRAY_IDX(out.events, 0, hf_event_t *)->id,
+                     APR_ARRAY_IDX(tree.events, 0, hf_event_t *)->id);
 }
 END_TEST
 
